@@ -1,0 +1,64 @@
+# One entry point. `make demo` runs the main job, `make test` runs every test; both install what is missing.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eo pipefail -c
+
+JOBS    ?= $(shell nproc)
+VENV    := .venv
+PY      := $(VENV)/bin/python
+BUILD   := build
+export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
+
+.PHONY: setup build install demo test test-cpp test-python test-asan fuzz bench clean help
+
+help:
+	@echo "make demo    run the main job (installs what it needs)"
+	@echo "make test    build and run all tests: C++ (ctest), Python (pytest), C++ under ASan+UBSan"
+	@echo "make fuzz    run the manifest JSON fuzzer for a minute (clang, libFuzzer)"
+	@echo "make bench   run the benchmarks under bench/"
+
+setup:
+	@bash tools/setup.sh
+
+# The C++ library and its tests (ctest), with every component this machine can build.
+build: setup
+	cmake -S . -B $(BUILD)/cpp -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLOPS_BUILD_TESTS=ON \
+	  -DPython_EXECUTABLE=$(abspath $(PY)) >/dev/null
+	cmake --build $(BUILD)/cpp
+
+# The Python package, installed into .venv from this checkout (incremental: the build folder is kept).
+install: setup
+	$(PY) -m pip install -q --no-build-isolation -Cbuild-dir=$(BUILD)/py .
+
+test-cpp: build
+	ctest --test-dir $(BUILD)/cpp --output-on-failure -j $(JOBS)
+
+test-python: install
+	$(PY) -m pytest
+
+test-asan: setup
+	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DMLOPS_BUILD_TESTS=ON -DMLOPS_INSTALL=OFF \
+	  -DMLOPS_SANITIZE=address,undefined >/dev/null
+	cmake --build $(BUILD)/asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS)
+
+test: test-cpp test-python test-asan
+
+demo: install
+	$(PY) examples/run_demo.py
+
+fuzz: setup
+	cmake -S . -B $(BUILD)/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DMLOPS_BUILD_TESTS=OFF -DMLOPS_INSTALL=OFF -DMLOPS_BUILD_FUZZERS=ON -DMLOPS_WITH_CUDA=OFF \
+	  -DMLOPS_SANITIZE=fuzzer-no-link,address,undefined >/dev/null
+	cmake --build $(BUILD)/fuzz --target fuzz_manifest
+	mkdir -p $(BUILD)/fuzz/corpus
+	cp tests/fuzz/corpus/* $(BUILD)/fuzz/corpus/
+	$(BUILD)/fuzz/tests/fuzz/fuzz_manifest -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 $(BUILD)/fuzz/corpus
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,37 @@
+// Declarations shared by the binding files of mlops._core.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <nlohmann/json.hpp>
+
+namespace mlops::python {
+
+namespace py = pybind11;
+
+// One function per concern; module.cc calls those this build has.
+void bind_errors(py::module_& m);
+void bind_manifest(py::module_& m);
+void bind_dataset(py::module_& m);
+void bind_dolt(py::module_& m);
+void bind_mlflow(py::module_& m);
+void bind_trainer(py::module_& m);
+void bind_pipeline(py::module_& m);
+
+// nlohmann::json <-> Python objects (dict, list, str, int, float, bool, None).
+py::object json_to_py(const nlohmann::json& j);
+nlohmann::json py_to_json(const py::handle& obj);
+
+}  // namespace mlops::python
+
+namespace mlops {
+class Dataset;
+}
+namespace mlops::python {
+// Read-only zero-copy NumPy views of a dataset's X (rows×cols float32) and y (rows int32).
+py::array dataset_x(const Dataset& d);
+py::array dataset_y(const Dataset& d);
+}  // namespace mlops::python
