@@ -1,5 +1,6 @@
 # One entry point. `make demo` runs the main job, `make test` runs every test; both install what is missing.
 SHELL := /bin/bash
+MAKEFLAGS += --no-print-directory
 .ONESHELL:
 .SHELLFLAGS := -eo pipefail -c
 
@@ -45,7 +46,7 @@ test-asan: setup
 
 test: test-cpp test-python test-asan
 
-demo: install
+demo: install build
 	$(PY) examples/run_demo.py
 
 fuzz: setup
