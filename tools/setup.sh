@@ -8,7 +8,7 @@ DEB_PACKAGES=(
   build-essential cmake pkg-config git
   clang libclang-rt-dev
   default-libmysqlclient-dev mariadb-server
-  libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libopenblas-dev
+  libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libopenblas-dev libtomlplusplus-dev
   openssl python3-venv
 )
 

@@ -23,6 +23,9 @@ from ._core import (
     TrackingError,
 )
 
+if hasattr(_core, "Catalog"):
+    from ._core import Catalog, CatalogEntry
+
 __version__: str = _core.__version__
 #: Components this build has, e.g. ("dolt", "mlflow", "cuda").
 components: tuple = tuple(c for c in _core.components.split(",") if c)
@@ -30,6 +33,8 @@ components: tuple = tuple(c for c in _core.components.split(",") if c)
 _Mapping.register(ReleaseManifest)
 
 __all__ = [
+    "Catalog",
+    "CatalogEntry",
     "ConfigError",
     "ConflictError",
     "DataError",

@@ -1,0 +1,108 @@
+/// @file catalog.hpp
+/// The adapters a pipeline trains and the slice of data each one learns from.
+///
+/// A catalog file (JSON or TOML) has optional `defaults` and a list of adapters; every adapter field
+/// not given takes the default's value:
+/// ```toml
+/// [defaults]
+/// table = "tickets"
+/// label = "intent"
+/// text = "body"
+/// epochs = 10
+///
+/// [[adapters]]
+/// name = "customer-1"
+/// where = "customer_id = ?"
+/// params = [1]
+/// ```
+/// The same document as JSON: `{"defaults": {...}, "adapters": [{...}, ...]}`.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mlops {
+
+/// Training hyperparameters of one adapter (the trainer's defaults where not given).
+struct Hyperparameters {
+  std::int64_t hidden = 0;             ///< 0: softmax classifier; h > 0: one hidden ReLU layer of width h
+  std::int64_t epochs = 10;            ///< ≥ 1
+  std::int64_t batch_size = 256;       ///< ≥ 1
+  double learning_rate = 1e-3;         ///< > 0
+  double l2 = 1e-4;                    ///< ≥ 0
+  double validation_fraction = 0.1;    ///< in [0, 1)
+  std::string optimizer = "adam";      ///< "adam" or "sgd"
+  double momentum = 0.9;               ///< in [0, 1), SGD only
+  std::int64_t patience = 0;           ///< early-stopping patience in epochs; 0 = off
+  std::int64_t seed = 0;               ///< per-adapter seed (the trainer's seed is mixed in)
+
+  /// Every field as JSON, keys sorted: the exact value recorded as MLflow params and compared to
+  /// decide whether hyperparameters changed.
+  [[nodiscard]] nlohmann::json to_json() const;
+  bool operator==(const Hyperparameters&) const = default;
+};
+
+/// Settings of the built-in hashed unigram+bigram text featurizer (used when an adapter has `text`).
+struct FeaturizerSettings {
+  std::int64_t dimension = 4096;  ///< hashed feature dimension, ≥ 1
+  std::int64_t seed = 0;          ///< hash seed
+  [[nodiscard]] nlohmann::json to_json() const;
+  bool operator==(const FeaturizerSettings&) const = default;
+};
+
+/// One adapter: its name, its data slice and its hyperparameters.
+struct CatalogEntry {
+  std::string name;                   ///< unique; also the registered model name in MLflow
+  std::string table;                  ///< table holding the rows
+  std::string label;                  ///< label column
+  std::vector<std::string> features;  ///< numeric feature columns (exclusive with `text`)
+  std::string text;                   ///< text column, featurized (exclusive with `features`)
+  std::string where;                  ///< SQL filter selecting the slice, `?` placeholders; empty = all rows
+  nlohmann::json params = nlohmann::json::array();  ///< values bound to the placeholders of `where`
+  Hyperparameters hyperparameters;
+  FeaturizerSettings featurizer;
+
+  /// The entry as JSON (the catalog file's form, every field explicit).
+  [[nodiscard]] nlohmann::json to_json() const;
+  bool operator==(const CatalogEntry&) const = default;
+};
+
+/// A validated list of adapters, in file order, with unique names.
+class Catalog {
+ public:
+  Catalog() = default;
+  /// @throws DataError listing every invalid entry (one line each, naming the adapter and the field)
+  explicit Catalog(std::vector<CatalogEntry> entries);
+
+  /// Parses a catalog document. `origin` names it in messages (a file name, "adapters table").
+  /// @throws DataError for malformed JSON/TOML, or listing every invalid entry
+  static Catalog from_json(std::string_view text, const std::string& origin = "catalog");
+  static Catalog from_toml(std::string_view text, const std::string& origin = "catalog");
+  /// Parsed JSON already in memory (e.g. rows of a Dolt `adapters` table turned into objects).
+  static Catalog from_json_value(const nlohmann::json& document, const std::string& origin = "catalog");
+  /// Reads a `.json` or `.toml` file. @throws NotFoundError if missing, ConfigError for another extension
+  static Catalog load(const std::filesystem::path& path);
+
+  [[nodiscard]] const std::vector<CatalogEntry>& entries() const noexcept { return entries_; }
+  [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
+  [[nodiscard]] bool empty() const noexcept { return entries_.empty(); }
+  /// @throws NotFoundError naming the adapter
+  [[nodiscard]] const CatalogEntry& at(std::string_view name) const;
+  [[nodiscard]] const CatalogEntry* find(std::string_view name) const noexcept;
+  /// `{"adapters": [...]}` with every field explicit; from_json_value(to_json()) gives an equal catalog.
+  [[nodiscard]] nlohmann::json to_json() const;
+
+ private:
+  std::vector<CatalogEntry> entries_;
+};
+
+/// True for a plain SQL identifier: a letter or '_' then letters, digits or '_', at most 64 characters.
+[[nodiscard]] bool is_sql_identifier(std::string_view name) noexcept;
+
+}  // namespace mlops
