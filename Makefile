@@ -46,7 +46,7 @@ test-asan: setup
 
 test: test-cpp test-python test-asan
 
-demo: install build
+demo: install
 	$(PY) examples/run_demo.py
 
 fuzz: setup

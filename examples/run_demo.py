@@ -1,42 +1,92 @@
-"""The main job (`make demo`): runs every numbered example, Python and C++, and says what each did.
+"""The main job (`make demo`): the whole platform on the embedded defaults, through the `mlops` command.
 
-The C++ examples are built as a separate project against the installed CMake package
-(build/prefix), exactly as an application would use mlops.
+1. create a DoltLite database with support tickets of 60 customers and one text adapter per customer;
+2. start a local MLflow tracking server;
+3. plan, train every adapter, record release 1;
+4. an analyst changes tickets of 3 customers (a CSV synced into a Dolt commit);
+5. plan again: exactly those 3 are stale; retrain them; record release 2 (a new MD5);
+6. roll one model back (release 3), and print a summary with the image tags and the MLflow address.
+
+Everything lives under build/demo; the MLflow server is stopped at the end (its store is kept).
 """
 
+from __future__ import annotations
+
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import time
+
+import mlops
+from mlops import demo
+from mlops.local_server import MlflowServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BUILD = ROOT / "build"
+WORK = ROOT / "build" / "demo"
+IMAGE = "registry.example.com/adapters"
+CUSTOMERS = 60
+CHANGED = ["customer-007", "customer-023", "customer-042"]
 
 
-def run(cmd, **kw):
-    print("$", " ".join(str(c) for c in cmd), flush=True)
-    return subprocess.run(cmd, check=True, **kw)
+def mlops_cmd(*args: str, env: dict, capture: bool = False) -> str:
+    print(f"\n$ mlops {' '.join(args)}", flush=True)
+    r = subprocess.run([sys.executable, "-m", "mlops", *args], env=env, text=True,
+                       stdout=subprocess.PIPE if capture else None)
+    if r.returncode != 0:
+        raise SystemExit(f"demo: 'mlops {args[0]}' failed with exit code {r.returncode}")
+    if capture:
+        print(r.stdout, end="" if r.stdout.endswith("\n") else "\n")
+    return r.stdout if capture else ""
 
 
 def main() -> int:
-    print("== Python examples ==")
-    for script in sorted((ROOT / "examples" / "python").glob("[0-9][0-9]_*.py")):
-        title = script.read_text().splitlines()[0].strip('"')
-        print(f"\n-- {script.name}: {title}")
-        run([sys.executable, str(script)])
+    started = time.monotonic()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    data = f"doltlite:{WORK / 'data.db'}"
+    with MlflowServer(WORK / "mlflow") as server:
+        env = dict(os.environ, MLOPS_DATA=data, MLFLOW_TRACKING_URI=server.url, MLOPS_CATALOG="table:adapters",
+                   PYTHONUNBUFFERED="1")
+        print(f"MLflow tracking server: {server.url} (store {WORK / 'mlflow'})")
 
-    print("\n== C++ examples (find_package(mlops) against the installed package) ==")
-    prefix = BUILD / "prefix"
-    run(["cmake", "--install", str(BUILD / "cpp"), "--prefix", str(prefix), "--component", "Development"],
-        stdout=subprocess.DEVNULL)
-    run(["cmake", "-S", str(ROOT / "examples" / "cpp"), "-B", str(BUILD / "examples"),
-         f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"], stdout=subprocess.DEVNULL)
-    run(["cmake", "--build", str(BUILD / "examples")], stdout=subprocess.DEVNULL)
-    for exe in sorted((BUILD / "examples").glob("[0-9][0-9]_*")):
-        if exe.is_file() and os.access(exe, os.X_OK):
-            print(f"\n-- {exe.name}")
-            run([str(exe)])
-    print("\ndemo: all examples ran")
+        mlops_cmd("init-demo", "--customers", str(CUSTOMERS), env=env)
+        mlops_cmd("plan", env=env)
+        mlops_cmd("train", env=env)
+        first = json.loads(mlops_cmd("release", "--image", IMAGE, "--format", "json", env=env, capture=True))
+
+        change = WORK / "analyst-change.csv"
+        rows = demo.analyst_change(change, mlops.DoltSource(data), CHANGED)
+        print(f"\nanalyst edited {rows} tickets of {', '.join(CHANGED)} in {change.name}")
+        mlops_cmd("sync", "tickets", str(change), "--primary-key", "id", "-m", "Relabel and add tickets", env=env)
+
+        plan = json.loads(mlops_cmd("plan", "--format", "json", env=env, capture=True))
+        stale = sorted(i["name"] for i in plan["items"] if i["stale"])
+        print(f"stale after the change: {stale}")
+        if stale != sorted(CHANGED):
+            raise SystemExit(f"demo: expected exactly {CHANGED} to be stale, got {stale}")
+        mlops_cmd("train", env=env)
+        second = json.loads(mlops_cmd("release", "--image", IMAGE, "--format", "json", env=env, capture=True))
+        mlops_cmd("diff-release", first["release"]["md5"], second["release"]["md5"], env=env)
+
+        rolled = json.loads(mlops_cmd("rollback", "--model", CHANGED[0], "--version", "1", "--format", "json",
+                                      env=env, capture=True))
+        mlops_cmd("lineage", CHANGED[1], env=env)
+        mlops_cmd("releases", env=env)
+        context = WORK / "image"
+        mlops_cmd("build-context", str(context), "--release", rolled["release"]["md5"], env=env)
+
+        print("\n==== summary ====")
+        print(f"adapters            {CUSTOMERS} (one per customer), data in {WORK / 'data.db'}")
+        print(f"release 1           {first['release']['image']}")
+        print(f"release 2           {second['release']['image']}  (retrained {', '.join(CHANGED)})")
+        print(f"after rollback      {rolled['release']['image']}  ({CHANGED[0]} back to version 1)")
+        print(f"build context       {context} (docker build -t {rolled['release']['image']} {context})")
+        print(f"MLflow              {server.url} while running; store kept in {WORK / 'mlflow'}")
+        print(f"                    browse later: mlflow server --backend-store-uri sqlite:///{WORK / 'mlflow' / 'mlflow.db'}")
+        print(f"time                {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -40,7 +40,6 @@ struct Hyperparameters {
   std::string optimizer = "adam";      ///< "adam" or "sgd"
   double momentum = 0.9;               ///< in [0, 1), SGD only
   std::int64_t patience = 0;           ///< early-stopping patience in epochs; 0 = off
-  std::int64_t seed = 0;               ///< per-adapter seed (the trainer's seed is mixed in)
 
   /// Every field as JSON, keys sorted: the exact value recorded as MLflow params and compared to
   /// decide whether hyperparameters changed.
@@ -50,7 +49,7 @@ struct Hyperparameters {
 
 /// Settings of the built-in hashed unigram+bigram text featurizer (used when an adapter has `text`).
 struct FeaturizerSettings {
-  std::int64_t dimension = 4096;  ///< hashed feature dimension, ≥ 1
+  std::int64_t dimension = 1024;  ///< hashed feature dimension, ≥ 1
   std::int64_t seed = 0;          ///< hash seed
   [[nodiscard]] nlohmann::json to_json() const;
   bool operator==(const FeaturizerSettings&) const = default;

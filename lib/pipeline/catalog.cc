@@ -32,8 +32,7 @@ json Hyperparameters::to_json() const {
           {"validation_fraction", validation_fraction},
           {"optimizer", optimizer},
           {"momentum", momentum},
-          {"patience", patience},
-          {"seed", seed}};
+          {"patience", patience}};
 }
 
 json FeaturizerSettings::to_json() const { return {{"dimension", dimension}, {"seed", seed}}; }
@@ -128,7 +127,7 @@ class EntryReader {
 const std::set<std::string> kKnownFields = {
     "name",         "table",  "label",      "features",      "text",   "where",
     "params",       "hidden", "epochs",     "batch_size",    "learning_rate", "l2",
-    "validation_fraction", "optimizer", "momentum", "patience", "seed", "featurizer"};
+    "validation_fraction", "optimizer", "momentum", "patience", "featurizer"};
 
 CatalogEntry read_entry(const json& fields, const std::string& who, std::vector<std::string>& problems) {
   EntryReader r(fields, who, problems);
@@ -187,7 +186,6 @@ CatalogEntry read_entry(const json& fields, const std::string& who, std::vector<
   h.validation_fraction = r.real("validation_fraction", h.validation_fraction, 0, false, 1, true);
   h.momentum = r.real("momentum", h.momentum, 0, false, 1, true);
   h.patience = r.integer("patience", h.patience, 0);
-  h.seed = r.integer("seed", h.seed, 0);
   std::string opt = r.text("optimizer", false);
   if (!opt.empty()) {
     if (opt != "adam" && opt != "sgd") r.problem("optimizer", "must be 'adam' or 'sgd', got " + detail::quote_for_message(opt));

@@ -26,7 +26,7 @@ epochs = 3
     e = cat["kunde-ä"]
     assert (e.table, e.label, e.text, e.where, e.params) == ("tickets", "intent", "body", "customer = ?", ["ä"])
     assert e.hyperparameters["epochs"] == 3 and e.hyperparameters["optimizer"] == "adam"
-    assert e.featurizer == {"dimension": 4096, "seed": 0}
+    assert e.featurizer == {"dimension": 1024, "seed": 0}
     assert mlops.Catalog.from_dict(cat.to_dict()).to_dict() == cat.to_dict()
     assert [x.name for x in cat] == ["kunde-ä"]
 

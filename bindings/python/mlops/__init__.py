@@ -23,8 +23,17 @@ from ._core import (
     TrackingError,
 )
 
-if hasattr(_core, "Catalog"):
-    from ._core import Catalog, CatalogEntry
+if hasattr(_core, "Pipeline"):
+    from ._core import (
+        Catalog,
+        CatalogEntry,
+        Pipeline,
+        Plan,
+        PlanItem,
+        ReleaseReport,
+        TrainReport,
+        load_catalog_table,
+    )
 
 __version__: str = _core.__version__
 #: Components this build has, e.g. ("dolt", "mlflow", "cuda").
@@ -35,6 +44,12 @@ _Mapping.register(ReleaseManifest)
 __all__ = [
     "Catalog",
     "CatalogEntry",
+    "Pipeline",
+    "Plan",
+    "PlanItem",
+    "ReleaseReport",
+    "TrainReport",
+    "load_catalog_table",
     "ConfigError",
     "ConflictError",
     "DataError",

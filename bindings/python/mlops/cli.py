@@ -6,12 +6,22 @@ Exit codes (stable, for scripts and CI):
   2  bad command-line usage
   3  integrity failure (a hash did not match)
   4  something named was not found
+  5  train: some adapters failed (the others were trained and registered)
+  6  release/rollback: incomplete (the server failed half-way; run the same command again to finish)
+
+Pipeline commands read their settings from options or the environment:
+  --data         MLOPS_DATA           Dolt URI (default doltlite:mlops.db)
+  --tracking-uri MLFLOW_TRACKING_URI  MLflow server
+  --catalog      MLOPS_CATALOG        a .json/.toml file, or table:NAME (default table:adapters)
+  --device       MLOPS_DEVICE         auto | cpu | cuda | cuda:N (default auto)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pathlib
 import sys
 from typing import Sequence
 
@@ -22,6 +32,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTEGRITY = 3
 EXIT_NOT_FOUND = 4
+EXIT_PARTIAL = 5
+EXIT_INCOMPLETE = 6
 
 
 def _parse_entries(pairs: Sequence[str]) -> dict:
@@ -94,6 +106,250 @@ def _cmd_manifest_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- Pipeline commands ------------------------------------------------------------------------------
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def _progress(message: str) -> None:
+    print(f"[mlops] {message}", file=sys.stderr, flush=True)
+
+
+def _source(args):
+    return mlops.DoltSource(args.data)
+
+
+def _catalog(args, source, at: str = "HEAD"):
+    spec = args.catalog
+    if spec.startswith("table:"):
+        return mlops.load_catalog_table(source, at=at, table=spec[len("table:"):])
+    return mlops.Catalog.load(spec)
+
+
+def _pipeline(args, at: str = "HEAD"):
+    if not args.tracking_uri:
+        raise mlops.ConfigError("[mlops.config] no MLflow server: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    source = _source(args)
+    tracker = mlops.MlflowTracker(args.tracking_uri)
+    trainer = mlops.CudaTrainer(device=args.device)
+    catalog = _catalog(args, source, at)
+    return mlops.Pipeline(source, tracker, trainer, catalog)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise mlops.ConfigError(f"[mlops.config] shard must look like INDEX/COUNT (0-based), got {text!r}") from None
+    if not sep or n < 1 or not 0 <= i < n:
+        raise mlops.ConfigError(f"[mlops.config] shard {text!r}: need 0 <= INDEX < COUNT")
+    return i, n
+
+
+def shard_from_environment(explicit: str | None, shards: int | None) -> tuple[int, int]:
+    """--shard, else MLOPS_SHARD (i/n), else a Kubernetes indexed Job, else a Slurm array; default 0/1."""
+    if explicit:
+        return parse_shard(explicit)
+    if _env("MLOPS_SHARD"):
+        return parse_shard(os.environ["MLOPS_SHARD"])
+    if _env("JOB_COMPLETION_INDEX"):
+        count = shards or int(_env("MLOPS_SHARDS", "0") or 0)
+        if count < 1:
+            raise mlops.ConfigError("[mlops.config] JOB_COMPLETION_INDEX is set: give the shard count with --shards or MLOPS_SHARDS")
+        return parse_shard(f"{os.environ['JOB_COMPLETION_INDEX']}/{count}")
+    if _env("SLURM_ARRAY_TASK_ID"):
+        count = shards or int(_env("SLURM_ARRAY_TASK_COUNT", "0") or 0)
+        first = int(_env("SLURM_ARRAY_TASK_MIN", "0") or 0)
+        if count < 1:
+            raise mlops.ConfigError("[mlops.config] SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")
+        return parse_shard(f"{int(os.environ['SLURM_ARRAY_TASK_ID']) - first}/{count}")
+    return 0, 1
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=None, sort_keys=True))
+
+
+def _cmd_init_demo(args) -> int:
+    from . import demo
+
+    source = _source(args)
+    _progress(f"creating demo data in {args.data}: {args.customers} customers x {args.rows} tickets")
+    commit = demo.init_demo(source, customers=args.customers, rows_per_customer=args.rows, seed=args.seed)
+    if args.format == "json":
+        _print_json({"commit": commit.hash, "customers": args.customers, "data": args.data})
+    else:
+        print(f"demo data committed: {commit.hash}")
+    return EXIT_OK
+
+
+def _cmd_sync(args) -> int:
+    source = _source(args)
+    _progress(f"importing {args.csv} into {args.table} ({args.mode})")
+    commit = source.import_csv(args.table, args.csv, primary_key=args.primary_key,
+                               message=args.message or f"Sync {args.table} from {os.path.basename(args.csv)}",
+                               mode=args.mode)
+    if args.format == "json":
+        _print_json({"commit": commit.hash, "table": args.table})
+    else:
+        print(commit.hash)
+    return EXIT_OK
+
+
+def _matrix(plan, shards: int) -> dict:
+    include = []
+    for i in range(shards):
+        items = plan.shard(i, shards)
+        if items:
+            include.append({"shard": f"{i}/{shards}", "adapters": len(items), "rows": sum(x.rows for x in items)})
+    return {"include": include}
+
+
+def _cmd_plan(args) -> int:
+    pipe = _pipeline(args, args.at)
+    _progress(f"planning at {args.at}")
+    plan = pipe.plan(at=args.at)
+    if args.output:
+        pathlib.Path(args.output).write_text(json.dumps(plan.to_dict(), sort_keys=True), encoding="utf-8")
+    stale = plan.stale()
+    if args.format == "json":
+        _print_json(plan.to_dict())
+    elif args.format == "github-matrix":
+        matrix = _matrix(plan, args.shards)
+        _print_json(matrix)
+        out = os.environ.get("GITHUB_OUTPUT")
+        if out:
+            with open(out, "a", encoding="utf-8") as f:
+                f.write(f"matrix={json.dumps(matrix, separators=(',', ':'))}\n")
+                f.write(f"commit={plan.commit}\n")
+                f.write(f"stale={len(stale)}\n")
+    else:
+        print(f"plan at {plan.ref} = {plan.commit}: {len(stale)} of {len(plan.items)} adapters stale")
+        width = max((len(i.name) for i in plan.items), default=4)
+        for item in plan.items:
+            state = "stale" if item.stale else "ok"
+            why = "; ".join(item.reasons)
+            print(f"  {item.name:<{width}}  {state:<5}  v{item.production_version or '-':<4} {why}")
+    return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    index, count = shard_from_environment(args.shard, args.shards)
+    if args.plan:
+        plan = mlops.Plan.from_dict(json.loads(pathlib.Path(args.plan).read_text(encoding="utf-8")))
+        pipe = _pipeline(args, plan.commit)
+    else:
+        pipe = _pipeline(args, args.at)
+        _progress(f"planning at {args.at}")
+        plan = pipe.plan(at=args.at)
+    mine = plan.shard(index, count)
+    _progress(f"shard {index}/{count}: training {len(mine)} adapter(s) at {plan.commit[:12]}")
+    report = pipe.train(plan, shard=(index, count))
+    if args.format == "json":
+        _print_json(report.to_dict())
+    else:
+        for item in report.items:
+            if item["status"] == "failed":
+                print(f"  {item['name']}: FAILED {item['error']}")
+            else:
+                print(f"  {item['name']}: {item['status']} v{item['version']}"
+                      + (f" val_accuracy={item['val_accuracy']:.3f}" if item["status"] == "trained" else ""))
+        print(f"shard {index}/{count}: {len(report.items) - report.failed} ok, {report.failed} failed")
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _report_release(args, report) -> int:
+    if args.format == "json":
+        _print_json(report.to_dict())
+    else:
+        print(report.image)
+        _progress(f"release {report.md5}: moved {len(report.moved)} alias(es)"
+                  + (f", {len(report.pending)} pending: {report.error}" if report.pending else ""))
+    return EXIT_OK if report.complete else EXIT_INCOMPLETE
+
+
+def _cmd_release(args) -> int:
+    pipe = _pipeline(args)
+    report = pipe.release(image=args.image, alias=args.alias or "")
+    if args.build_context and report.complete:
+        pipe.write_build_context(args.build_context, report.md5)
+        _progress(f"build context written to {args.build_context}")
+    return _report_release(args, report)
+
+
+def _cmd_rollback(args) -> int:
+    pipe = _pipeline(args)
+    if args.release:
+        report = pipe.rollback(release=args.release)
+    else:
+        report = pipe.rollback(model=args.model, version=args.version)
+    return _report_release(args, report)
+
+
+def _cmd_lineage(args) -> int:
+    pipe = _pipeline(args)
+    info = pipe.lineage(args.name, args.version)
+    if args.format == "json":
+        _print_json(info)
+    else:
+        for key in sorted(info):
+            print(f"{key}: {json.dumps(info[key], ensure_ascii=False) if isinstance(info[key], (dict, list)) else info[key]}")
+    return EXIT_OK
+
+
+def _cmd_releases(args) -> int:
+    pipe = _pipeline(args)
+    records = pipe.releases()
+    if args.format == "json":
+        _print_json(records)
+    else:
+        for r in records:
+            print(f"{r['md5']}  {r['state']:<9} {len(r['manifest']):>4} models  {r['image']}")
+    return EXIT_OK
+
+
+def _cmd_diff_release(args) -> int:
+    pipe = _pipeline(args)
+    d = pipe.diff_releases(args.old, args.new)
+    _print_diff(args, d, args.old, args.new)
+    return EXIT_OK
+
+
+def _print_diff(args, d, old_id: str, new_id: str) -> None:
+    if args.format == "json":
+        _print_json({"from": old_id, "to": new_id, "added": dict(d.added), "removed": dict(d.removed),
+                     "changed": {n: [o, v] for n, o, v in d.changed}})
+        return
+    for name, version in d.added:
+        print(f"+ {name} {version}")
+    for name, version in d.removed:
+        print(f"- {name} {version}")
+    for name, old, new in d.changed:
+        print(f"~ {name} {old} -> {new}")
+    if not d:
+        print("no changes")
+
+
+def _cmd_build_context(args) -> int:
+    pipe = _pipeline(args)
+    print(pipe.write_build_context(args.directory, args.release or ""))
+    return EXIT_OK
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=_env("MLOPS_DATA", "doltlite:mlops.db"),
+                   help="Dolt URI: doltlite:PATH or mysql://user@host:port/db (env MLOPS_DATA)")
+    p.add_argument("--tracking-uri", default=_env("MLFLOW_TRACKING_URI"),
+                   help="MLflow tracking server (env MLFLOW_TRACKING_URI)")
+    p.add_argument("--catalog", default=_env("MLOPS_CATALOG", "table:adapters"),
+                   help="adapter catalog: a .json/.toml file or table:NAME (env MLOPS_CATALOG)")
+    p.add_argument("--device", default=_env("MLOPS_DEVICE", "auto"), help="auto | cpu | cuda | cuda:N (env MLOPS_DEVICE)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlops",
@@ -133,6 +389,78 @@ def build_parser() -> argparse.ArgumentParser:
     diff.set_defaults(func=_cmd_manifest_diff)
 
     man.set_defaults(func=lambda _args: (man.print_help(), EXIT_USAGE)[1])
+
+    if not hasattr(mlops, "Pipeline"):
+        return parser  # built without the Dolt and MLflow components
+
+    def command(name, help_text, description, func, formats=("text", "json")):
+        p = sub.add_parser(name, help=help_text, description=description)
+        _add_pipeline_options(p)
+        p.add_argument("--format", choices=list(formats), default=formats[0], help=f"output format (default {formats[0]})")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("init-demo", "create sample multi-customer text data and its adapter catalog",
+                "Create the tables tickets and adapters (one text adapter per customer) and commit them.", _cmd_init_demo)
+    p.add_argument("--customers", type=int, default=60)
+    p.add_argument("--rows", type=int, default=120, help="tickets per customer")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("sync", "import a CSV file or http(s) CSV link into a table and commit",
+                "Import a CSV (a file or an http(s) link such as a spreadsheet's CSV export) and make a Dolt commit. "
+                "A bad row is reported with its line number and nothing is committed.", _cmd_sync)
+    p.add_argument("table")
+    p.add_argument("csv", help="file path or http(s) URL")
+    p.add_argument("--primary-key", action="append", required=True, help="primary key column (repeat for several)")
+    p.add_argument("--mode", choices=["replace", "upsert"], default="upsert")
+    p.add_argument("-m", "--message", help="commit message")
+
+    p = command("plan", "list which adapters are stale and why",
+                "Per adapter: up to date or stale (never trained, data slice changed, hyperparameters changed).",
+                _cmd_plan, formats=("table", "json", "github-matrix"))
+    p.add_argument("--at", default="main", help="branch, tag or commit to plan at (default main)")
+    p.add_argument("--shards", type=int, default=1, help="shard count for --format github-matrix")
+    p.add_argument("-o", "--output", help="also write the plan as JSON here (for train --plan)")
+
+    p = command("train", "train the stale adapters of one shard",
+                "Train one shard's stale adapters in one batched fit; each becomes an MLflow run, a registered "
+                "version and the staging alias. The shard comes from --shard, MLOPS_SHARD, a Kubernetes indexed Job "
+                "(JOB_COMPLETION_INDEX with --shards/MLOPS_SHARDS) or a Slurm array (SLURM_ARRAY_TASK_ID/COUNT).",
+                _cmd_train)
+    p.add_argument("--shard", help="INDEX/COUNT, 0-based (default 0/1)")
+    p.add_argument("--shards", type=int, help="shard count when the index comes from the environment")
+    p.add_argument("--at", default="main", help="ref to plan at when no --plan is given")
+    p.add_argument("--plan", help="a plan written by 'mlops plan -o' (every shard then uses the same commit)")
+
+    p = command("release", "record a release of the staging versions and move the production aliases",
+                "Record the manifest in MLflow (experiment mlops-releases, run named by its MD5) and move the aliases. "
+                "Prints the image tag.", _cmd_release)
+    p.add_argument("--image", required=True, help="Docker repository, e.g. registry.example.com/adapters")
+    p.add_argument("--alias", help="alias to move (default production)")
+    p.add_argument("--build-context", metavar="DIR", help="also write a Docker build context for the release")
+
+    p = command("rollback", "restore a release, or move one model back",
+                "Restore a recorded release's aliases, or move one model's alias and record a new release.", _cmd_rollback)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--release", metavar="MD5")
+    g.add_argument("--model", metavar="NAME")
+    p.add_argument("--version", type=int, help="with --model: the version to restore")
+
+    p = command("lineage", "show where a model version came from",
+                "Code commit, data commit, source, query, digest, params and metrics of a model version.", _cmd_lineage)
+    p.add_argument("name")
+    p.add_argument("version", nargs="?", default="production", help="version number or alias (default production)")
+
+    command("releases", "list recorded releases, newest first", "List recorded releases, newest first.", _cmd_releases)
+
+    p = command("diff-release", "compare two releases", "Models added (+), removed (-) and changed (~).", _cmd_diff_release)
+    p.add_argument("old")
+    p.add_argument("new")
+
+    p = command("build-context", "write a Docker build context for a release",
+                "A Dockerfile with OCI labels, the manifest and every model's artifacts.", _cmd_build_context)
+    p.add_argument("directory")
+    p.add_argument("--release", metavar="MD5", help="default: the newest release")
     return parser
 
 
@@ -142,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "rollback" and args.model and args.version is None:
+        parser.error("rollback --model needs --version")
     try:
         return args.func(args)
     except mlops.IntegrityError as e:

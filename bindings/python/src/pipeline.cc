@@ -1,5 +1,9 @@
 #include "bind.hpp"
 #include "mlops/catalog.hpp"
+#include "mlops/dolt.hpp"
+#include "mlops/mlflow.hpp"
+#include "mlops/pipeline.hpp"
+#include "mlops/trainer.hpp"
 
 namespace mlops::python {
 
@@ -50,6 +54,152 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
            })
       .def("__contains__", [](const Catalog& c, const std::string& name) { return c.find(name) != nullptr; })
       .def("__repr__", [](const Catalog& c) { return "Catalog(" + std::to_string(c.size()) + " adapters)"; });
+
+  m.def("load_catalog_table", &load_catalog_table, py::arg("source"), py::arg("at") = "HEAD",
+        py::arg("table") = "adapters", py::call_guard<py::gil_scoped_release>(),
+        "A catalog versioned with the data: rows (name, config JSON); the row '*' holds the defaults.");
+
+  py::class_<PlanItem>(m, "PlanItem", "One adapter's state in a plan.")
+      .def_readonly("name", &PlanItem::name)
+      .def_readonly("stale", &PlanItem::stale)
+      .def_readonly("reasons", &PlanItem::reasons)
+      .def_readonly("production_version", &PlanItem::production_version)
+      .def_readonly("trained_commit", &PlanItem::trained_commit)
+      .def_readonly("rows", &PlanItem::rows)
+      .def_readonly("added", &PlanItem::added)
+      .def_readonly("modified", &PlanItem::modified)
+      .def_readonly("removed", &PlanItem::removed)
+      .def("to_dict", [](const PlanItem& i) { return json_to_py(i.to_json()); })
+      .def("__repr__", [](const PlanItem& i) {
+        return "PlanItem(name='" + i.name + "', stale=" + (i.stale ? "True" : "False") + ")";
+      });
+
+  auto copy_items = [](const std::vector<const PlanItem*>& items) {
+    std::vector<PlanItem> out;
+    for (const auto* i : items) out.push_back(*i);
+    return out;
+  };
+  py::class_<Plan>(m, "Plan", "Which adapters need training at one data commit.")
+      .def_readonly("ref", &Plan::ref)
+      .def_readonly("commit", &Plan::commit)
+      .def_readonly("code_commit", &Plan::code_commit)
+      .def_readonly("items", &Plan::items)
+      .def("stale", [copy_items](const Plan& p) { return copy_items(p.stale()); }, "The stale adapters.")
+      .def("shard", [copy_items](const Plan& p, int index, int count) { return copy_items(p.shard(index, count)); },
+           py::arg("index"), py::arg("count"),
+           "The stale adapters of shard `index` of `count`, balanced by rows; the same on every machine.")
+      .def("to_dict", [](const Plan& p) { return json_to_py(p.to_json()); })
+      .def_static("from_dict", [](const py::object& d) { return Plan::from_json(py_to_json(d)); }, py::arg("document"))
+      .def("__repr__", [](const Plan& p) {
+        return "Plan(commit='" + p.commit.substr(0, 12) + "', adapters=" + std::to_string(p.items.size()) +
+               ", stale=" + std::to_string(p.stale().size()) + ")";
+      });
+
+  py::class_<TrainReport>(m, "TrainReport", "What train() did with each adapter of a shard.")
+      .def_readonly("commit", &TrainReport::commit)
+      .def_property_readonly("failed", &TrainReport::failed)
+      .def("to_dict", [](const TrainReport& r) { return json_to_py(r.to_json()); })
+      .def_property_readonly("items", [](const TrainReport& r) {
+        py::list out;
+        for (const auto& i : r.items) out.append(json_to_py(i.to_json()));
+        return out;
+      });
+
+  py::class_<ReleaseReport>(m, "ReleaseReport", "What release() or rollback() did.")
+      .def_property_readonly("md5", [](const ReleaseReport& r) { return r.release.md5; })
+      .def_property_readonly("image", [](const ReleaseReport& r) { return r.release.image; })
+      .def_property_readonly("manifest", [](const ReleaseReport& r) { return r.release.manifest; })
+      .def_property_readonly("previous", [](const ReleaseReport& r) { return r.release.previous; })
+      .def_readonly("moved", &ReleaseReport::moved)
+      .def_readonly("pending", &ReleaseReport::pending)
+      .def_readonly("error", &ReleaseReport::error)
+      .def_property_readonly("complete", &ReleaseReport::complete)
+      .def("to_dict", [](const ReleaseReport& r) { return json_to_py(r.to_json()); })
+      .def("__repr__", [](const ReleaseReport& r) {
+        return "ReleaseReport(md5='" + r.release.md5 + "', moved=" + std::to_string(r.moved.size()) +
+               ", pending=" + std::to_string(r.pending.size()) + ")";
+      });
+
+  py::class_<Pipeline>(m, "Pipeline", R"doc(
+Plan, train, release and roll back a catalog of adapters.
+
+State lives in Dolt (data, commits) and MLflow (runs, versions, aliases, releases); the Pipeline object
+holds none, so any machine pointing at the same two places sees the same plan and releases.
+)doc")
+      .def(py::init([](DoltSource& source, MlflowTracker& tracker, CudaTrainer& trainer, Catalog catalog,
+                       std::string experiment, std::string releases_experiment, std::string staging_alias,
+                       std::string production_alias, std::string code_commit, bool retrain_on_code_change) {
+             PipelineOptions o;
+             o.experiment = std::move(experiment);
+             o.releases_experiment = std::move(releases_experiment);
+             o.staging_alias = std::move(staging_alias);
+             o.production_alias = std::move(production_alias);
+             o.code_commit = std::move(code_commit);
+             o.retrain_on_code_change = retrain_on_code_change;
+             return std::make_unique<Pipeline>(source, tracker, trainer, std::move(catalog), std::move(o));
+           }),
+           py::arg("source"), py::arg("tracker"), py::arg("trainer"), py::arg("catalog"), py::kw_only(),
+           py::arg("experiment") = "mlops-adapters", py::arg("releases_experiment") = "mlops-releases",
+           py::arg("staging_alias") = "staging", py::arg("production_alias") = "production",
+           py::arg("code_commit") = "", py::arg("retrain_on_code_change") = false,
+           py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::keep_alive<1, 4>())
+      .def_property_readonly("catalog", &Pipeline::catalog)
+      .def("plan", &Pipeline::plan, py::arg("at") = "main", py::call_guard<py::gil_scoped_release>())
+      .def(
+          "train",
+          [](Pipeline& p, const Plan& plan, std::pair<int, int> shard) {
+            py::gil_scoped_release release;
+            return p.train(plan, shard.first, shard.second);
+          },
+          py::arg("plan"), py::arg("shard") = std::make_pair(0, 1))
+      .def(
+          "release",
+          [](Pipeline& p, const std::string& image, const std::string& alias) {
+            py::gil_scoped_release release;
+            return p.release(image, alias);
+          },
+          py::kw_only(), py::arg("image"), py::arg("alias") = "")
+      .def(
+          "rollback",
+          [](Pipeline& p, std::optional<std::string> release, std::optional<std::string> model,
+             std::optional<std::int64_t> version) {
+            if (release && (model || version))
+              throw ConfigError("rollback takes either release=MD5 or model=NAME with version=N, not both");
+            py::gil_scoped_release unlock;
+            if (release) return p.rollback_release(*release);
+            if (model && version) return p.rollback_model(*model, *version);
+            throw ConfigError("rollback needs release=MD5, or model=NAME with version=N");
+          },
+          py::kw_only(), py::arg("release") = py::none(), py::arg("model") = py::none(),
+          py::arg("version") = py::none())
+      .def("current_manifest", &Pipeline::current_manifest, py::call_guard<py::gil_scoped_release>())
+      .def("releases",
+           [](Pipeline& p) {
+             std::vector<ReleaseRecord> all;
+             {
+               py::gil_scoped_release release;
+               all = p.releases();
+             }
+             py::list out;
+             for (const auto& r : all) out.append(json_to_py(r.to_json()));
+             return out;
+           })
+      .def("diff_releases", &Pipeline::diff_releases, py::arg("a"), py::arg("b"),
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "lineage",
+          [](Pipeline& p, const std::string& name, const py::object& version) {
+            std::string v = py::str(version).cast<std::string>();
+            nlohmann::json j;
+            {
+              py::gil_scoped_release release;
+              j = p.lineage(name, v);
+            }
+            return json_to_py(j);
+          },
+          py::arg("name"), py::arg("version") = "production")
+      .def("write_build_context", &Pipeline::write_build_context, py::arg("directory"), py::arg("release") = "",
+           py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace mlops::python

@@ -1,0 +1,99 @@
+"""Sample multi-customer support-ticket data for the demo: one text adapter per customer.
+
+Each customer has its own products and its own subset of intents, so every adapter learns a slightly
+different task from the same table. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import random
+import tempfile
+
+INTENTS = {
+    "billing": ["I was charged twice for {p}", "the invoice for {p} looks wrong", "refund the fee on my {p} plan",
+                "why did my {p} bill go up", "update the card used for {p}", "cancel the {p} subscription charge"],
+    "shipping": ["my {p} order has not arrived", "where is the parcel with {p}", "tracking for {p} stopped updating",
+                 "the {p} delivery went to the wrong address", "can you ship {p} faster", "{p} box arrived damaged"],
+    "returns": ["I want to return the {p}", "how do I send back {p}", "exchange {p} for another size",
+                "the {p} return label does not work", "refund after returning {p}", "{p} is not what I ordered"],
+    "technical": ["{p} will not turn on", "the {p} app keeps crashing", "{p} shows an error code",
+                  "cannot pair {p} with my phone", "firmware update broke {p}", "{p} battery drains fast"],
+    "account": ["reset my password for {p}", "cannot log in to the {p} portal", "change the email on my {p} account",
+                "delete my {p} account", "two factor code for {p} never comes", "merge my two {p} accounts"],
+}
+FILLER = ["please", "help", "urgent", "thanks", "again", "today", "asap", "hello", "hi", "still", "team"]
+PRODUCTS = ["router", "kettle", "headset", "camera", "scooter", "lamp", "speaker", "blender", "drone", "watch",
+            "tablet", "printer", "heater", "monitor", "keyboard", "charger", "thermostat", "vacuum"]
+
+
+def customer_name(i: int) -> str:
+    return f"customer-{i:03d}"
+
+
+def _sentence(rng: random.Random, intent: str, product: str) -> str:
+    words = rng.choice(INTENTS[intent]).format(p=product).split()
+    for _ in range(rng.randint(0, 3)):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(FILLER))
+    return " ".join(words)
+
+
+def ticket_rows(customers: int, rows_per_customer: int, seed: int = 0):
+    """Yields (id, customer, body, intent) rows."""
+    rng = random.Random(seed)
+    next_id = 1
+    for c in range(1, customers + 1):
+        intents = sorted(rng.sample(sorted(INTENTS), rng.randint(3, 5)))
+        products = rng.sample(PRODUCTS, 3)
+        for _ in range(rows_per_customer):
+            intent = rng.choice(intents)
+            yield next_id, customer_name(c), _sentence(rng, intent, rng.choice(products)), intent
+            next_id += 1
+
+
+def write_csv(path: pathlib.Path, rows, header=("id", "customer", "body", "intent")) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def init_demo(source, customers: int = 60, rows_per_customer: int = 120, seed: int = 0, epochs: int = 8):
+    """Creates the tables `tickets` and `adapters` (one adapter per customer) and commits them.
+
+    Returns the commit.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "tickets.csv"
+        write_csv(path, ticket_rows(customers, rows_per_customer, seed))
+        source.import_csv("tickets", str(path), primary_key=["id"], message="Import demo tickets")
+    source.execute("CREATE TABLE IF NOT EXISTS adapters (name TEXT PRIMARY KEY, config TEXT NOT NULL)")
+    defaults = {"table": "tickets", "label": "intent", "text": "body", "epochs": epochs, "batch_size": 32,
+                "learning_rate": 0.05, "l2": 1e-4, "validation_fraction": 0.2, "featurizer": {"dimension": 512}}
+    source.execute("INSERT INTO adapters (name, config) VALUES (?, ?)", ("*", json.dumps(defaults)))
+    for c in range(1, customers + 1):
+        config = {"where": "customer = ?", "params": [customer_name(c)]}
+        source.execute("INSERT INTO adapters (name, config) VALUES (?, ?)", (customer_name(c), json.dumps(config)))
+    return source.commit("Add the adapter catalog: one text adapter per customer")
+
+
+def analyst_change(path: pathlib.Path, source, customers: list[str], seed: int = 1) -> int:
+    """Writes an analyst-style CSV (relabelled and new tickets) touching only `customers`; returns its rows."""
+    rng = random.Random(seed)
+    table = source.query("SELECT id, customer, body, intent FROM tickets ORDER BY id").to_numpy()
+    ids, cust, bodies, intents = (list(table[k]) for k in ("id", "customer", "body", "intent"))
+    next_id = int(max(ids)) + 1
+    rows = []
+    for name in customers:
+        mine = [i for i, c in enumerate(cust) if c == name]
+        known = sorted({intents[i] for i in mine})
+        for i in rng.sample(mine, min(5, len(mine))):  # relabel a few tickets
+            rows.append((int(ids[i]), name, bodies[i], rng.choice([k for k in known if k != intents[i]] or known)))
+        for _ in range(10):  # and add new ones
+            intent = rng.choice(known)
+            rows.append((next_id, name, _sentence(rng, intent, rng.choice(PRODUCTS)), intent))
+            next_id += 1
+    write_csv(path, rows)
+    return len(rows)

@@ -1,0 +1,181 @@
+/// @file pipeline.hpp
+/// The platform's main job: which adapters are stale, train them (a shard at a time), register every
+/// version with its lineage, release a set of versions under one MD5, and roll back.
+///
+/// State lives in the real systems, never in a local file: the data and its commits in Dolt, every run,
+/// version, alias and release in MLflow. Any machine (a CI runner, a GPU box, a laptop) that points at
+/// the same two URIs sees the same plan and the same releases.
+///
+/// Conventions in MLflow:
+/// - each adapter is a registered model of the same name; training runs go to `options.experiment`;
+/// - a model version carries tags `mlops.fingerprint` (SHA-256 of adapter, data commit, code commit and
+///   hyperparameters), `mlops.data.commit`, `mlops.code.commit`, `mlops.params` (JSON), `mlops.rows`;
+/// - the alias `staging` marks the newest trained version, `production` the released one;
+/// - each release is a run named by its MD5 in the experiment `mlops-releases`, with the canonical
+///   manifest as the artifact `manifest.json` and tags `mlops.release.md5`, `.image`, `.previous`, `.state`.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mlops/catalog.hpp"
+#include "mlops/manifest.hpp"
+
+namespace mlops {
+
+class DoltSource;
+class MlflowTracker;
+class CudaTrainer;
+
+/// Reads a catalog versioned with the data: a table (default `adapters`) with a text column `name` and a
+/// text column `config` holding a JSON object of the entry's other fields; the row named `*` holds the
+/// defaults. Read at `at`, so a plan at a commit uses the catalog of that commit.
+/// @throws NotFoundError if the table does not exist; DataError listing every invalid entry
+Catalog load_catalog_table(DoltSource& source, const std::string& at = "HEAD", const std::string& table = "adapters");
+
+/// Settings of a Pipeline.
+struct PipelineOptions {
+  std::string experiment = "mlops-adapters";           ///< MLflow experiment of the training runs
+  std::string releases_experiment = "mlops-releases";  ///< MLflow experiment of the release records
+  std::string staging_alias = "staging";               ///< set on every newly trained version
+  std::string production_alias = "production";         ///< moved by release() and rollback()
+  std::string code_commit;          ///< commit of the training code (empty: detected from git / GitHub Actions)
+  bool retrain_on_code_change = false;  ///< plan(): a different code commit makes an adapter stale
+};
+
+/// One adapter's state in a plan.
+struct PlanItem {
+  std::string name;
+  bool stale = false;
+  std::vector<std::string> reasons;  ///< why it is stale: "never trained", "data changed (+1 ~2 -0 rows)", ...
+  std::int64_t production_version = 0;  ///< 0 when it has none
+  std::string trained_commit;           ///< data commit of the production version (empty when none)
+  std::int64_t rows = 0;                ///< rows of its slice at the plan's commit (counted for stale adapters)
+  std::int64_t added = 0, modified = 0, removed = 0;  ///< slice diff since `trained_commit`
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Which adapters need training at one data commit.
+struct Plan {
+  std::string ref;                 ///< the ref asked for, e.g. "main"
+  std::string commit;              ///< the resolved data commit every read of train() uses
+  std::string code_commit;         ///< the training code's commit
+  std::vector<PlanItem> items;     ///< one per catalog entry, in catalog order
+
+  [[nodiscard]] std::vector<const PlanItem*> stale() const;
+  /// The stale adapters of shard `index` of `count`: deterministic, balanced by row counts (largest first
+  /// onto the least-loaded shard; ties by name), the same on every machine for the same plan.
+  /// @throws ConfigError unless 0 <= index < count
+  [[nodiscard]] std::vector<const PlanItem*> shard(int index, int count) const;
+  [[nodiscard]] nlohmann::json to_json() const;
+  static Plan from_json(const nlohmann::json& j);
+};
+
+/// What train() did with one adapter.
+struct TrainedItem {
+  std::string name;
+  std::string status;          ///< "trained", "reused" (a version with the same fingerprint existed) or "failed"
+  std::int64_t version = 0;    ///< registered version (0 when failed)
+  std::string run_id;
+  std::string error;           ///< the typed error's message when failed
+  double val_accuracy = 0;     ///< final validation accuracy (trained only)
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+struct TrainReport {
+  std::string commit;
+  int shard_index = 0, shard_count = 1;
+  std::vector<TrainedItem> items;
+  [[nodiscard]] std::size_t failed() const;
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// A recorded release.
+struct ReleaseRecord {
+  std::string md5;
+  std::string image;          ///< the image tag, repository:md5
+  std::string previous;       ///< MD5 of the release before it (empty for the first)
+  std::string state;          ///< "recording" while aliases move, "complete" once all moved
+  std::string run_id;
+  std::int64_t time_ms = 0;   ///< when it was recorded
+  ReleaseManifest manifest;
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// What release() or rollback() did.
+struct ReleaseReport {
+  ReleaseRecord release;
+  std::vector<std::string> moved;    ///< models whose alias was moved (or deleted) by this call
+  std::vector<std::string> pending;  ///< models whose alias could not be moved (server failure): re-run to finish
+  std::string error;                 ///< the failure that left `pending` non-empty
+  [[nodiscard]] bool complete() const noexcept { return pending.empty(); }
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Plan, train, release and roll back a catalog of adapters. Borrows the three components: they must
+/// outlive the Pipeline.
+class Pipeline {
+ public:
+  Pipeline(DoltSource& source, MlflowTracker& tracker, CudaTrainer& trainer, Catalog catalog,
+           PipelineOptions options = {});
+
+  [[nodiscard]] const Catalog& catalog() const noexcept { return catalog_; }
+  [[nodiscard]] const PipelineOptions& options() const noexcept { return options_; }
+
+  /// Per adapter: up to date or stale, and why (never trained; its slice changed between the data commit
+  /// of its production version and `at`; hyperparameters changed; code changed when asked).
+  Plan plan(const std::string& at = "main");
+
+  /// Trains the stale adapters of one shard in one batched fit at the plan's commit. Each becomes an MLflow
+  /// run (params, per-epoch metrics, lineage tags, dataset input, model artifacts), a registered version and
+  /// the staging alias. An adapter whose data is bad is reported as failed and the rest go on. A version
+  /// already registered with the same fingerprint is reused, so re-running a shard adds no duplicate.
+  TrainReport train(const Plan& plan, int shard_index = 0, int shard_count = 1);
+
+  /// Releases, for every catalog adapter, its staging version (or its current version under `alias` when
+  /// it has no newer one): records the manifest in MLflow, then moves `alias` (default: the production
+  /// alias). When the server fails half-way the report names the aliases that moved and those pending;
+  /// calling release() again completes it.
+  /// @param image_repository Docker repository; the image tag is `repository:<md5>`
+  ReleaseReport release(const std::string& image_repository, const std::string& alias = "");
+
+  /// Restores the production aliases of a recorded release (models not in it lose the alias). A staging
+  /// alias pointing at another version is moved to the restored one, so the next release() does not ship
+  /// the withdrawn candidate again.
+  /// @throws NotFoundError if no release has that MD5
+  ReleaseReport rollback_release(const std::string& md5);
+  /// Moves one model's production (and staging) alias to `version` and records the result as a new release.
+  ReleaseReport rollback_model(const std::string& name, std::int64_t version);
+
+  /// The production manifest as the aliases say now.
+  ReleaseManifest current_manifest();
+  /// Recorded releases, newest first.
+  std::vector<ReleaseRecord> releases();
+  /// @throws NotFoundError if no release has that MD5 (a unique prefix of at least 6 characters is accepted)
+  ReleaseRecord get_release(const std::string& md5);
+  ManifestDiff diff_releases(const std::string& from_md5, const std::string& to_md5);
+
+  /// Lineage of a model version given as a number or an alias: code commit, data commit, source, query,
+  /// digest, params, final metrics.
+  nlohmann::json lineage(const std::string& name, const std::string& version_or_alias);
+
+  /// Writes a Docker build context for a release (default: the latest): a Dockerfile with OCI labels (release
+  /// MD5, per-model lineage summary), manifest.json and every model's artifacts under models/<name>/.
+  /// `docker build -t <image tag> <dir>` builds the release image. @return the image tag
+  std::string write_build_context(const std::filesystem::path& dir, const std::string& md5 = "");
+
+ private:
+  DoltSource& source_;
+  MlflowTracker& tracker_;
+  CudaTrainer& trainer_;
+  Catalog catalog_;
+  PipelineOptions options_;
+};
+
+}  // namespace mlops

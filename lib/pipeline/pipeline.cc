@@ -1,0 +1,734 @@
+#include "mlops/pipeline.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/fs.hpp"
+#include "core/hash.hpp"
+#include "core/text.hpp"
+#include "mlops/dolt.hpp"
+#include "mlops/error.hpp"
+#include "mlops/mlflow.hpp"
+#include "mlops/trainer.hpp"
+
+namespace mlops {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kTagFingerprint = "mlops.fingerprint";
+constexpr const char* kTagDataCommit = "mlops.data.commit";
+constexpr const char* kTagCodeCommit = "mlops.code.commit";
+constexpr const char* kTagParams = "mlops.params";
+constexpr const char* kTagSlice = "mlops.slice";
+constexpr const char* kTagRows = "mlops.rows";
+constexpr const char* kTagAdapter = "mlops.adapter";
+constexpr const char* kTagReleaseMd5 = "mlops.release.md5";
+constexpr const char* kTagReleaseImage = "mlops.release.image";
+constexpr const char* kTagReleasePrevious = "mlops.release.previous";
+constexpr const char* kTagReleaseState = "mlops.release.state";
+constexpr const char* kManifestArtifact = "manifest.json";
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<SqlValue> sql_params(const json& params) {
+  std::vector<SqlValue> out;
+  for (const auto& p : params) {
+    if (p.is_null()) out.emplace_back(nullptr);
+    else if (p.is_boolean()) out.emplace_back(std::int64_t{p.get<bool>() ? 1 : 0});
+    else if (p.is_number_integer()) out.emplace_back(p.get<std::int64_t>());
+    else if (p.is_number()) out.emplace_back(p.get<double>());
+    else if (p.is_string()) out.emplace_back(p.get<std::string>());
+    else throw DataError("parameter " + p.dump() + " is not a string, number, boolean or null");
+  }
+  return out;
+}
+
+DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit) {
+  DatasetSpec s;
+  s.table = e.table;
+  s.label = e.label;
+  s.features = e.features;
+  s.text = e.text;
+  s.where = e.where;
+  s.params = sql_params(e.params);
+  s.at = commit;
+  s.text_dimension = static_cast<int>(e.featurizer.dimension);
+  s.text_seed = static_cast<std::uint64_t>(e.featurizer.seed);
+  return s;
+}
+
+AdapterSpec adapter_spec(const CatalogEntry& e, Dataset dataset, const std::string& code_commit) {
+  const Hyperparameters& h = e.hyperparameters;
+  AdapterSpec s;
+  s.name = e.name;
+  s.dataset = std::move(dataset);
+  s.hidden = static_cast<std::size_t>(h.hidden);
+  s.epochs = static_cast<int>(h.epochs);
+  s.batch_size = static_cast<std::size_t>(h.batch_size);
+  s.learning_rate = h.learning_rate;
+  s.l2 = h.l2;
+  s.validation_fraction = h.validation_fraction;
+  s.optimizer = h.optimizer;
+  s.momentum = h.momentum;
+  s.patience = static_cast<int>(h.patience);
+  s.code_commit = code_commit;
+  return s;
+}
+
+// The hyperparameters exactly as recorded: the trainer's own params() of the spec this entry makes.
+std::string params_text(const CatalogEntry& e) {
+  json j = json::object();
+  for (const auto& [k, v] : adapter_spec(e, Dataset(), "").params()) j[k] = v;
+  return j.dump();
+}
+
+// What selects and shapes the rows: a change here changes the data the adapter learns from.
+std::string slice_text(const CatalogEntry& e) {
+  json j = {{"table", e.table}, {"label", e.label}, {"features", e.features}, {"text", e.text},
+            {"where", e.where}, {"params", e.params}};
+  if (!e.text.empty()) j["featurizer"] = e.featurizer.to_json();
+  return j.dump();
+}
+
+std::string fingerprint(const CatalogEntry& e, const std::string& data_commit, const std::string& code_commit) {
+  json j = {{"adapter", e.name},       {"data_commit", data_commit}, {"code_commit", code_commit},
+            {"params", params_text(e)}, {"slice", slice_text(e)}};
+  return detail::sha256_hex(j.dump());
+}
+
+std::string tag_of(const ModelVersion& v, const char* key) {
+  auto it = v.tags.find(key);
+  return it == v.tags.end() ? std::string() : it->second;
+}
+
+std::string run_tag(const json& run, const std::string& key) {
+  for (const auto& t : run["data"].value("tags", json::array()))
+    if (t.value("key", "") == key) return t.value("value", "");
+  return {};
+}
+
+// Every model version of the catalog's adapters, by model name.
+std::map<std::string, std::vector<ModelVersion>> version_index(MlflowTracker& tracker, const Catalog& catalog) {
+  std::map<std::string, std::vector<ModelVersion>> index;
+  for (const auto& e : catalog.entries()) index[e.name];
+  for (auto& v : tracker.search_model_versions("", 1000)) {
+    auto it = index.find(v.name);
+    if (it != index.end()) it->second.push_back(std::move(v));
+  }
+  return index;
+}
+
+const ModelVersion* with_alias(const std::vector<ModelVersion>& versions, const std::string& alias) {
+  for (const auto& v : versions)
+    if (std::find(v.aliases.begin(), v.aliases.end(), alias) != v.aliases.end()) return &v;
+  return nullptr;
+}
+
+std::string short_hash(const std::string& h) { return h.substr(0, 12); }
+
+}  // namespace
+
+Catalog load_catalog_table(DoltSource& source, const std::string& at, const std::string& table) {
+  if (!is_sql_identifier(table)) throw ConfigError("catalog table " + detail::quote_for_message(table) + " is not a plain identifier");
+  Table rows = source.query("SELECT name, config FROM " + table + " ORDER BY name", {}, at);
+  const Column& names = rows.column("name");
+  const Column& configs = rows.column("config");
+  const std::string origin = "table '" + table + "' at " + at;
+  json doc = {{"defaults", json::object()}, {"adapters", json::array()}};
+  std::vector<std::string> problems;
+  for (std::size_t i = 0; i < rows.rows(); ++i) {
+    if (names.null[i] || names.type != ColumnType::Text) {
+      problems.push_back("row " + std::to_string(i + 1) + ": column 'name' must be text");
+      continue;
+    }
+    const std::string& name = names.strings[i];
+    json config = json::object();
+    if (!configs.null[i]) {
+      if (configs.type != ColumnType::Text) {
+        problems.push_back("adapter " + detail::quote_for_message(name) + ": column 'config' must be JSON text");
+        continue;
+      }
+      try {
+        config = json::parse(configs.strings[i]);
+      } catch (const json::parse_error& e) {
+        problems.push_back("adapter " + detail::quote_for_message(name) + ": column 'config' is not JSON (" + e.what() + ")");
+        continue;
+      }
+    }
+    if (!config.is_object()) {
+      problems.push_back("adapter " + detail::quote_for_message(name) + ": column 'config' must hold a JSON object");
+      continue;
+    }
+    if (name == "*") {
+      doc["defaults"] = config;
+    } else {
+      config["name"] = name;
+      doc["adapters"].push_back(config);
+    }
+  }
+  if (!problems.empty()) {
+    std::string msg = origin + " has " + std::to_string(problems.size()) + " problem(s):";
+    for (const auto& p : problems) msg += "\n  - " + p;
+    throw DataError(msg);
+  }
+  return Catalog::from_json_value(doc, origin);
+}
+
+// ---- JSON forms ----------------------------------------------------------------------------------------
+
+json PlanItem::to_json() const {
+  return {{"name", name},   {"stale", stale},       {"reasons", reasons}, {"production_version", production_version},
+          {"trained_commit", trained_commit}, {"rows", rows}, {"added", added}, {"modified", modified},
+          {"removed", removed}};
+}
+
+json Plan::to_json() const {
+  json list = json::array();
+  for (const auto& i : items) list.push_back(i.to_json());
+  return {{"ref", ref}, {"commit", commit}, {"code_commit", code_commit}, {"items", list}};
+}
+
+Plan Plan::from_json(const json& j) {
+  Plan p;
+  try {
+    p.ref = j.at("ref").get<std::string>();
+    p.commit = j.at("commit").get<std::string>();
+    p.code_commit = j.value("code_commit", "");
+    for (const auto& i : j.at("items")) {
+      PlanItem item;
+      item.name = i.at("name").get<std::string>();
+      item.stale = i.at("stale").get<bool>();
+      item.reasons = i.value("reasons", std::vector<std::string>{});
+      item.production_version = i.value("production_version", std::int64_t{0});
+      item.trained_commit = i.value("trained_commit", "");
+      item.rows = i.value("rows", std::int64_t{0});
+      item.added = i.value("added", std::int64_t{0});
+      item.modified = i.value("modified", std::int64_t{0});
+      item.removed = i.value("removed", std::int64_t{0});
+      p.items.push_back(std::move(item));
+    }
+  } catch (const json::exception& e) {
+    throw DataError(std::string("not a plan document: ") + e.what());
+  }
+  return p;
+}
+
+std::vector<const PlanItem*> Plan::stale() const {
+  std::vector<const PlanItem*> out;
+  for (const auto& i : items)
+    if (i.stale) out.push_back(&i);
+  return out;
+}
+
+std::vector<const PlanItem*> Plan::shard(int index, int count) const {
+  if (count < 1 || index < 0 || index >= count)
+    throw ConfigError("shard " + std::to_string(index) + "/" + std::to_string(count) +
+                      " is not valid: need 0 <= index < count");
+  auto todo = stale();
+  // Largest first onto the least-loaded shard; every tie broken by name, so all machines agree.
+  std::sort(todo.begin(), todo.end(), [](const PlanItem* a, const PlanItem* b) {
+    return a->rows != b->rows ? a->rows > b->rows : a->name < b->name;
+  });
+  std::vector<std::int64_t> load(static_cast<std::size_t>(count), 0);
+  std::vector<const PlanItem*> mine;
+  for (const PlanItem* item : todo) {
+    auto target = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[static_cast<std::size_t>(target)] += std::max<std::int64_t>(item->rows, 1);
+    if (target == index) mine.push_back(item);
+  }
+  std::sort(mine.begin(), mine.end(), [](const PlanItem* a, const PlanItem* b) { return a->name < b->name; });
+  return mine;
+}
+
+json TrainedItem::to_json() const {
+  return {{"name", name}, {"status", status}, {"version", version}, {"run_id", run_id}, {"error", error},
+          {"val_accuracy", val_accuracy}};
+}
+
+std::size_t TrainReport::failed() const {
+  return static_cast<std::size_t>(
+      std::count_if(items.begin(), items.end(), [](const TrainedItem& i) { return i.status == "failed"; }));
+}
+
+json TrainReport::to_json() const {
+  json list = json::array();
+  for (const auto& i : items) list.push_back(i.to_json());
+  return {{"commit", commit}, {"shard", std::to_string(shard_index) + "/" + std::to_string(shard_count)},
+          {"items", list}, {"failed", failed()}};
+}
+
+json ReleaseRecord::to_json() const {
+  return {{"md5", md5},     {"image", image},   {"previous", previous},
+          {"state", state}, {"run_id", run_id}, {"time_ms", time_ms},
+          {"manifest", json::parse(manifest.to_json())}};
+}
+
+json ReleaseReport::to_json() const {
+  return {{"release", release.to_json()}, {"moved", moved}, {"pending", pending}, {"error", error},
+          {"complete", complete()}};
+}
+
+// ---- Pipeline -----------------------------------------------------------------------------------------
+
+Pipeline::Pipeline(DoltSource& source, MlflowTracker& tracker, CudaTrainer& trainer, Catalog catalog,
+                   PipelineOptions options)
+    : source_(source), tracker_(tracker), trainer_(trainer), catalog_(std::move(catalog)), options_(std::move(options)) {
+  if (options_.code_commit.empty()) {
+    options_.code_commit = detect_source_info().commit;
+    if (options_.code_commit.empty()) options_.code_commit = "unknown";
+  }
+  if (options_.staging_alias == options_.production_alias)
+    throw ConfigError("the staging and production aliases must differ, both are '" + options_.staging_alias + "'");
+}
+
+Plan Pipeline::plan(const std::string& at) {
+  Plan p;
+  p.ref = at;
+  p.commit = source_.resolve(at);
+  p.code_commit = options_.code_commit;
+  auto versions = version_index(tracker_, catalog_);
+  for (const auto& e : catalog_.entries()) {
+    PlanItem item;
+    item.name = e.name;
+    const ModelVersion* prod = with_alias(versions[e.name], options_.production_alias);
+    if (prod == nullptr) {
+      item.reasons.push_back(versions[e.name].empty() ? "never trained" : "never released");
+    } else {
+      item.production_version = prod->version;
+      item.trained_commit = tag_of(*prod, kTagDataCommit);
+      if (tag_of(*prod, kTagParams) != params_text(e)) item.reasons.push_back("hyperparameters changed");
+      if (tag_of(*prod, kTagSlice) != slice_text(e)) item.reasons.push_back("data slice definition changed");
+      const std::string trained_code = tag_of(*prod, kTagCodeCommit);
+      if (options_.retrain_on_code_change && trained_code != p.code_commit)
+        item.reasons.push_back("code changed (" + short_hash(trained_code) + " -> " + short_hash(p.code_commit) + ")");
+      if (item.trained_commit.empty()) {
+        item.reasons.push_back("data commit of version " + std::to_string(prod->version) + " unknown");
+      } else if (item.trained_commit != p.commit) {
+        Diff d = source_.diff(item.trained_commit, p.commit, e.table, e.where, sql_params(e.params));
+        item.added = d.added;
+        item.modified = d.modified;
+        item.removed = d.removed;
+        if (d.added + d.modified + d.removed > 0)
+          item.reasons.push_back("data changed (+" + std::to_string(d.added) + " ~" + std::to_string(d.modified) +
+                                 " -" + std::to_string(d.removed) + " rows)");
+      }
+    }
+    item.stale = !item.reasons.empty();
+    if (item.stale) item.rows = source_.count(e.table, e.where, sql_params(e.params), p.commit);
+    p.items.push_back(std::move(item));
+  }
+  return p;
+}
+
+TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) {
+  TrainReport report;
+  report.commit = plan.commit;
+  report.shard_index = shard_index;
+  report.shard_count = shard_count;
+  const auto mine = plan.shard(shard_index, shard_count);
+  if (mine.empty()) return report;
+  auto versions = version_index(tracker_, catalog_);
+  const std::string code = plan.code_commit.empty() ? options_.code_commit : plan.code_commit;
+
+  std::vector<AdapterSpec> specs;
+  std::map<std::string, std::string> fingerprints;
+  for (const PlanItem* item : mine) {
+    const CatalogEntry& e = catalog_.at(item->name);
+    TrainedItem out;
+    out.name = e.name;
+    const std::string fp = fingerprint(e, plan.commit, code);
+    const ModelVersion* existing = nullptr;
+    for (const auto& v : versions[e.name])
+      if (tag_of(v, kTagFingerprint) == fp && v.status == "READY") existing = &v;
+    try {
+      if (existing != nullptr) {
+        tracker_.set_alias(e.name, options_.staging_alias, existing->version);
+        out.status = "reused";
+        out.version = existing->version;
+        out.run_id = existing->run_id;
+        report.items.push_back(std::move(out));
+        continue;
+      }
+      Dataset ds = source_.dataset(dataset_spec(e, plan.commit));
+      AdapterSpec spec = adapter_spec(e, std::move(ds), code);
+      spec.validate();
+      fingerprints[e.name] = fp;
+      specs.push_back(std::move(spec));
+    } catch (const Error& err) {
+      out.status = "failed";
+      out.error = err.what();
+      report.items.push_back(std::move(out));
+    }
+  }
+
+  std::vector<TrainedAdapter> trained;
+  if (!specs.empty()) trained = trainer_.fit(specs);
+
+  const auto temp_root = std::filesystem::temp_directory_path() / ("mlops-train-" + std::to_string(::getpid()));
+  for (std::size_t k = 0; k < trained.size(); ++k) {
+    const TrainedAdapter& t = trained[k];
+    const AdapterSpec& spec = specs[k];
+    const CatalogEntry& e = catalog_.at(t.name);
+    TrainedItem out;
+    out.name = t.name;
+    std::optional<Run> run;
+    try {
+      std::map<std::string, std::string> tags = {{kTagAdapter, t.name},
+                                                 {kTagFingerprint, fingerprints[t.name]},
+                                                 {kTagCodeCommit, code},
+                                                 {"mlops.device", t.device}};
+      run = tracker_.start_run(options_.experiment, t.name, tags);
+      out.run_id = run->id();
+      run->log_params(spec.params());
+      for (const auto& m : t.history.epochs)
+        run->log_metrics({{"loss", m.loss}, {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy}}, m.epoch);
+      run->log_dataset(spec.dataset);
+      const auto dir = temp_root / t.name;
+      std::filesystem::create_directories(dir);
+      const auto weights = dir / "adapter.safetensors";
+      t.adapter.save(weights);
+      run->log_model_file(weights, t.lineage, "model");
+      std::filesystem::remove_all(dir);
+      run->end(RunStatus::Finished);
+      std::map<std::string, std::string> version_tags = {
+          {kTagFingerprint, fingerprints[t.name]}, {kTagDataCommit, plan.commit},
+          {kTagCodeCommit, code},                  {kTagParams, params_text(e)},
+          {kTagSlice, slice_text(e)},              {kTagRows, std::to_string(spec.dataset.rows())}};
+      ModelVersion v = tracker_.register_model(t.name, *run, "model", version_tags);
+      tracker_.set_alias(t.name, options_.staging_alias, v.version);
+      out.status = "trained";
+      out.version = v.version;
+      if (!t.history.epochs.empty()) out.val_accuracy = t.history.epochs.back().val_accuracy;
+    } catch (const Error& err) {
+      out.status = "failed";
+      out.error = err.what();
+      if (run && !run->ended()) {
+        try {
+          run->end(RunStatus::Failed);
+        } catch (const Error&) {
+          // The server is gone; the run stays RUNNING and a re-run of the shard trains this adapter again.
+        }
+      }
+    }
+    report.items.push_back(std::move(out));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(temp_root, ec);
+  std::sort(report.items.begin(), report.items.end(),
+            [](const TrainedItem& a, const TrainedItem& b) { return a.name < b.name; });
+  return report;
+}
+
+// ---- Releases -----------------------------------------------------------------------------------------
+
+namespace {
+
+ReleaseRecord record_from_run(MlflowTracker& tracker, const json& run) {
+  ReleaseRecord r;
+  r.md5 = run_tag(run, kTagReleaseMd5);
+  r.image = run_tag(run, kTagReleaseImage);
+  r.previous = run_tag(run, kTagReleasePrevious);
+  r.state = run_tag(run, kTagReleaseState);
+  r.run_id = run["info"].value("run_id", "");
+  r.time_ms = run["info"].value("start_time", std::int64_t{0});
+  if (run["info"].contains("start_time") && run["info"]["start_time"].is_string())
+    r.time_ms = std::stoll(run["info"]["start_time"].get<std::string>());
+  const auto tmp = std::filesystem::temp_directory_path() /
+                   ("mlops-release-" + std::to_string(::getpid()) + "-" + r.run_id);
+  std::filesystem::create_directories(tmp);
+  try {
+    const std::string root = run["info"].value("artifact_uri", "");
+    auto local = tracker.download_artifacts(root + "/" + kManifestArtifact, tmp);
+    auto file = std::filesystem::is_directory(local) ? local / kManifestArtifact : local;
+    r.manifest = ReleaseManifest::load(file, r.md5);
+  } catch (...) {
+    std::filesystem::remove_all(tmp);
+    throw;
+  }
+  std::filesystem::remove_all(tmp);
+  return r;
+}
+
+std::string repository_of(const std::string& image) {
+  auto colon = image.rfind(':');
+  auto slash = image.rfind('/');
+  if (colon == std::string::npos || (slash != std::string::npos && colon < slash)) return image;
+  return image.substr(0, colon);
+}
+
+}  // namespace
+
+std::vector<ReleaseRecord> Pipeline::releases() {
+  const std::string exp = tracker_.experiment_id(options_.releases_experiment);
+  std::vector<ReleaseRecord> out;
+  for (const auto& run : tracker_.search_runs({exp}, "", 1000)) {
+    if (run_tag(run, kTagReleaseMd5).empty()) continue;
+    out.push_back(record_from_run(tracker_, run));
+  }
+  std::sort(out.begin(), out.end(), [](const ReleaseRecord& a, const ReleaseRecord& b) {
+    return a.time_ms != b.time_ms ? a.time_ms > b.time_ms : a.md5 < b.md5;
+  });
+  return out;
+}
+
+ReleaseRecord Pipeline::get_release(const std::string& md5) {
+  if (md5.size() < 6) throw ConfigError("release id '" + md5 + "' is too short: give at least 6 characters");
+  const std::string exp = tracker_.experiment_id(options_.releases_experiment);
+  std::vector<json> found;
+  for (auto& run : tracker_.search_runs({exp}, "", 1000)) {
+    const std::string m = run_tag(run, kTagReleaseMd5);
+    if (!m.empty() && m.rfind(md5, 0) == 0) found.push_back(std::move(run));
+  }
+  if (found.empty()) throw NotFoundError("no release with MD5 " + detail::quote_for_message(md5));
+  std::set<std::string> distinct;
+  for (const auto& r : found) distinct.insert(run_tag(r, kTagReleaseMd5));
+  if (distinct.size() > 1) throw ConfigError("release id '" + md5 + "' is ambiguous: give more characters");
+  return record_from_run(tracker_, found.front());
+}
+
+ManifestDiff Pipeline::diff_releases(const std::string& from_md5, const std::string& to_md5) {
+  return get_release(from_md5).manifest.diff(get_release(to_md5).manifest);
+}
+
+ReleaseManifest Pipeline::current_manifest() {
+  auto versions = version_index(tracker_, catalog_);
+  ReleaseManifest::Entries entries;
+  for (const auto& e : catalog_.entries())
+    if (const ModelVersion* v = with_alias(versions[e.name], options_.production_alias)) entries[e.name] = v->version;
+  return ReleaseManifest(std::move(entries));
+}
+
+namespace {
+
+// Finds the release run of `manifest`, or records a new one (state "recording"): a re-run after a
+// failure finds the same run instead of adding another.
+ReleaseRecord record_release(MlflowTracker& tracker, const std::string& experiment, const ReleaseManifest& manifest,
+                             const std::string& image, const std::string& previous) {
+  const std::string exp = tracker.experiment_id(experiment);
+  for (const auto& run : tracker.search_runs({exp}, "", 1000))
+    if (run_tag(run, kTagReleaseMd5) == manifest.md5()) return record_from_run(tracker, run);
+
+  Run run = tracker.start_run(experiment, manifest.md5(),
+                              {{kTagReleaseMd5, manifest.md5()},
+                               {kTagReleaseImage, image},
+                               {kTagReleasePrevious, previous},
+                               {kTagReleaseState, "recording"},
+                               {"mlops.release.models", std::to_string(manifest.size())}});
+  const auto tmp = std::filesystem::temp_directory_path() / ("mlops-manifest-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(tmp);
+  try {
+    manifest.save(tmp / kManifestArtifact);
+    run.log_artifact(tmp / kManifestArtifact);
+    run.end(RunStatus::Finished);
+  } catch (...) {
+    std::filesystem::remove_all(tmp);
+    throw;
+  }
+  std::filesystem::remove_all(tmp);
+  ReleaseRecord r;
+  r.md5 = manifest.md5();
+  r.image = image;
+  r.previous = previous;
+  r.state = "recording";
+  r.run_id = run.id();
+  r.time_ms = now_ms();
+  r.manifest = manifest;
+  return r;
+}
+
+}  // namespace
+
+namespace {
+
+// Moves the production aliases to `target` (removing it from catalog models not in `target`), recording
+// what moved and, after a failure, what is still pending. Marks the release complete when nothing is.
+// With `staging` set (rollbacks), a staging alias pointing elsewhere is moved to the released version
+// too, so the next release does not ship the withdrawn candidate again.
+void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::string& alias,
+                   std::map<std::string, std::vector<ModelVersion>>& versions, ReleaseReport& report,
+                   const std::string& staging = "") {
+  const ReleaseManifest& target = report.release.manifest;
+  std::vector<std::pair<std::string, std::int64_t>> todo;  // version 0: delete the alias
+  std::vector<std::pair<std::string, std::int64_t>> staging_todo;
+  for (const auto& e : catalog.entries()) {
+    const ModelVersion* current = with_alias(versions[e.name], alias);
+    const std::int64_t have = current ? current->version : 0;
+    const std::int64_t want = target.contains(e.name) ? target.at(e.name) : 0;
+    if (have != want) todo.emplace_back(e.name, want);
+    if (!staging.empty() && want != 0) {
+      const ModelVersion* staged = with_alias(versions[e.name], staging);
+      if (staged != nullptr && staged->version != want) staging_todo.emplace_back(e.name, want);
+    }
+  }
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    const auto& [name, version] = todo[i];
+    try {
+      if (version == 0) tracker.delete_alias(name, alias);
+      else tracker.set_alias(name, alias, version);
+      report.moved.push_back(name);
+    } catch (const Error& err) {
+      report.error = err.what();
+      for (std::size_t k = i; k < todo.size(); ++k) report.pending.push_back(todo[k].first);
+      return;
+    }
+  }
+  try {
+    for (const auto& [name, version] : staging_todo) tracker.set_alias(name, staging, version);
+    tracker.call("POST", "mlflow/runs/set-tag",
+                 {{"run_id", report.release.run_id}, {"key", kTagReleaseState}, {"value", "complete"}});
+    report.release.state = "complete";
+  } catch (const Error& err) {
+    report.error = err.what();
+  }
+}
+
+}  // namespace
+
+ReleaseReport Pipeline::release(const std::string& image_repository, const std::string& alias) {
+  validate_docker_repository(image_repository);
+  const std::string target = alias.empty() ? options_.production_alias : alias;
+  if (target == options_.staging_alias)
+    throw ConfigError("cannot release to the staging alias '" + target + "': staging is what gets released");
+  auto versions = version_index(tracker_, catalog_);
+  ReleaseManifest::Entries entries;
+  for (const auto& e : catalog_.entries()) {
+    const ModelVersion* v = with_alias(versions[e.name], options_.staging_alias);
+    if (v == nullptr) v = with_alias(versions[e.name], target);
+    if (v != nullptr) entries[e.name] = v->version;
+  }
+  if (entries.empty())
+    throw NotFoundError("nothing to release: no adapter of the catalog has a '" + options_.staging_alias +
+                        "' or '" + target + "' version");
+  ReleaseManifest manifest(std::move(entries));
+  std::string previous;
+  for (const auto& r : releases())
+    if (r.md5 != manifest.md5() && r.state == "complete") {
+      previous = r.md5;
+      break;
+    }
+  ReleaseReport report;
+  report.release = record_release(tracker_, options_.releases_experiment, manifest,
+                                  manifest.image_tag(image_repository), previous);
+  apply_release(tracker_, catalog_, target, versions, report);
+  return report;
+}
+
+ReleaseReport Pipeline::rollback_release(const std::string& md5) {
+  ReleaseReport report;
+  report.release = get_release(md5);
+  auto versions = version_index(tracker_, catalog_);
+  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.staging_alias);
+  return report;
+}
+
+ReleaseReport Pipeline::rollback_model(const std::string& name, std::int64_t version) {
+  (void)catalog_.at(name);
+  (void)tracker_.get_model_version(name, version);  // NotFoundError when it does not exist
+  auto all = releases();
+  if (all.empty()) throw NotFoundError("no release recorded yet: release before rolling a model back");
+  ReleaseManifest manifest = current_manifest().with_version(name, version);
+  ReleaseReport report;
+  report.release = record_release(tracker_, options_.releases_experiment, manifest,
+                                  manifest.image_tag(repository_of(all.front().image)), all.front().md5);
+  auto versions = version_index(tracker_, catalog_);
+  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.staging_alias);
+  return report;
+}
+
+json Pipeline::lineage(const std::string& name, const std::string& version_or_alias) {
+  std::int64_t version = 0;
+  const bool numeric = !version_or_alias.empty() &&
+                       std::all_of(version_or_alias.begin(), version_or_alias.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (numeric) version = std::stoll(version_or_alias);
+  else version = tracker_.get_by_alias(name, version_or_alias).version;
+  json j = tracker_.lineage(name, version);
+  j["name"] = name;
+  j["version"] = version;
+  return j;
+}
+
+std::string Pipeline::write_build_context(const std::filesystem::path& dir, const std::string& md5) {
+  ReleaseRecord rec;
+  if (md5.empty()) {
+    auto all = releases();
+    if (all.empty()) throw NotFoundError("no release recorded yet");
+    rec = all.front();
+  } else {
+    rec = get_release(md5);
+  }
+  std::filesystem::create_directories(dir / "models");
+  detail::write_file_atomically(dir / kManifestArtifact, rec.manifest.to_json());
+  json summary = json::object();
+  std::set<std::string> requirements;
+  for (const auto& [name, version] : rec.manifest.entries()) {
+    ModelVersion v = tracker_.get_model_version(name, version);
+    const auto dest = dir / "models" / name;
+    std::filesystem::remove_all(dest);
+    std::filesystem::create_directories(dest);
+    auto local = tracker_.download_artifacts(v.source, dest);
+    (void)local;
+    summary[name] = {{"version", version},
+                     {"data_commit", tag_of(v, kTagDataCommit)},
+                     {"code_commit", tag_of(v, kTagCodeCommit)},
+                     {"run_id", v.run_id}};
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dest)) {
+      if (entry.path().filename() != "requirements.txt") continue;
+      std::ifstream in(entry.path());
+      for (std::string line; std::getline(in, line);)
+        if (!line.empty() && line[0] != '#') requirements.insert(line);
+    }
+  }
+  detail::write_file_atomically(dir / "lineage.json", summary.dump(2));
+  std::string reqs;
+  for (const auto& r : requirements) reqs += r + "\n";
+  detail::write_file_atomically(dir / "requirements.txt", reqs);
+
+  auto label = [](const std::string& key, const std::string& value) {
+    std::string escaped;
+    for (char c : value) {
+      if (c == '"' || c == '\\') escaped.push_back('\\');
+      if (c == '\n') {
+        escaped += "\\n";
+        continue;
+      }
+      escaped.push_back(c);
+    }
+    return "LABEL \"" + key + "\"=\"" + escaped + "\"\n";
+  };
+  std::ostringstream df;
+  df << "# Release " << rec.md5 << ": " << rec.manifest.size() << " adapter models.\n"
+     << "# Build: docker build -t " << rec.image << " .\n"
+     << "FROM python:3.11-slim\n"
+     << label("org.opencontainers.image.title", "mlops adapter release")
+     << label("org.opencontainers.image.version", rec.md5)
+     << label("org.opencontainers.image.ref.name", rec.image)
+     << label("io.mlops.release.md5", rec.md5) << label("io.mlops.release.previous", rec.previous)
+     << label("io.mlops.release.models", std::to_string(rec.manifest.size()));
+  std::string code_commit;
+  for (const auto& [name, info] : summary.items()) {
+    df << label("io.mlops.model." + name, "v" + std::to_string(info["version"].get<std::int64_t>()) + " data=" +
+                                              short_hash(info["data_commit"].get<std::string>()) + " code=" +
+                                              short_hash(info["code_commit"].get<std::string>()));
+    if (code_commit.empty()) code_commit = info["code_commit"].get<std::string>();
+  }
+  if (!code_commit.empty()) df << label("org.opencontainers.image.revision", code_commit);
+  df << "WORKDIR /srv/release\n"
+     << "COPY requirements.txt manifest.json lineage.json ./\n"
+     << "RUN pip install --no-cache-dir -r requirements.txt\n"
+     << "COPY models/ ./models/\n"
+     << "ENV MLOPS_RELEASE_MD5=" << rec.md5 << " MLOPS_RELEASE_DIR=/srv/release\n";
+  detail::write_file_atomically(dir / "Dockerfile", df.str());
+  return rec.image;
+}
+
+}  // namespace mlops
