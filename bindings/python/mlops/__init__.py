@@ -41,6 +41,30 @@ components: tuple = tuple(c for c in _core.components.split(",") if c)
 
 _Mapping.register(ReleaseManifest)
 
+if "dolt" in components:
+    from ._core import Commit, Diff, DoltSource, Table
+
+    def _find_doltlite() -> None:
+        # DoltLite's library ships in the `doltlite` wheel. Find the file without importing the package:
+        # importing it swaps Python's own SQLite engine for the whole process.
+        import importlib.util
+        import os
+
+        if os.environ.get("DOLTLITE_LIB"):
+            return
+        try:
+            spec = importlib.util.find_spec("doltlite")
+        except (ImportError, ValueError):
+            return
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            lib = os.path.join(folder, "_lib", "libdoltlite.so")
+            if os.path.isfile(lib):
+                _core.set_default_doltlite_library(lib)
+                return
+
+    _find_doltlite()
+    __all__ += ["Commit", "Diff", "DoltSource", "Table"]
+
 __all__ = [
     "Catalog",
     "CatalogEntry",

@@ -13,6 +13,9 @@ PYBIND11_MODULE(_core, m) {
   mlops::python::bind_errors(m);
   mlops::python::bind_dataset(m);
   mlops::python::bind_manifest(m);
+#if MLOPS_WITH_DOLT
+  mlops::python::bind_dolt(m);
+#endif
 #if MLOPS_WITH_PIPELINE
   mlops::python::bind_pipeline(m);
 #endif

@@ -1,0 +1,66 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "dolt/csv.hpp"
+#include "dolt/featurizer.hpp"
+#include "mlops/error.hpp"
+
+using namespace mlops::detail;
+
+TEST_CASE("hashed unigram+bigram features: L2-normalised, deterministic, seed-dependent, case-folded") {
+  HashingFeaturizer f(64, 7);
+  std::vector<float> a(64), b(64), c(64), empty(64);
+  f.transform("The quick brown fox", a);
+  f.transform("the QUICK brown fox!", b);
+  HashingFeaturizer g(64, 8);
+  g.transform("The quick brown fox", c);
+  double norm = 0;
+  for (float v : a) norm += v * v;
+  CHECK(std::fabs(norm - 1.0) < 1e-5);
+  CHECK(a == b);
+  CHECK(a != c);
+  f.transform("  ...  ", empty);
+  for (float v : empty) CHECK(v == 0.0f);
+  // Word order matters through bigrams.
+  std::vector<float> d(64);
+  f.transform("fox brown quick the", d);
+  CHECK(a != d);
+  CHECK(f.settings()["dimension"] == 64);
+  CHECK_THROWS_AS(HashingFeaturizer(0, 0), mlops::ConfigError);
+}
+
+TEST_CASE("CSV: quotes, CRLF, empty fields as NULL, type inference") {
+  auto csv = parse_csv("\xEF\xBB\xBFid,name,score\r\n1,\"a, \"\"b\"\"\",2.5\r\n2,,3\n", "t.csv");
+  REQUIRE(csv.header == std::vector<std::string>{"id", "name", "score"});
+  REQUIRE(csv.rows.size() == 2);
+  CHECK(*csv.rows[0][1] == "a, \"b\"");
+  CHECK_FALSE(csv.rows[1][1].has_value());
+  CHECK(csv.kinds == std::vector<char>{'i', 't', 'r'});
+  CHECK(csv.lines == std::vector<std::size_t>{2, 3});
+}
+
+TEST_CASE("CSV errors name the line") {
+  auto msg = [](const std::string& text) {
+    try {
+      parse_csv(text, "t.csv");
+    } catch (const mlops::DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(msg("a,b\n1,2\n3\n").find("line 3") != std::string::npos);
+  CHECK(msg("a,b\n1,\"2\n").find("not closed") != std::string::npos);
+  CHECK(msg("a,b\n1,\xff\n").find("line 2") != std::string::npos);
+  CHECK(msg("a,a\n").find("twice") != std::string::npos);
+  auto csv = parse_csv("id,v\n1,a\n2,b\n01,c\n", "t.csv");
+  try {
+    check_csv_keys(csv, {"id"}, "t.csv");
+    FAIL("expected DataError");
+  } catch (const mlops::DataError& e) {
+    CHECK(std::string(e.what()).find("line 4") != std::string::npos);
+    CHECK(std::string(e.what()).find("line 2") != std::string::npos);
+  }
+  CHECK_THROWS_AS(check_csv_keys(csv, {"nope"}, "t.csv"), mlops::ConfigError);
+}
