@@ -92,6 +92,9 @@ struct TrainReport {
   std::string commit;
   int shard_index = 0, shard_count = 1;
   std::vector<TrainedItem> items;
+  double load_seconds = 0;    ///< reading the datasets from Dolt
+  double fit_seconds = 0;     ///< the batched fit
+  double record_seconds = 0;  ///< MLflow: runs, metrics, artifacts, registration, aliases
   [[nodiscard]] std::size_t failed() const;
   [[nodiscard]] nlohmann::json to_json() const;
 };

@@ -263,8 +263,11 @@ std::size_t TrainReport::failed() const {
 json TrainReport::to_json() const {
   json list = json::array();
   for (const auto& i : items) list.push_back(i.to_json());
-  return {{"commit", commit}, {"shard", std::to_string(shard_index) + "/" + std::to_string(shard_count)},
-          {"items", list}, {"failed", failed()}};
+  return {{"commit", commit},
+          {"shard", std::to_string(shard_index) + "/" + std::to_string(shard_count)},
+          {"items", list},
+          {"failed", failed()},
+          {"seconds", {{"load", load_seconds}, {"fit", fit_seconds}, {"record", record_seconds}}}};
 }
 
 json ReleaseRecord::to_json() const {
@@ -340,6 +343,9 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
   auto versions = version_index(tracker_, catalog_);
   const std::string code = plan.code_commit.empty() ? options_.code_commit : plan.code_commit;
 
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto t0 = Clock::now();
   std::vector<AdapterSpec> specs;
   std::map<std::string, std::string> fingerprints;
   for (const PlanItem* item : mine) {
@@ -371,8 +377,12 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
     }
   }
 
+  report.load_seconds = seconds_since(t0);
+  t0 = Clock::now();
   std::vector<TrainedAdapter> trained;
   if (!specs.empty()) trained = trainer_.fit(specs);
+  report.fit_seconds = seconds_since(t0);
+  t0 = Clock::now();
 
   const auto temp_root = std::filesystem::temp_directory_path() / ("mlops-train-" + std::to_string(::getpid()));
   for (std::size_t k = 0; k < trained.size(); ++k) {
@@ -424,6 +434,7 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
   }
   std::error_code ec;
   std::filesystem::remove_all(temp_root, ec);
+  report.record_seconds = seconds_since(t0);
   std::sort(report.items.begin(), report.items.end(),
             [](const TrainedItem& a, const TrainedItem& b) { return a.name < b.name; });
   return report;

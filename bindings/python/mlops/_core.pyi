@@ -151,6 +151,9 @@ class Plan:
 
 class TrainReport:
     commit: str
+    load_seconds: float
+    fit_seconds: float
+    record_seconds: float
     @property
     def failed(self) -> int: ...
     @property

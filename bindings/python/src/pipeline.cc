@@ -98,6 +98,9 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
   py::class_<TrainReport>(m, "TrainReport", "What train() did with each adapter of a shard.")
       .def_readonly("commit", &TrainReport::commit)
       .def_property_readonly("failed", &TrainReport::failed)
+      .def_readonly("load_seconds", &TrainReport::load_seconds)
+      .def_readonly("fit_seconds", &TrainReport::fit_seconds)
+      .def_readonly("record_seconds", &TrainReport::record_seconds)
       .def("to_dict", [](const TrainReport& r) { return json_to_py(r.to_json()); })
       .def_property_readonly("items", [](const TrainReport& r) {
         py::list out;
