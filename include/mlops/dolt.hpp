@@ -126,7 +126,9 @@ class DoltSource {
   /// Runs a query; `at` (a ref) runs it against that commit, read-only.
   Table query(const std::string& sql, const std::vector<SqlValue>& params = {},
               const std::optional<std::string>& at = std::nullopt);
-  /// Reads a training set at one commit (see DatasetSpec).
+  /// Reads a training set at one commit (see DatasetSpec). `lineage.query` is the SQL that reads these
+  /// rows at that commit (on DoltLite, a read of an unchanged HEAD scans the live table, which holds
+  /// the same rows, instead of materialising `dolt_at_<table>`).
   /// @throws DataError naming table, column and row key for a NULL label, a NULL/NaN/non-numeric feature
   ///         (unless drop_invalid) or an unknown column; NotFoundError for an unknown ref;
   ///         DataSourceError after `max_retries` lost connections (never a partial Dataset)

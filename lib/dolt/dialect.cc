@@ -118,14 +118,16 @@ std::string Dialect::primary_key(std::string_view t) const {
 
 std::string Dialect::select(const std::vector<std::string>& columns, std::string_view t, std::string_view hash,
                             std::string_view where, const std::vector<std::string>& order_by) const {
+  // SQLite reads an unknown double-quoted name as a string literal; a qualified name is an error instead.
+  const bool qualify = backend_ == Backend::DoltLite;
   std::string sql = "SELECT ";
   for (std::size_t i = 0; i < columns.size(); ++i) {
     check_column(columns[i]);
     if (i) sql += ", ";
-    sql += quote(columns[i]);
+    sql += (qualify ? "s." : "") + quote(columns[i]);
   }
   if (columns.empty()) sql += "*";
-  sql += " FROM " + table_at(t, hash);
+  sql += " FROM " + table_at(t, hash) + (qualify ? " AS s" : "");
   if (!where.empty()) sql += " WHERE (" + std::string(where) + ")";
   for (std::size_t i = 0; i < order_by.size(); ++i) sql += (i ? ", " : " ORDER BY ") + quote(order_by[i]);
   return sql;

@@ -1,3 +1,4 @@
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -291,42 +292,253 @@ struct DoltSource::Impl {
 
 namespace {
 
-// X in blocks of rows, so that growing never copies and the peak stays near one final array.
+// X in blocks of rows, mapped straight from the kernel: growing never copies, and each block goes back
+// to the system as soon as it is copied into the final array, so the peak stays near one final array
+// (std::vector growth would peak at three times, and small heap blocks are not returned at once).
 class BlockBuffer {
  public:
   explicit BlockBuffer(std::size_t block_floats) : block_(block_floats) {}
+  ~BlockBuffer() {
+    for (auto& b : blocks_) release(b);
+  }
+  BlockBuffer(BlockBuffer&& other) noexcept : block_(other.block_), blocks_(std::move(other.blocks_)) {
+    other.blocks_.clear();
+  }
+  BlockBuffer(const BlockBuffer&) = delete;
+  BlockBuffer& operator=(const BlockBuffer&) = delete;
+  BlockBuffer& operator=(BlockBuffer&&) = delete;
+
   float* row(std::size_t width) {
-    if (blocks_.empty() || used_ + width > block_) {
-      blocks_.emplace_back(new float[std::max(block_, width)]);
-      sizes_.push_back(0);
-      used_ = 0;
+    if (blocks_.empty() || blocks_.back().used + width > blocks_.back().capacity) {
+      const std::size_t cap = std::max(block_, width);
+      void* p = ::mmap(nullptr, cap * sizeof(float), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw DataError("out of memory while reading a dataset");
+      blocks_.push_back({static_cast<float*>(p), cap, 0});
     }
-    float* p = blocks_.back().get() + used_;
-    used_ += width;
-    sizes_.back() = used_;
+    auto& b = blocks_.back();
+    float* p = b.data + b.used;
+    b.used += width;
     return p;
   }
-  void unrow(std::size_t width) {
-    used_ -= width;
-    sizes_.back() = used_;
-  }
-  std::vector<float> take(std::size_t total) {
-    std::vector<float> out(total);
-    std::size_t at = 0;
-    for (std::size_t b = 0; b < blocks_.size(); ++b) {
-      std::copy_n(blocks_[b].get(), sizes_[b], out.data() + at);
-      at += sizes_[b];
-      blocks_[b].reset();
+  void unrow(std::size_t width) { blocks_.back().used -= width; }
+  /// Appends every row to `out` (whose capacity the caller reserved), releasing each block once copied.
+  void drain_into(std::vector<float>& out) {
+    for (auto& b : blocks_) {
+      out.insert(out.end(), b.data, b.data + b.used);
+      release(b);
     }
-    if (at != total) throw InternalError("dataset buffer holds " + std::to_string(at) + " values, expected " + std::to_string(total));
-    return out;
+    blocks_.clear();
   }
 
  private:
+  struct Block {
+    float* data;
+    std::size_t capacity, used;
+  };
+  static void release(Block& b) {
+    if (b.data != nullptr) ::munmap(b.data, b.capacity * sizeof(float));
+    b.data = nullptr;
+  }
   std::size_t block_;
-  std::vector<std::unique_ptr<float[]>> blocks_;
-  std::vector<std::size_t> sizes_;
-  std::size_t used_ = 0;
+  std::vector<Block> blocks_;
+};
+
+}  // namespace
+
+namespace {
+
+// What one scan of rows needs to know (shared, read-only, by parallel scans).
+struct ScanPlan {
+  const DatasetSpec* spec;
+  std::string hash;  // for messages
+  std::vector<std::string> key;
+  std::size_t nk = 0, label_at = 0, first_feature = 0, nf = 0;
+  bool use_text = false;
+  const detail::HashingFeaturizer* featurizer = nullptr;
+};
+
+// The rows of one scan: X rows, provisional label ids (local to this scan), dropped rows.
+struct ScanResult {
+  BlockBuffer xs{std::size_t{1} << 20};
+  std::vector<std::int32_t> y;
+  std::vector<std::string> label_names;
+  std::vector<bool> label_is_int;
+  std::unordered_map<std::int64_t, std::int32_t> int_labels;
+  std::unordered_map<std::string, std::int32_t> text_labels;
+  std::vector<std::size_t> widths;
+  std::size_t d = 0;
+  bool d_fixed = false;
+  std::int64_t dropped = 0;
+  std::size_t rows = 0;
+};
+
+void scan_rows(detail::RowReader& r, const ScanPlan& p, ScanResult& out) {
+  const auto& spec = *p.spec;
+  const std::size_t nk = p.nk, label_at = p.label_at, first_feature = p.first_feature, nf = p.nf;
+  out.widths.assign(nf, 1);  // BLOB columns: floats per row, fixed by the first row
+  out.d = p.use_text ? static_cast<std::size_t>(p.featurizer->dimension()) : nf;
+  out.d_fixed = p.use_text;
+  std::size_t row_no = 0;
+  auto row_key = [&]() {
+    std::string k;
+    for (std::size_t i = 0; i < nk; ++i) k += (i ? ", " : "") + p.key[i] + "=" + cell_text(r, i);
+    return k.empty() ? "row " + std::to_string(row_no) : k;
+  };
+  auto bad = [&](const std::string& column, const std::string& why) {
+    throw DataError("table " + quote_for_message(spec.table) + (p.hash.empty() ? std::string() : " at commit " + p.hash) +
+                    ", column " + quote_for_message(column) + ", row " + row_key() + ": " + why +
+                    (spec.drop_invalid ? std::string() : " (pass drop_invalid to skip such rows)"));
+  };
+  while (r.next()) {
+    ++row_no;
+    // Label first: a row with a bad label is skipped before its features are written.
+    std::int32_t label = -1;
+    std::string invalid_col, invalid_why;
+    switch (r.kind(label_at)) {
+      case CellKind::Null: invalid_col = spec.label; invalid_why = "label is NULL"; break;
+      case CellKind::Real: {
+        const double v = r.get_real(label_at);
+        if (v != std::floor(v) || !std::isfinite(v)) bad(spec.label, "label " + cell_text(r, label_at) + " is neither an integer nor text");
+        [[fallthrough]];
+      }
+      case CellKind::Int: {
+        const std::int64_t v = r.get_int(label_at);
+        auto [it, fresh] = out.int_labels.emplace(v, static_cast<std::int32_t>(out.label_names.size()));
+        if (fresh) {
+          out.label_names.push_back(std::to_string(v));
+          out.label_is_int.push_back(true);
+        }
+        label = it->second;
+        break;
+      }
+      case CellKind::Text: case CellKind::Blob: {
+        std::string v(r.kind(label_at) == CellKind::Text ? r.get_text(label_at) : r.get_blob(label_at));
+        auto it = out.text_labels.find(v);
+        if (it == out.text_labels.end()) {
+          it = out.text_labels.emplace(v, static_cast<std::int32_t>(out.label_names.size())).first;
+          out.label_names.push_back(v);
+          out.label_is_int.push_back(false);
+        }
+        label = it->second;
+        break;
+      }
+    }
+    if (label < 0) {
+      if (spec.drop_invalid) {
+        ++out.dropped;
+        continue;
+      }
+      bad(invalid_col, invalid_why);
+    }
+    if (!out.d_fixed) {
+      // The first row fixes the widths of BLOB (float32 embedding) columns.
+      out.d = 0;
+      for (std::size_t f = 0; f < nf; ++f) {
+        if (r.kind(first_feature + f) == CellKind::Blob) {
+          const auto b = r.get_blob(first_feature + f);
+          if (b.size() % 4 != 0 || b.empty())
+            bad(spec.features[f], "a BLOB feature must hold float32 values (a multiple of 4 bytes), got " +
+                                      std::to_string(b.size()) + " bytes");
+          out.widths[f] = b.size() / 4;
+        }
+        out.d += out.widths[f];
+      }
+      out.d_fixed = true;
+    }
+    const std::size_t d = out.d;
+    float* dst = out.xs.row(d);
+    bool ok = true;
+    if (p.use_text) {
+      const auto k = r.kind(first_feature);
+      if (k == CellKind::Text) p.featurizer->transform(r.get_text(first_feature), std::span<float>(dst, d));
+      else {
+        ok = false;
+        invalid_col = spec.text;
+        invalid_why = k == CellKind::Null ? "text is NULL" : "value " + cell_text(r, first_feature) + " is not text";
+      }
+    } else {
+      float* q = dst;
+      for (std::size_t f = 0; f < nf && ok; ++f) {
+        const std::size_t c = first_feature + f;
+        const std::size_t w = out.widths[f];
+        switch (r.kind(c)) {
+          case CellKind::Real: {
+            const double v = r.get_real(c);
+            if (std::isnan(v)) {
+              ok = false;
+              invalid_why = "feature is NaN";
+            }
+            *q++ = static_cast<float>(v);
+            break;
+          }
+          case CellKind::Int: *q++ = static_cast<float>(r.get_int(c)); break;
+          case CellKind::Null:
+            ok = false;
+            invalid_why = "feature is NULL";
+            break;
+          case CellKind::Text:
+            ok = false;
+            invalid_why = "feature " + cell_text(r, c) + " is not numeric";
+            break;
+          case CellKind::Blob: {
+            const auto b = r.get_blob(c);
+            if (b.size() != w * 4) {
+              ok = false;
+              invalid_why = "BLOB feature has " + std::to_string(b.size()) + " bytes, expected " +
+                            std::to_string(w * 4) + " (" + std::to_string(w) + " float32 values)";
+              break;
+            }
+            std::memcpy(q, b.data(), b.size());
+            for (std::size_t j = 0; j < w; ++j)
+              if (std::isnan(q[j])) {
+                ok = false;
+                invalid_why = "BLOB feature holds NaN";
+              }
+            q += w;
+            break;
+          }
+        }
+        if (ok && w != 1 && r.kind(c) != CellKind::Blob) {
+          ok = false;
+          invalid_why = "expected a BLOB of " + std::to_string(w) + " float32 values, got a number";
+        }
+        if (!ok) invalid_col = spec.features[f];
+      }
+    }
+    if (!ok) {
+      out.xs.unrow(d);
+      if (spec.drop_invalid) {
+        ++out.dropped;
+        continue;
+      }
+      bad(invalid_col, invalid_why);
+    }
+    out.y.push_back(label);
+    ++out.rows;
+  }
+}
+
+// A DoltLite read transaction: BEGIN now, COMMIT by end(), ROLLBACK if left by an exception.
+class LiteSnapshot {
+ public:
+  explicit LiteSnapshot(detail::Connection& c) : c_(c) { c_.execute("BEGIN", {}); }
+  ~LiteSnapshot() {
+    if (!open_) return;
+    try {
+      c_.execute("ROLLBACK", {});
+    } catch (const Error&) {
+    }
+  }
+  LiteSnapshot(const LiteSnapshot&) = delete;
+  LiteSnapshot& operator=(const LiteSnapshot&) = delete;
+  void end() {
+    open_ = false;
+    c_.execute("COMMIT", {});
+  }
+
+ private:
+  detail::Connection& c_;
+  bool open_ = true;
 };
 
 }  // namespace
@@ -348,205 +560,104 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
                           "; pass at=None to read the current rows unpinned");
 
   return read([&]() -> Dataset {
+    // DoltLite: one read transaction, so HEAD, the status and the rows come from one snapshot.
+    std::optional<LiteSnapshot> snapshot;
+    if (dialect.backend() == Backend::DoltLite) snapshot.emplace(*conn);
     const std::string hash = spec.at ? resolve(*spec.at) : std::string();
-    const auto key = primary_key(spec.table);
-    std::vector<std::string> cols = key;
+    // When the commit is the unchanged HEAD, the live table holds exactly its rows and reads without
+    // materialising a historical copy (dolt_at_*). The lineage keeps the pinned query either way.
+    std::string read_hash = hash;
+    if (snapshot && !hash.empty() && hash == resolve("HEAD") &&
+        !detail::query_scalar(*conn, dialect.table_status(), {spec.table}).has_value())
+      read_hash.clear();
+    ScanPlan plan;
+    plan.spec = &spec;
+    plan.hash = hash;
+    plan.key = primary_key(spec.table);
+    plan.use_text = use_text;
+    plan.featurizer = featurizer ? &*featurizer : nullptr;
+    std::vector<std::string> cols = plan.key;
     cols.push_back(spec.label);
     if (use_text) cols.push_back(spec.text);
     else cols.insert(cols.end(), spec.features.begin(), spec.features.end());
-    const std::size_t nk = key.size(), label_at = nk, first_feature = nk + 1;
+    plan.nk = plan.key.size();
+    plan.label_at = plan.nk;
+    plan.first_feature = plan.nk + 1;
+    plan.nf = use_text ? 1 : spec.features.size();
     // Dolt and MySQL return rows in key order only when asked; DoltLite's tables iterate in key order.
-    const auto order = dialect.backend() == Backend::DoltLite ? std::vector<std::string>{} : key;
+    const auto order = dialect.backend() == Backend::DoltLite ? std::vector<std::string>{} : plan.key;
     const std::string sql = dialect.select(cols, spec.table, hash, spec.where, order);
+    const std::string run_sql = read_hash == hash ? sql : dialect.select(cols, spec.table, read_hash, spec.where, order);
 
     std::unique_ptr<detail::RowReader> r;
     try {
-      r = conn->query(sql, spec.params);
+      r = conn->query(run_sql, spec.params);
     } catch (const detail::ConnectionLost&) {
       throw;
     } catch (const DataSourceError&) {
-      std::vector<std::string> wanted(cols.begin() + static_cast<std::ptrdiff_t>(nk), cols.end());
+      std::vector<std::string> wanted(cols.begin() + static_cast<std::ptrdiff_t>(plan.nk), cols.end());
       check_columns(spec.table, hash, wanted);
       throw;
     }
 
-    const std::size_t nf = use_text ? 1 : spec.features.size();
-    std::vector<std::size_t> widths(nf, 1);  // BLOB columns: floats per row, fixed by the first row
-    std::vector<bool> width_known(nf, !false);
-    std::size_t d = use_text ? static_cast<std::size_t>(featurizer->dimension()) : nf;
-    bool d_fixed = use_text;
-    BlockBuffer xs(std::size_t{1} << 20);
-    std::vector<std::int32_t> y;
-    std::unordered_map<std::int64_t, std::int32_t> int_labels;
-    std::unordered_map<std::string, std::int32_t> text_labels;
-    std::vector<std::string> label_names;  // by provisional index
-    std::vector<bool> label_is_int;
+    std::vector<ScanResult> parts(1);
+    scan_rows(*r, plan, parts[0]);
+    r.reset();
+    if (snapshot) snapshot->end();
+
+    // Merge the scans: one label dictionary, classes in a stable order (integers numerically, then
+    // text in byte order), X blocks concatenated in key order.
+    std::vector<std::string> names;
+    std::vector<bool> is_int;
+    std::unordered_map<std::string, std::int32_t> by_name[2];
+    std::size_t d = 0, rows = 0;
+    bool d_fixed = false;
     std::int64_t dropped = 0;
-    std::size_t rows = 0, row_no = 0;
-
-    auto row_key = [&]() {
-      std::string k;
-      for (std::size_t i = 0; i < nk; ++i) k += (i ? ", " : "") + key[i] + "=" + cell_text(*r, i);
-      return k.empty() ? "row " + std::to_string(row_no) : k;
-    };
-    auto bad = [&](const std::string& column, const std::string& why) {
-      throw DataError("table " + quote_for_message(spec.table) + (hash.empty() ? std::string() : " at commit " + hash) +
-                      ", column " + quote_for_message(column) + ", row " + row_key() + ": " + why +
-                      (spec.drop_invalid ? std::string() : " (pass drop_invalid to skip such rows)"));
-    };
-
-    while (r->next()) {
-      ++row_no;
-      // Label first: a row with a bad label is skipped before its features are written.
-      std::int32_t label = -1;
-      std::string invalid_col, invalid_why;
-      switch (r->kind(label_at)) {
-        case CellKind::Null: invalid_col = spec.label; invalid_why = "label is NULL"; break;
-        case CellKind::Real: {
-          const double v = r->get_real(label_at);
-          if (v != std::floor(v) || !std::isfinite(v)) {
-            bad(spec.label, "label " + cell_text(*r, label_at) + " is neither an integer nor text");
-          }
-          [[fallthrough]];
-        }
-        case CellKind::Int: {
-          const std::int64_t v = r->get_int(label_at);
-          auto [it, fresh] = int_labels.emplace(v, static_cast<std::int32_t>(label_names.size()));
-          if (fresh) {
-            label_names.push_back(std::to_string(v));
-            label_is_int.push_back(true);
-          }
-          label = it->second;
-          break;
-        }
-        case CellKind::Text: case CellKind::Blob: {
-          std::string v(r->kind(label_at) == CellKind::Text ? r->get_text(label_at) : r->get_blob(label_at));
-          auto it = text_labels.find(v);
-          if (it == text_labels.end()) {
-            it = text_labels.emplace(v, static_cast<std::int32_t>(label_names.size())).first;
-            label_names.push_back(v);
-            label_is_int.push_back(false);
-          }
-          label = it->second;
-          break;
-        }
-      }
-      if (label < 0) {
-        if (spec.drop_invalid) {
-          ++dropped;
-          continue;
-        }
-        bad(invalid_col, invalid_why);
-      }
-      if (!d_fixed) {
-        // The first row fixes the widths of BLOB (float32 embedding) columns.
-        d = 0;
-        for (std::size_t f = 0; f < nf; ++f) {
-          if (r->kind(first_feature + f) == CellKind::Blob) {
-            const auto b = r->get_blob(first_feature + f);
-            if (b.size() % 4 != 0 || b.empty())
-              bad(spec.features[f], "a BLOB feature must hold float32 values (a multiple of 4 bytes), got " +
-                                        std::to_string(b.size()) + " bytes");
-            widths[f] = b.size() / 4;
-          }
-          d += widths[f];
-        }
+    std::vector<std::vector<std::int32_t>> to_global(parts.size());
+    for (std::size_t t = 0; t < parts.size(); ++t) {
+      auto& part = parts[t];
+      rows += part.rows;
+      dropped += part.dropped;
+      if (part.rows > 0) {
+        if (d_fixed && part.d != d)
+          throw DataError("table " + quote_for_message(spec.table) + ": BLOB feature widths differ between rows (" +
+                          std::to_string(d) + " and " + std::to_string(part.d) + " values per row)");
+        d = part.d;
         d_fixed = true;
       }
-      float* out = xs.row(d);
-      bool ok = true;
-      if (use_text) {
-        const auto k = r->kind(first_feature);
-        if (k == CellKind::Text) featurizer->transform(r->get_text(first_feature), std::span<float>(out, d));
-        else {
-          ok = false;
-          invalid_col = spec.text;
-          invalid_why = k == CellKind::Null ? "text is NULL" : "value " + cell_text(*r, first_feature) + " is not text";
+      for (std::size_t i = 0; i < part.label_names.size(); ++i) {
+        auto& dict = by_name[part.label_is_int[i] ? 1 : 0];
+        auto [it, fresh] = dict.emplace(part.label_names[i], static_cast<std::int32_t>(names.size()));
+        if (fresh) {
+          names.push_back(part.label_names[i]);
+          is_int.push_back(part.label_is_int[i]);
         }
-      } else {
-        float* p = out;
-        for (std::size_t f = 0; f < nf && ok; ++f) {
-          const std::size_t c = first_feature + f;
-          switch (r->kind(c)) {
-            case CellKind::Real: {
-              const double v = r->get_real(c);
-              if (std::isnan(v)) {
-                ok = false;
-                invalid_why = "feature is NaN";
-              }
-              if (widths[f] != 1) {
-                ok = false;
-                invalid_why = "expected a BLOB of " + std::to_string(widths[f]) + " float32 values, got a number";
-              }
-              *p++ = static_cast<float>(v);
-              break;
-            }
-            case CellKind::Int:
-              if (widths[f] != 1) {
-                ok = false;
-                invalid_why = "expected a BLOB of " + std::to_string(widths[f]) + " float32 values, got a number";
-              }
-              *p++ = static_cast<float>(r->get_int(c));
-              break;
-            case CellKind::Null:
-              ok = false;
-              invalid_why = "feature is NULL";
-              break;
-            case CellKind::Text:
-              ok = false;
-              invalid_why = "feature " + cell_text(*r, c) + " is not numeric";
-              break;
-            case CellKind::Blob: {
-              const auto b = r->get_blob(c);
-              if (b.size() != widths[f] * 4) {
-                ok = false;
-                invalid_why = "BLOB feature has " + std::to_string(b.size()) + " bytes, expected " +
-                              std::to_string(widths[f] * 4) + " (" + std::to_string(widths[f]) + " float32 values)";
-                break;
-              }
-              std::memcpy(p, b.data(), b.size());
-              for (std::size_t j = 0; j < widths[f]; ++j)
-                if (std::isnan(p[j])) {
-                  ok = false;
-                  invalid_why = "BLOB feature holds NaN";
-                }
-              p += widths[f];
-              break;
-            }
-          }
-          if (!ok) invalid_col = spec.features[f];
-        }
+        to_global[t].push_back(it->second);
       }
-      if (!ok) {
-        xs.unrow(d);
-        if (spec.drop_invalid) {
-          ++dropped;
-          continue;
-        }
-        bad(invalid_col, invalid_why);
-      }
-      y.push_back(label);
-      ++rows;
     }
-    r.reset();
-
-    // Classes in a stable order: integers numerically, then text in byte order.
-    std::vector<std::int32_t> order_idx(label_names.size());
+    if (!d_fixed) d = use_text ? static_cast<std::size_t>(featurizer->dimension()) : plan.nf;
+    std::vector<std::int32_t> order_idx(names.size());
     for (std::size_t i = 0; i < order_idx.size(); ++i) order_idx[i] = static_cast<std::int32_t>(i);
     std::sort(order_idx.begin(), order_idx.end(), [&](std::int32_t a, std::int32_t b) {
-      if (label_is_int[a] != label_is_int[b]) return static_cast<bool>(label_is_int[a]);
-      if (label_is_int[a]) return std::stoll(label_names[a]) < std::stoll(label_names[b]);
-      return label_names[a] < label_names[b];
+      if (is_int[a] != is_int[b]) return static_cast<bool>(is_int[a]);
+      if (is_int[a]) return std::stoll(names[a]) < std::stoll(names[b]);
+      return names[a] < names[b];
     });
-    std::vector<std::int32_t> remap(label_names.size());
+    std::vector<std::int32_t> rank(names.size());
     std::vector<std::string> classes;
     for (std::size_t i = 0; i < order_idx.size(); ++i) {
-      remap[order_idx[i]] = static_cast<std::int32_t>(i);
-      classes.push_back(label_names[order_idx[i]]);
+      rank[order_idx[i]] = static_cast<std::int32_t>(i);
+      classes.push_back(names[order_idx[i]]);
     }
-    for (auto& v : y) v = remap[v];
-    std::vector<std::int32_t> y_exact(y.begin(), y.end());
-    y = {};
+    std::vector<std::int32_t> y;
+    y.reserve(rows);
+    for (std::size_t t = 0; t < parts.size(); ++t)
+      for (auto v : parts[t].y) y.push_back(rank[to_global[t][v]]);
+    std::vector<float> X;
+    X.reserve(rows * d);  // pages are touched (counted) only as the blocks are copied in and released
+    for (auto& part : parts) part.xs.drain_into(X);
+    if (X.size() != rows * d)
+      throw InternalError("dataset holds " + std::to_string(X.size()) + " values, expected " + std::to_string(rows * d));
 
     DatasetLineage lin;
     lin.commit = hash;
@@ -564,8 +675,7 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
       lin.featurizer = {{"kind", "columns"}, {"dimension", d}, {"seed", 0}};
     }
     lin.dropped_rows = dropped;
-    const std::size_t cols_out = rows == 0 ? (d_fixed ? d : nf) : d;
-    return Dataset(xs.take(rows * d), rows, cols_out, std::move(y_exact), std::move(classes), std::move(lin));
+    return Dataset(std::move(X), rows, d, std::move(y), std::move(classes), std::move(lin));
   });
 }
 

@@ -41,6 +41,25 @@ components: tuple = tuple(c for c in _core.components.split(",") if c)
 
 _Mapping.register(ReleaseManifest)
 
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "DataError",
+    "DataSourceError",
+    "Dataset",
+    "DeviceError",
+    "IntegrityError",
+    "InternalError",
+    "ManifestDiff",
+    "MlopsError",
+    "NotFoundError",
+    "ReleaseManifest",
+    "TrackingError",
+    "components",
+    "__version__",
+]
+
 if "dolt" in components:
     from ._core import Commit, Diff, DoltSource, Table
 

@@ -69,7 +69,7 @@ py::object column_array(const Column& c) {
       return a;
     }
     default: {
-      py::array a(py::dtype("O"), {n});
+      py::array a(py::dtype("O"), std::vector<py::ssize_t>{n});
       auto* data = static_cast<PyObject**>(a.mutable_data());
       for (py::ssize_t i = 0; i < n; ++i) {
         py::object v;

@@ -50,7 +50,7 @@ TEST_CASE("DoltLite dialect: SELECT dolt_*() functions, dolt_at_<table>() and do
   CHECK(d.log(3) == "SELECT commit_hash, committer, email, date, message FROM dolt_log LIMIT 3");
   CHECK(d.table_at("iris", kLiteHash) == "\"dolt_at_iris\"('" + kLiteHash + "')");
   CHECK(d.diff("iris", kLiteHash, kLiteHash) == "SELECT * FROM \"dolt_diff_iris\"('" + kLiteHash + "', '" + kLiteHash + "')");
-  CHECK(d.select({"a"}, "iris", "", "", {}) == "SELECT \"a\" FROM \"iris\"");
+  CHECK(d.select({"a"}, "iris", "", "", {}) == "SELECT s.\"a\" FROM \"iris\" AS s");
   CHECK(d.insert("t", {"id"}, true, 1) == "INSERT OR REPLACE INTO \"t\" (\"id\") VALUES (?)");
   CHECK(d.insert("t", {"id"}, false, 1) == "INSERT INTO \"t\" (\"id\") VALUES (?)");
 }

@@ -1,0 +1,138 @@
+"""A throwaway MariaDB server for tests and benchmarks: its own datadir and socket in a temp folder,
+listening on 127.0.0.1 on a free port, with one database and one user with a password."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import pymysql
+
+USER = "mlops"
+PASSWORD = "pw-Zq8vK3u"
+DATABASE = "training"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def available() -> bool:
+    return shutil.which("mariadbd", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", "")) is not None
+
+
+class MariaDB:
+    """Start with `start()`, stop with `stop()` (or use as a context manager)."""
+
+    def __init__(self, base: Optional[Path] = None, buffer_pool: str = "256M") -> None:
+        self._own_base = base is None
+        self.base = Path(base or tempfile.mkdtemp(prefix="mlops-mariadb-"))
+        self.datadir = self.base / "data"
+        self.socket = str(self.base / "mysqld.sock")
+        self.port = _free_port()
+        self.buffer_pool = buffer_pool
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def uri(self) -> str:
+        """URI without the password (it comes from MLOPS_DOLT_PASSWORD or is added by the caller)."""
+        return f"mysql://{USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    @property
+    def uri_with_password(self) -> str:
+        return f"mysql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def root(self) -> pymysql.connections.Connection:
+        return pymysql.connect(unix_socket=self.socket, user="root", autocommit=True)
+
+    def connect(self, **kw) -> pymysql.connections.Connection:
+        return pymysql.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                               database=DATABASE, autocommit=True, **kw)
+
+    def start(self) -> "MariaDB":
+        bindir = "/usr/sbin"
+        install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        if install is None:
+            raise RuntimeError("mariadb-install-db not found (install the Debian package mariadb-server)")
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [install, "--no-defaults", f"--datadir={self.datadir}", "--auth-root-authentication-method=normal",
+             "--user=root", "--skip-test-db"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        mariadbd = shutil.which("mariadbd", path=bindir + ":" + os.environ.get("PATH", "")) or "mysqld"
+        self.proc = subprocess.Popen(
+            [mariadbd, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
+             f"--pid-file={self.base / 'mysqld.pid'}", f"--log-error={self.base / 'error.log'}",
+             f"--innodb-buffer-pool-size={self.buffer_pool}", "--skip-log-bin", "--max-allowed-packet=256M",
+             "--local-infile=1", "--innodb-flush-log-at-trx-commit=2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while True:
+            if self.proc.poll() is not None:
+                log = (self.base / "error.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"mariadbd exited with {self.proc.returncode}:\n{log}")
+            if self._answers():
+                conn = self.root()
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("mariadbd did not answer within 90 s")
+            time.sleep(0.2)
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {DATABASE}")
+            for host in ("localhost", "127.0.0.1"):
+                cur.execute(f"CREATE USER '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}'")
+                cur.execute(f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'{host}'")
+        conn.close()
+        return self
+
+    def _answers(self) -> bool:
+        # A plain socket probe (closed at once), so no half-made client connection is left to the GC.
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(self.socket)
+                return len(probe.recv(4)) == 4  # the server's greeting packet header
+            except OSError:
+                return False
+
+    def kill_connections_of(self, user: str = USER) -> int:
+        """KILL CONNECTION every connection of `user` that is running a query; returns how many."""
+        killed = 0
+        conn = self.root()
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM information_schema.processlist WHERE user = %s AND command <> 'Sleep'", (user,))
+            for (pid,) in cur.fetchall():
+                cur.execute(f"KILL CONNECTION {int(pid)}")
+                killed += 1
+        conn.close()
+        return killed
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._own_base:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> "MariaDB":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
