@@ -13,4 +13,7 @@ PYBIND11_MODULE(_core, m) {
   mlops::python::bind_errors(m);
   mlops::python::bind_dataset(m);
   mlops::python::bind_manifest(m);
+#if MLOPS_WITH_MLFLOW
+  mlops::python::bind_mlflow(m);
+#endif
 }
