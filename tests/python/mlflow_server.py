@@ -123,17 +123,19 @@ class FaultProxy:
       the answer was lost on the way (each predicate match counts once unless it keeps returning True).
     basic_auth: "user:password" that requests must carry, else 401.
     certfile/keyfile: serve HTTPS with this certificate.
+    delay: seconds to wait before forwarding each request (a slow server).
     """
 
     def __init__(self, upstream: str, fail_first: int = 0, fail_status: int = 503, retry_after: Optional[str] = "0",
                  drop_answer: Optional[Callable[[str, str], bool]] = None, basic_auth: Optional[str] = None,
-                 certfile: Optional[str] = None, keyfile: Optional[str] = None) -> None:
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None, delay: float = 0.0) -> None:
         self.upstream = upstream.rstrip("/")
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.retry_after = retry_after
         self.drop_answer = drop_answer
         self.basic_auth = basic_auth
+        self.delay = delay
         self.requests: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
         proxy = self
@@ -174,6 +176,8 @@ class FaultProxy:
                         headers["Retry-After"] = proxy.retry_after
                     self._answer(proxy.fail_status, b"injected failure", headers)
                     return
+                if proxy.delay:
+                    time.sleep(proxy.delay)
                 host = self.upstream_host
                 conn = http.client.HTTPConnection(host[0], host[1], timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
