@@ -41,6 +41,15 @@ components: tuple = tuple(c for c in _core.components.split(",") if c)
 
 _Mapping.register(ReleaseManifest)
 
+if hasattr(_core, "MlflowTracker"):
+    from ._core import (  # noqa: F401
+        ArtifactInfo,
+        MlflowTracker,
+        ModelVersion,
+        Run,
+        SourceInfo,
+        detect_source_info,
+    )
 
 __all__ = [
     "ConfigError",
@@ -109,3 +118,5 @@ __all__ = [
     "components",
     "__version__",
 ]
+if hasattr(_core, "MlflowTracker"):
+    __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "Run", "SourceInfo", "detect_source_info"]

@@ -18,5 +18,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
 #if MLOPS_WITH_PIPELINE
   mlops::python::bind_pipeline(m);
+#if MLOPS_WITH_MLFLOW
+  mlops::python::bind_mlflow(m);
 #endif
 }

@@ -1,0 +1,240 @@
+/// @file mlflow.hpp
+/// MlflowTracker: a client of MLflow's REST API (`/api/2.0/mlflow/...` and the proxied artifact API
+/// `/api/2.0/mlflow-artifacts/...`) for runs, metrics, lineage, artifacts, models, the registry and aliases.
+///
+/// Logging is asynchronous and loss-free: params, metrics and tags go into a bounded queue that a
+/// background sender delivers as `log-batch` requests within MLflow's limits. When the server cannot be
+/// reached for longer than the retries last, pending batches are appended to a spool file and delivered
+/// when it answers again. A metric point is identified by (key, step, timestamp, value), which the server
+/// stores once however often it is delivered, so a redelivery never duplicates a point.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mlops {
+
+class Dataset;
+
+/// Where the running code came from: the git commit, branch, remote and whether the tree has changes.
+struct SourceInfo {
+  std::string commit;       ///< full commit hash (empty outside a git repository)
+  std::string branch;       ///< branch name (empty when detached or unknown)
+  std::string repo_url;     ///< remote URL with credentials removed (empty when none)
+  bool dirty = false;       ///< tracked files differ from the commit
+  std::string source_name;  ///< the program (script path or executable)
+  std::string source_type;  ///< "LOCAL", or "JOB" inside GitHub Actions
+
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Detects the code version: inside GitHub Actions (`GITHUB_ACTIONS=true` and `GITHUB_SHA` set) from
+/// `GITHUB_SHA`, `GITHUB_REF_NAME`, `GITHUB_SERVER_URL`/`GITHUB_REPOSITORY`; otherwise from the git
+/// repository that contains `directory` (`git rev-parse`, `git status`). Never throws: fields it cannot
+/// find stay empty.
+[[nodiscard]] SourceInfo detect_source_info(const std::filesystem::path& directory = ".");
+
+/// The final state of a run.
+enum class RunStatus { Finished, Failed, Killed };
+
+/// Connection and logging settings. `from_env` fills them as MLflow's own client does.
+struct MlflowOptions {
+  std::string tracking_uri;       ///< http(s)://host:port[/prefix]
+  std::string username;           ///< basic auth (MLFLOW_TRACKING_USERNAME); wins over the token
+  std::string password;           ///< basic auth (MLFLOW_TRACKING_PASSWORD)
+  std::string token;              ///< bearer token (MLFLOW_TRACKING_TOKEN)
+  bool insecure_tls = false;      ///< skip TLS verification (MLFLOW_TRACKING_INSECURE_TLS)
+  std::string server_cert_path;   ///< CA bundle for the server (MLFLOW_TRACKING_SERVER_CERT_PATH)
+  std::string client_cert_path;   ///< client certificate, PEM (MLFLOW_TRACKING_CLIENT_CERT_PATH)
+  int max_retries = 7;            ///< MLFLOW_HTTP_REQUEST_MAX_RETRIES
+  double backoff_factor = 2.0;    ///< MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR (seconds)
+  double backoff_jitter = 1.0;    ///< MLFLOW_HTTP_REQUEST_BACKOFF_JITTER (seconds)
+  long timeout_seconds = 120;     ///< MLFLOW_HTTP_REQUEST_TIMEOUT, per request
+  bool async_logging = true;      ///< false: every log call is delivered before it returns
+  std::size_t queue_capacity = 100000;  ///< entries held in memory before a log call waits
+  std::filesystem::path spool_dir;      ///< where undelivered batches are kept (empty: a per-user temp folder)
+  double outage_retry_seconds = 1.0;    ///< pause between delivery attempts while the server is unreachable
+  double flush_timeout_seconds = 600;   ///< how long flush()/end() wait for delivery before throwing
+
+  /// Options from the environment; `tracking_uri`, when not empty, wins over MLFLOW_TRACKING_URI.
+  /// @throws ConfigError for a missing URI, a malformed number, or INSECURE_TLS with a CA path
+  static MlflowOptions from_env(const std::string& tracking_uri = "");
+};
+
+/// One version of a registered model.
+struct ModelVersion {
+  std::string name;                 ///< registered model name
+  std::int64_t version = 0;         ///< version number (1, 2, ...)
+  std::string run_id;               ///< the run that produced it
+  std::string source;               ///< artifact URI of the model directory
+  std::string status;               ///< READY, PENDING_REGISTRATION, FAILED_REGISTRATION
+  std::vector<std::string> aliases; ///< aliases pointing at it
+  std::map<std::string, std::string> tags;
+  std::int64_t creation_timestamp = 0;  ///< ms since the epoch
+
+  [[nodiscard]] nlohmann::json to_json() const;
+  static ModelVersion from_json(const nlohmann::json& j);
+};
+
+/// One entry of an artifact listing.
+struct ArtifactInfo {
+  std::string path;         ///< path relative to the run's artifact root
+  bool is_dir = false;
+  std::int64_t file_size = 0;  ///< bytes (0 for folders)
+};
+
+class MlflowTracker;
+
+/// A run being logged. A handle: copies share the run. Log calls queue and return (asynchronous
+/// logging); `flush()` and `end()` wait for delivery and rethrow what the sender could not deliver.
+/// When the last handle of a run that was not ended goes away, the run is flushed and ended FINISHED,
+/// or FAILED while an exception is propagating.
+class Run {
+ public:
+  [[nodiscard]] const std::string& id() const;
+  [[nodiscard]] const std::string& experiment_id() const;
+  [[nodiscard]] const std::string& name() const;
+  /// e.g. `mlflow-artifacts:/1/<run id>/artifacts`.
+  [[nodiscard]] const std::string& artifact_uri() const;
+
+  /// Logs a param. Params are immutable: the same value again is fine.
+  /// @throws ConflictError when `key` was logged by this run with another value
+  /// @throws DataError for a key MLflow refuses or a value longer than 6000 characters
+  void log_param(const std::string& key, const std::string& value);
+  void log_params(const std::map<std::string, std::string>& params);
+  /// Logs one metric point; `timestamp_ms` < 0 means now. NaN and ±inf are kept as such.
+  /// @throws DataError for a key MLflow refuses
+  void log_metric(const std::string& key, double value, std::int64_t step = 0, std::int64_t timestamp_ms = -1);
+  void log_metrics(const std::map<std::string, double>& metrics, std::int64_t step = 0,
+                   std::int64_t timestamp_ms = -1);
+  /// Sets a run tag (a later value replaces an earlier one). @throws DataError for a bad key or a value > 8000
+  void set_tag(const std::string& key, const std::string& value);
+  void set_tags(const std::map<std::string, std::string>& tags);
+
+  /// Records `dataset` as an input of the run (source type `dolt`, source JSON with the URI, commit,
+  /// table and query; digest cut to 36 characters; tag `mlflow.data.context`) and sets the run tags
+  /// `mlops.data.commit`, `mlops.data.uri`, `mlops.data.table`, `mlops.data.query_sha256`,
+  /// `mlops.data.digest`. @param name the dataset's name (empty: the table)
+  void log_dataset(const Dataset& dataset, const std::string& context = "training", const std::string& name = "");
+
+  /// Uploads a file (streamed) to `<artifact_path>/<file name>` in the run's artifacts.
+  /// @throws ConfigError when the file cannot be read
+  void log_artifact(const std::filesystem::path& local_file, const std::string& artifact_path = "");
+  /// Uploads every file under `local_dir` to `artifact_path` (keeping the relative paths).
+  void log_artifacts(const std::filesystem::path& local_dir, const std::string& artifact_path = "");
+  /// Lists the run's artifacts under `path` (one level). @throws NotFoundError for an unknown run
+  [[nodiscard]] std::vector<ArtifactInfo> list_artifacts(const std::string& path = "") const;
+  /// Downloads the file or folder `path` (streamed, each file written atomically) to `dest_dir`;
+  /// returns the local path of what was downloaded. @throws NotFoundError when it does not exist
+  std::filesystem::path download_artifacts(const std::string& path, const std::filesystem::path& dest_dir) const;
+
+  /// Writes and uploads a model directory that `mlflow.pyfunc.load_model` can load: `MLmodel` with a
+  /// python_function flavor (loader module `mlops.pyfunc`, data = the weights file), the weights file,
+  /// `requirements.txt` and `lineage.json`. Also sets the tag `mlops.model.<artifact_path>.sha256`.
+  /// @param weights_path a safetensors file in the layout `mlops.adapter.v1`
+  /// @param lineage JSON object stored as lineage.json
+  /// @throws ConfigError when the weights cannot be read
+  void log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,
+                      const std::string& artifact_path = "model");
+
+  /// Waits until everything logged so far is on the server.
+  /// @throws TrackingError for what the server refused, or naming the spool file when the server did not
+  /// answer within `flush_timeout_seconds` (the batches stay there for a later delivery)
+  void flush();
+  /// Flushes, then sets the run's status and end time. Idempotent.
+  void end(RunStatus status = RunStatus::Finished);
+  [[nodiscard]] bool ended() const;
+
+  struct State;
+
+ private:
+  friend class MlflowTracker;
+  explicit Run(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+/// Client of one MLflow tracking server. Thread-safe; one connection pool shared by its runs.
+class MlflowTracker {
+ public:
+  /// @param tracking_uri empty: `MLFLOW_TRACKING_URI`. @throws ConfigError when there is none
+  explicit MlflowTracker(const std::string& tracking_uri = "");
+  explicit MlflowTracker(MlflowOptions options);
+  ~MlflowTracker();
+  MlflowTracker(const MlflowTracker&) = delete;
+  MlflowTracker& operator=(const MlflowTracker&) = delete;
+
+  [[nodiscard]] const std::string& tracking_uri() const;
+  [[nodiscard]] const MlflowOptions& options() const;
+
+  /// The id of experiment `name`, created when missing (safe when two processes race).
+  std::string experiment_id(const std::string& name);
+
+  /// Starts a run in experiment `experiment` (created when missing) with MLflow's standard tags
+  /// (user, source, git commit/branch/repo/dirty) and `tags`. A retried create never leaves a second run.
+  Run start_run(const std::string& experiment, const std::string& run_name = "",
+                const std::map<std::string, std::string>& tags = {});
+
+  /// The run as the server returns it (`info`, `data`, `inputs`). @throws NotFoundError
+  [[nodiscard]] nlohmann::json get_run(const std::string& run_id);
+  /// Runs of the experiments matching `filter` (MLflow search syntax), every page.
+  [[nodiscard]] std::vector<nlohmann::json> search_runs(const std::vector<std::string>& experiment_ids,
+                                                        const std::string& filter = "",
+                                                        int page_size = 1000);
+  /// Every point of metric `key` of a run (all pages), each {key, value, timestamp, step}.
+  [[nodiscard]] std::vector<nlohmann::json> metric_history(const std::string& run_id, const std::string& key);
+
+  /// Creates registered model `name` when missing (race-safe).
+  void create_registered_model(const std::string& name, const std::map<std::string, std::string>& tags = {},
+                               const std::string& description = "");
+  /// Registers `<run artifact uri>/<artifact_path>` as a new version of `name` (the model is created
+  /// when missing) and waits until it is READY.
+  /// @throws TrackingError when registration fails or is not READY within `wait_seconds`
+  ModelVersion register_model(const std::string& name, const Run& run, const std::string& artifact_path = "model",
+                              const std::map<std::string, std::string>& tags = {}, double wait_seconds = 300);
+  /// @throws NotFoundError
+  [[nodiscard]] ModelVersion get_model_version(const std::string& name, std::int64_t version);
+  /// Points `alias` at `version` (moving it if it pointed elsewhere).
+  void set_alias(const std::string& name, const std::string& alias, std::int64_t version);
+  /// @throws NotFoundError when the model or alias does not exist
+  [[nodiscard]] ModelVersion get_by_alias(const std::string& name, const std::string& alias);
+  void delete_alias(const std::string& name, const std::string& alias);
+  void set_registered_model_tag(const std::string& name, const std::string& key, const std::string& value);
+  void set_model_version_tag(const std::string& name, std::int64_t version, const std::string& key,
+                             const std::string& value);
+  /// Registered model as the server returns it (name, tags, aliases, latest_versions).
+  [[nodiscard]] nlohmann::json get_registered_model(const std::string& name);
+  /// Model versions matching `filter` (e.g. "name='m'"), following every page of `page_size`.
+  [[nodiscard]] std::vector<ModelVersion> search_model_versions(const std::string& filter = "",
+                                                                int page_size = 200);
+  /// Registered models matching `filter` (e.g. "name LIKE 'cust%'"), every page.
+  [[nodiscard]] std::vector<nlohmann::json> search_registered_models(const std::string& filter = "",
+                                                                     int page_size = 100);
+
+  /// Where version `version` of `name` came from: {name, version, run_id, source, code {commit, branch,
+  /// repo_url, dirty}, data {commit, uri, table, query, digest, ...}, params, metrics (final values)}.
+  [[nodiscard]] nlohmann::json lineage(const std::string& name, std::int64_t version);
+
+  /// Downloads an artifact URI (`mlflow-artifacts:/...`, a file or a folder) into `dest_dir`.
+  std::filesystem::path download_artifacts(const std::string& artifact_uri, const std::filesystem::path& dest_dir);
+
+  /// Delivers batches that an earlier process left in the spool folder; returns how many were delivered.
+  std::size_t deliver_spooled();
+
+  /// One REST call: `path` after `/api/2.0/` (e.g. "mlflow/runs/get"); GET sends `body`'s fields as the
+  /// query string. Retries as configured. @throws NotFoundError, ConflictError, TrackingError
+  nlohmann::json call(const std::string& method, const std::string& path, const nlohmann::json& body = {});
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace mlops

@@ -1,0 +1,164 @@
+// MlflowTracker end to end against a real `mlflow server` (the project's .venv has it), started here on
+// loopback with a SQLite store in a temporary folder and stopped at the end.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "http/client.hpp"
+#include "mlops/dataset.hpp"
+#include "mlops/error.hpp"
+#include "mlops/mlflow.hpp"
+
+using namespace mlops;
+namespace fs = std::filesystem;
+
+namespace {
+
+class Server {
+ public:
+  Server() {
+    exe_ = fs::path(MLOPS_SOURCE_DIR) / ".venv" / "bin" / "mlflow";
+    if (!fs::exists(exe_)) return;
+    root_ = fs::temp_directory_path() / ("mlops-cpp-mlflow-" + std::to_string(::getpid()));
+    fs::create_directories(root_ / "artifacts");
+    port_ = 20000 + ::getpid() % 20000;
+    const std::string store = "sqlite:///" + (root_ / "mlflow.db").string();
+    const std::string artifacts = (root_ / "artifacts").string();
+    const std::string port = std::to_string(port_);
+    const std::string log = (root_ / "server.log").string();
+    std::vector<std::string> argv = {exe_.string(), "server", "--backend-store-uri", store, "--artifacts-destination",
+                                     artifacts, "--host", "127.0.0.1", "--port", port, "--workers", "1"};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setsid();
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd >= 0) {
+        ::dup2(fd, STDOUT_FILENO);
+        ::dup2(fd, STDERR_FILENO);
+      }
+      ::unsetenv("MLFLOW_TRACKING_URI");
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    detail::HttpClient http({}, {}, 2, detail::RetryPolicy{0, 0, 0, 0});
+    detail::HttpRequest req;
+    req.url = url() + "/health";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (http.perform(req).status == 200) {
+        up_ = true;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  ~Server() {
+    if (pid_ > 0) {
+      ::kill(-pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    std::error_code ec;
+    if (!root_.empty()) fs::remove_all(root_, ec);
+  }
+  [[nodiscard]] bool available() const { return fs::exists(exe_); }
+  [[nodiscard]] bool up() const { return up_; }
+  [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] const fs::path& root() const { return root_; }
+
+ private:
+  fs::path exe_, root_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+  bool up_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts, registry, aliases") {
+  Server server;
+  if (!server.available()) {
+    MESSAGE("no .venv/bin/mlflow in the source tree (run `make setup`): nothing to test against");
+    return;
+  }
+  REQUIRE(server.up());
+  MlflowOptions o = MlflowOptions::from_env(server.url());
+  o.spool_dir = server.root() / "spool";
+  MlflowTracker tracker(o);
+
+  DatasetLineage lineage;
+  lineage.commit = "abc123";
+  lineage.uri = "doltlite:///data/training.db";
+  lineage.table = "reviews";
+  lineage.query = "SELECT a, label FROM reviews";
+  Dataset ds({1, 2, 3, 4}, 4, 1, {0, 1, 0, 1}, {"no", "yes"}, lineage);
+
+  std::string run_id;
+  {
+    Run run = tracker.start_run("cpp", "cpp-run", {{"team", "core"}});
+    run_id = run.id();
+    run.log_params({{"lr", "0.1"}});
+    CHECK_THROWS_AS(run.log_param("lr", "0.2"), ConflictError);
+    for (int step = 0; step < 50; ++step) run.log_metrics({{"loss", 1.0 / (step + 1)}, {"acc", step * 0.01}}, step);
+    run.log_dataset(ds);
+    const auto weights = server.root() / "w.bin";
+    std::ofstream(weights) << "weights";
+    run.log_model_file(weights, {{"adapter", "a1"}});
+    run.end();
+    CHECK(run.ended());
+  }
+  const auto got = tracker.get_run(run_id);
+  CHECK(got["info"]["status"] == "FINISHED");
+  CHECK(tracker.metric_history(run_id, "loss").size() == 50);
+
+  // A run dropped while an exception propagates ends FAILED.
+  std::string failed_id;
+  try {
+    Run run = tracker.start_run("cpp");
+    failed_id = run.id();
+    throw std::runtime_error("training diverged");
+  } catch (const std::runtime_error&) {
+  }
+  CHECK(tracker.get_run(failed_id)["info"]["status"] == "FAILED");
+
+  // Registry: register the model directory of a run.
+  const std::string name = "cpp-model-" + std::to_string(::getpid());
+  Run with_model = tracker.start_run("cpp", "with-model");
+  const auto weights = server.root() / "w2.bin";
+  std::ofstream(weights) << "w2";
+  with_model.log_model_file(weights, nlohmann::json::object());
+  with_model.log_dataset(ds);
+  with_model.log_metric("val_acc", 0.75);
+  with_model.end();
+  const ModelVersion v1 = tracker.register_model(name, with_model);
+  CHECK(v1.version == 1);
+  CHECK(v1.status == "READY");
+  tracker.set_alias(name, "production", 1);
+  CHECK(tracker.get_by_alias(name, "production").version == 1);
+  tracker.delete_alias(name, "production");
+  CHECK_THROWS_AS(tracker.get_by_alias(name, "production"), NotFoundError);
+  const auto lin = tracker.lineage(name, 1);
+  CHECK(lin["data_commit"] == "abc123");
+  CHECK(lin["table"] == "reviews");
+  CHECK(lin["query"] == "SELECT a, label FROM reviews");
+  CHECK(lin["digest"] == ds.content_digest());
+  CHECK(lin["metrics"]["val_acc"] == 0.75);
+  const auto files = with_model.list_artifacts("model");
+  CHECK(files.size() == 4);
+  const auto dl = with_model.download_artifacts("model/w2.bin", server.root() / "dl");
+  std::ifstream in(dl);
+  std::string content;
+  in >> content;
+  CHECK(content == "w2");
+}
