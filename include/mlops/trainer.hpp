@@ -91,6 +91,9 @@ struct TrainerOptions {
   unsigned threads = 0;
   /// GPU: no atomics in reductions, fixed cuBLAS settings, so weights repeat run after run on one GPU.
   bool deterministic = true;
+  /// Whether front ends show a progress bar over all steps (the Python bindings use tqdm). The C++ core only
+  /// reports progress through fit()'s ProgressCallback.
+  bool progress = true;
 };
 
 /// Called on the thread that called fit(), once per adapter and epoch, in order of (step, spec order).

@@ -8,12 +8,17 @@ from collections.abc import Mapping as _Mapping
 
 from . import _core
 from ._core import (
+    Adapter,
+    AdapterSpec,
     ConfigError,
     ConflictError,
+    CudaTrainer,
     DataError,
     DataSourceError,
     Dataset,
     DeviceError,
+    EpochMetrics,
+    History,
     IntegrityError,
     InternalError,
     ManifestDiff,
@@ -21,6 +26,7 @@ from ._core import (
     NotFoundError,
     ReleaseManifest,
     TrackingError,
+    TrainedAdapter,
 )
 
 __version__: str = _core.__version__
@@ -30,12 +36,17 @@ components: tuple = tuple(c for c in _core.components.split(",") if c)
 _Mapping.register(ReleaseManifest)
 
 __all__ = [
+    "Adapter",
+    "AdapterSpec",
     "ConfigError",
     "ConflictError",
+    "CudaTrainer",
     "DataError",
     "DataSourceError",
     "Dataset",
     "DeviceError",
+    "EpochMetrics",
+    "History",
     "IntegrityError",
     "InternalError",
     "ManifestDiff",
@@ -43,6 +54,7 @@ __all__ = [
     "NotFoundError",
     "ReleaseManifest",
     "TrackingError",
+    "TrainedAdapter",
     "components",
     "__version__",
 ]

@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
   mlops::python::bind_errors(m);
   mlops::python::bind_dataset(m);
   mlops::python::bind_manifest(m);
+  mlops::python::bind_trainer(m);
 }
