@@ -20,7 +20,9 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <exception>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "trainer/cuda/abi.h"
@@ -372,6 +374,29 @@ int blocks_for(long long n, int threads) {
   return static_cast<int>(std::max<long long>(1, std::min<long long>((n + threads - 1) / threads, 1 << 20)));
 }
 
+// Runs fn(i) for i in [0, n) on up to 8 host threads (one when n is small); rethrows the first exception.
+template <typename Fn>
+void parallel_for(int n, Fn&& fn) {
+  const int threads = n < 64 ? 1 : static_cast<int>(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
+  if (threads <= 1) {
+    for (int i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      try {
+        for (int i = t; i < n; i += threads) fn(i);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 // ---- Training of one sub-group ------------------------------------------------------------------------
 
 struct Sizes {
@@ -492,7 +517,6 @@ class SubGroup {
       advance<<<1, 1, 0, s>>>(d_step.get());
     };
 
-    check_blas(cublasSetStream(blas.h, s), "cublasSetStream");
     // Capture one step as a graph; where capture is not possible the same launches run directly.
     Graph graph;
     bool use_graph = false;
@@ -536,32 +560,32 @@ class SubGroup {
           chunk = chunk < 0 ? left : std::min(chunk, left);
         }
       if (chunk < 0) break;
-      // Fill the step tables of this chunk.
-      for (int a = 0; a < S_; ++a)
+      // Fill the step tables of this chunk: each adapter's part is independent, so large groups are
+      // filled by several host threads (epoch_order is a pure function of adapter and epoch).
+      long long steps_done = 0;
+      for (int a = 0; a < S_; ++a) steps_done += st[a].active ? chunk : 0;
+      auto fill = [&](int a) {
+        const auto& ad = A[idx_[a]];
         if (st[a].active && g % st[a].spe == 0)
           job_.callbacks.epoch_order(job_.callbacks.ctx, idx_[a], st[a].epoch + 1, st[a].order.data());
-      long long steps_done = 0;
-      for (long long c = 0; c < chunk; ++c) {
-        for (int a = 0; a < S_; ++a) {
-          const auto& ad = A[idx_[a]];
+        for (long long c = 0; c < chunk; ++c) {
           int* idx = h_idx.get() + (c * S_ + a) * Bm_;
           int cnt = 0;
           if (st[a].active) {
-            const long long sidx = (g + c) % st[a].spe;
-            const long long begin = sidx * ad.batch_size;
+            const long long begin = ((g + c) % st[a].spe) * ad.batch_size;
             cnt = static_cast<int>(std::min<long long>(ad.batch_size, ad.n_train - begin));
             for (int r = 0; r < cnt; ++r) idx[r] = static_cast<int>(row_off[a] + st[a].order[begin + r]);
             st[a].t += 1;
             h_corr[c * S_ + a] = make_float2(static_cast<float>(1.0 / (1.0 - std::pow(double(kBeta1), double(st[a].t)))),
                                              static_cast<float>(1.0 / (1.0 - std::pow(double(kBeta2), double(st[a].t)))));
-            ++steps_done;
           } else {
             h_corr[c * S_ + a] = make_float2(1.0f, 1.0f);
           }
           for (int r = cnt; r < Bm_; ++r) idx[r] = -1;
           h_cnt[c * S_ + a] = cnt;
         }
-      }
+      };
+      parallel_for(S_, fill);
       check(cudaMemcpyAsync(d_idx.get(), h_idx.get(), sizeof(int) * chunk * slots, cudaMemcpyHostToDevice, s), "upload tables");
       check(cudaMemcpyAsync(d_cnt.get(), h_cnt.get(), sizeof(int) * chunk * S_, cudaMemcpyHostToDevice, s), "upload tables");
       check(cudaMemcpyAsync(d_corr.get(), h_corr.get(), sizeof(float2) * chunk * S_, cudaMemcpyHostToDevice, s),
@@ -684,7 +708,9 @@ void train(const MlopsCudaJob& job) {
   Blas blas;
   check_blas(cublasSetMathMode(blas.h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");  // full FP32, no TF32
   if (job.deterministic) check_blas(cublasSetAtomicsMode(blas.h, CUBLAS_ATOMICS_NOT_ALLOWED), "cublasSetAtomicsMode");
-  // A fixed cuBLAS workspace: required for graph capture and keeps the kernel choice stable.
+  // A fixed cuBLAS workspace: required for graph capture and keeps the kernel choice stable. It is set
+  // after the stream because cublasSetStream resets the workspace to cuBLAS's own pool.
+  check_blas(cublasSetStream(blas.h, stream.s), "cublasSetStream");
   constexpr size_t kWorkspace = 32u << 20;
   DeviceBuffer<char> workspace(kWorkspace, "the cuBLAS workspace");
   check_blas(cublasSetWorkspace(blas.h, workspace.get(), kWorkspace), "cublasSetWorkspace");
