@@ -89,12 +89,17 @@ struct TrainerOptions {
   std::uint64_t seed = 0;
   /// CPU worker threads (0 = hardware concurrency). Weights are bit-identical for one seed and thread count.
   unsigned threads = 0;
-  /// GPU: no atomics in reductions, fixed cuBLAS settings, so weights repeat run after run on one GPU.
+  /// GPU: cuBLAS may not use atomics (the trainer's own kernels never do), so weights repeat run after run
+  /// on one GPU. The CPU backend is always deterministic.
   bool deterministic = true;
+  /// Whether front ends show a progress bar over all steps (the Python bindings use tqdm). The C++ core only
+  /// reports progress through fit()'s ProgressCallback.
+  bool progress = true;
 };
 
-/// Called on the thread that called fit(), once per adapter and epoch, in order of (step, spec order).
-/// An exception thrown from it stops training and is rethrown by fit().
+/// Called on the thread that called fit(), once per adapter and epoch: in epoch order for each adapter;
+/// across adapters in the order their epochs finish. An exception thrown from it stops training and is
+/// rethrown by fit().
 using EpochCallback = std::function<void(const std::string& name, int epoch, const EpochMetrics& metrics)>;
 /// Called on the caller's thread as training progresses: steps done and steps planned (all adapters; a
 /// step of one adapter is one mini-batch). The total shrinks when adapters stop early.

@@ -70,9 +70,12 @@ CudaTrainer::CudaTrainer(TrainerOptions options) : impl_(std::make_unique<Impl>(
     else if (count == 0) why = "no CUDA device is visible";
   }
   const int want = ordinal.value_or(0);
+  char name[256] = {0};
+  if (module && count > want && module->device_name(want, name, sizeof name) != 0) {
+    why = "CUDA device " + std::to_string(want) + " (" + name + ") is not supported: compute capability 8.0 or newer is needed";
+    count = 0;
+  }
   if (module && count > want) {
-    char name[256] = {0};
-    module->device_name(want, name, sizeof name);
     impl_->cuda = module;
     impl_->cuda_ordinal = want;
     impl_->device = "cuda:" + std::to_string(want) + " (" + name + ")";
@@ -169,7 +172,7 @@ std::vector<detail::AdapterResult> CudaTrainer::Impl::run_cpu(const std::vector<
   // Callbacks run here, on the caller's thread; one that throws stops the workers.
   std::exception_ptr callback_error;
   std::deque<detail::ProgressSink::Event> events;
-  std::size_t last_done = static_cast<std::size_t>(-1);
+  std::size_t last_done = static_cast<std::size_t>(-1), last_planned = 0;
   for (bool finished = false; !finished;) {
     finished = sink.wait(events, 100);
     if (callback_error) {
@@ -181,9 +184,11 @@ std::vector<detail::AdapterResult> CudaTrainer::Impl::run_cpu(const std::vector<
         if (on_epoch) on_epoch(plans[e.adapter].spec->name, e.metrics.epoch, e.metrics);
       events.clear();
       const std::size_t done = sink.done();
-      if (on_progress && done != last_done) {
-        on_progress(done, total - sink.dropped());
+      const std::size_t planned = total - sink.dropped();
+      if (on_progress && (done != last_done || planned != last_planned)) {
+        on_progress(done, planned);
         last_done = done;
+        last_planned = planned;
       }
     } catch (...) {
       callback_error = std::current_exception();

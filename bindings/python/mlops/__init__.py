@@ -8,12 +8,17 @@ from collections.abc import Mapping as _Mapping
 
 from . import _core
 from ._core import (
+    Adapter,
+    AdapterSpec,
     ConfigError,
     ConflictError,
+    CudaTrainer,
     DataError,
     DataSourceError,
     Dataset,
     DeviceError,
+    EpochMetrics,
+    History,
     IntegrityError,
     InternalError,
     ManifestDiff,
@@ -21,6 +26,7 @@ from ._core import (
     NotFoundError,
     ReleaseManifest,
     TrackingError,
+    TrainedAdapter,
 )
 
 if hasattr(_core, "Pipeline"):
@@ -52,12 +58,17 @@ if hasattr(_core, "MlflowTracker"):
     )
 
 __all__ = [
+    "Adapter",
+    "AdapterSpec",
     "ConfigError",
     "ConflictError",
+    "CudaTrainer",
     "DataError",
     "DataSourceError",
     "Dataset",
     "DeviceError",
+    "EpochMetrics",
+    "History",
     "IntegrityError",
     "InternalError",
     "ManifestDiff",
@@ -65,6 +76,7 @@ __all__ = [
     "NotFoundError",
     "ReleaseManifest",
     "TrackingError",
+    "TrainedAdapter",
     "components",
     "__version__",
 ]

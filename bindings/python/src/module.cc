@@ -21,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
 #if MLOPS_WITH_MLFLOW
   mlops::python::bind_mlflow(m);
 #endif
+  mlops::python::bind_trainer(m);
 }

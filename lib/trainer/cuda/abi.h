@@ -56,7 +56,8 @@ typedef struct MlopsCudaAdapter {
 
 typedef struct MlopsCudaCallbacks {
   void* ctx;
-  /* Writes the n_train dataset rows that epoch `epoch` (1-based) of adapter `adapter` visits, in order. */
+  /* Writes the n_train dataset rows that epoch `epoch` (1-based) of adapter `adapter` visits, in order.
+   * May be called from several host threads at once (for different adapters). */
   void (*epoch_order)(void* ctx, int32_t adapter, int32_t epoch, uint32_t* out);
   /* After each epoch of an adapter: the mean weighted training cross-entropy of the epoch's rows
    * (train_ce_sum / n_train is computed by the caller), the squared norm of its weights (biases

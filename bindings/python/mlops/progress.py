@@ -1,0 +1,68 @@
+"""Progress bars for ``CudaTrainer.fit``: one tqdm bar over every mini-batch step of every adapter.
+
+In a terminal it is a text bar; in a Jupyter notebook (with ipywidgets installed) a widget. Turn it off
+with ``CudaTrainer(progress=False)`` or ``fit(..., progress=False)``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Optional
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ip = shell.get_ipython()  # type: ignore[attr-defined]
+    except AttributeError:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def _tqdm_class() -> Any:
+    if _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+
+    return tqdm
+
+
+class TrainingProgress:
+    """A bar over ``total`` steps (a step is one mini-batch of one adapter) with the latest metrics."""
+
+    def __init__(self, total: int, adapters: int, device: str, file: Optional[Any] = None) -> None:
+        self.adapters = adapters
+        self.epochs_done = 0
+        self._bar = _tqdm_class()(
+            total=total,
+            desc=f"training {adapters} adapter{'s' if adapters != 1 else ''} on {device.split(' ')[0]}",
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
+            file=file,
+        )
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar.total != total:
+            self._bar.total = total
+        if done > self._bar.n:
+            self._bar.update(done - self._bar.n)
+
+    def epoch(self, name: str, epoch: int, metrics: Any) -> None:
+        self.epochs_done += 1
+        post = {"adapter": name, "epoch": epoch, "loss": f"{metrics.loss:.4f}"}
+        if not math.isnan(metrics.val_accuracy):
+            post["val_acc"] = f"{metrics.val_accuracy:.3f}"
+        self._bar.set_postfix(post, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()

@@ -1,0 +1,302 @@
+#include <optional>
+
+#include "bind.hpp"
+#include "mlops/adapter.hpp"
+#include "mlops/error.hpp"
+#include "mlops/trainer.hpp"
+
+namespace mlops::python {
+
+namespace {
+
+// A borrowed C-contiguous float32 2-D array; TypeError otherwise (no silent conversion).
+py::array_t<float> float_matrix(const py::handle& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a NumPy array, got " + py::str(py::type::of(obj)).cast<std::string>());
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(name) + " must have dtype float32, got " + py::str(arr.dtype()).cast<std::string>() +
+                         " (convert with .astype(numpy.float32))");
+  if (arr.ndim() != 2) throw py::type_error(std::string(name) + " must be 2-dimensional, got " + std::to_string(arr.ndim()));
+  if (!(arr.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + " must be C-contiguous (use numpy.ascontiguousarray)");
+  return py::reinterpret_borrow<py::array_t<float>>(arr);
+}
+
+// Moves a vector into a NumPy array without copying (the capsule owns the vector).
+template <typename T>
+py::array owned_array(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+  auto* holder = new std::vector<T>(std::move(v));
+  py::capsule owner(holder, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array(py::dtype::of<T>(), shape, {}, holder->data(), owner);
+}
+
+std::span<const float> rows_of(const py::array_t<float>& X) {
+  return {X.data(), static_cast<std::size_t>(X.size())};
+}
+
+py::array proba(const Adapter& a, const py::handle& Xh) {
+  auto X = float_matrix(Xh, "X");
+  const auto rows = static_cast<std::size_t>(X.shape(0));
+  if (static_cast<std::size_t>(X.shape(1)) != a.features())
+    throw DataError("adapter: field X has " + std::to_string(X.shape(1)) + " columns, the adapter was trained on " +
+                    std::to_string(a.features()));
+  std::vector<float> p;
+  {
+    py::gil_scoped_release release;
+    p = a.predict_proba(rows_of(X), rows);
+  }
+  return owned_array(std::move(p), {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(a.num_classes())});
+}
+
+py::dict metrics_dict(const EpochMetrics& m) {
+  py::dict d;
+  d["epoch"] = m.epoch;
+  d["loss"] = m.loss;
+  d["val_loss"] = m.val_loss;
+  d["val_accuracy"] = m.val_accuracy;
+  return d;
+}
+
+}  // namespace
+
+void bind_trainer(py::module_& m) {
+  py::class_<EpochMetrics>(m, "EpochMetrics", "Metrics of one epoch of one adapter (val_* are NaN without validation).")
+      .def_readonly("epoch", &EpochMetrics::epoch, "1-based epoch number.")
+      .def_readonly("loss", &EpochMetrics::loss, "Mean training loss of the epoch, with the L2 term.")
+      .def_readonly("val_loss", &EpochMetrics::val_loss, "Mean cross-entropy on the validation rows.")
+      .def_readonly("val_accuracy", &EpochMetrics::val_accuracy, "Share of validation rows classified correctly.")
+      .def("to_dict", &metrics_dict)
+      .def("__repr__", [](const EpochMetrics& e) {
+        return "EpochMetrics(epoch=" + std::to_string(e.epoch) + ", loss=" + std::to_string(e.loss) +
+               ", val_loss=" + std::to_string(e.val_loss) + ", val_accuracy=" + std::to_string(e.val_accuracy) + ")";
+      });
+
+  py::class_<History>(m, "History", "Per-epoch metrics of one adapter.")
+      .def_readonly("epochs", &History::epochs, "EpochMetrics per epoch, in order.")
+      .def_readonly("best_epoch", &History::best_epoch, "The epoch whose weights the adapter holds.")
+      .def_readonly("stopped_early", &History::stopped_early)
+      .def_property_readonly("loss", [](const History& h) { std::vector<double> v; for (auto& e : h.epochs) v.push_back(e.loss); return v; })
+      .def_property_readonly("val_loss", [](const History& h) { std::vector<double> v; for (auto& e : h.epochs) v.push_back(e.val_loss); return v; })
+      .def_property_readonly("val_accuracy", [](const History& h) { std::vector<double> v; for (auto& e : h.epochs) v.push_back(e.val_accuracy); return v; })
+      .def("__len__", [](const History& h) { return h.epochs.size(); });
+
+  py::class_<Adapter>(m, "Adapter", R"doc(
+A trained softmax classifier (hidden == 0) or one-hidden-layer ReLU MLP.
+
+predict_proba(X) = softmax(X @ W + b) or softmax(relu(X @ W1 + b1) @ W2 + b2); X is float32 (rows, features).
+Saved as safetensors (format "mlops.adapter.v1") with classes, featurizer, spec and lineage metadata.
+)doc")
+      .def_property_readonly("features", &Adapter::features)
+      .def_property_readonly("hidden", &Adapter::hidden)
+      .def_property_readonly("classes", &Adapter::classes)
+      .def_property_readonly("featurizer", [](const Adapter& a) { return json_to_py(a.featurizer()); })
+      .def_property_readonly("spec", [](const Adapter& a) { return json_to_py(a.spec()); })
+      .def_property_readonly("lineage", [](const Adapter& a) { return json_to_py(a.lineage()); })
+      .def("tensors", [](const Adapter& a) {
+             py::dict out;
+             for (const auto& name : a.tensor_names()) {
+               std::vector<std::size_t> shape;
+               auto t = a.tensor(name, &shape);
+               std::vector<py::ssize_t> s(shape.begin(), shape.end());
+               out[py::str(name)] = owned_array(std::vector<float>(t.begin(), t.end()), s);
+             }
+             return out;
+           },
+           "The weights as a dict of float32 arrays (copies): W, b or W1, b1, W2, b2.")
+      .def("predict_proba", &proba, py::arg("X"), "Class probabilities, float32 (rows, classes).")
+      .def("predict",
+           [](const Adapter& a, const py::handle& X) {
+             py::array p = proba(a, X);
+             auto probs = py::reinterpret_borrow<py::array_t<float>>(p);
+             const auto rows = static_cast<std::size_t>(probs.shape(0));
+             const std::size_t k = a.num_classes();
+             py::list labels(rows);
+             std::vector<py::str> names(a.classes().begin(), a.classes().end());
+             const float* data = probs.data();
+             for (std::size_t r = 0; r < rows; ++r) {
+               const float* row = data + r * k;
+               labels[r] = names[static_cast<std::size_t>(std::max_element(row, row + k) - row)];
+             }
+             return py::make_tuple(py::module_::import("numpy").attr("array")(labels, "object"), p);
+           },
+           py::arg("X"),
+           "(labels, probabilities): labels is an object array of class labels, probabilities float32 (rows, classes).")
+      .def("predict_indices",
+           [](const Adapter& a, const py::handle& X) {
+             auto probs = py::reinterpret_borrow<py::array_t<float>>(proba(a, X));
+             const auto rows = static_cast<std::size_t>(probs.shape(0));
+             const std::size_t k = a.num_classes();
+             std::vector<std::int32_t> idx(rows);
+             for (std::size_t r = 0; r < rows; ++r) {
+               const float* row = probs.data() + r * k;
+               idx[r] = static_cast<std::int32_t>(std::max_element(row, row + k) - row);
+             }
+             return owned_array(std::move(idx), {static_cast<py::ssize_t>(rows)});
+           },
+           py::arg("X"), "Class indices (int32) of the rows.")
+      .def_static("predict_many",
+                  [](const std::vector<const Adapter*>& adapters, const py::handle& Xh, unsigned threads) {
+                    auto X = float_matrix(Xh, "X");
+                    const auto rows = static_cast<std::size_t>(X.shape(0));
+                    std::vector<std::vector<float>> out;
+                    {
+                      py::gil_scoped_release release;
+                      out = Adapter::predict_proba_many(adapters, rows_of(X), rows, threads);
+                    }
+                    py::list result;
+                    for (std::size_t i = 0; i < out.size(); ++i)
+                      result.append(owned_array(std::move(out[i]), {static_cast<py::ssize_t>(rows),
+                                                                    static_cast<py::ssize_t>(adapters[i]->num_classes())}));
+                    return result;
+                  },
+                  py::arg("adapters"), py::arg("X"), py::arg("threads") = 0,
+                  "Probabilities of the same rows under many adapters, computed in parallel.")
+      .def("save",
+           [](const Adapter& a, const std::filesystem::path& path) {
+             py::gil_scoped_release release;
+             a.save(path);
+           },
+           py::arg("path"), "Write the safetensors file atomically.")
+      .def("to_bytes", [](const Adapter& a) { return py::bytes(a.to_bytes()); })
+      .def_static("load",
+                  [](const std::filesystem::path& path) {
+                    py::gil_scoped_release release;
+                    return Adapter::load(path);
+                  },
+                  py::arg("path"), "Read a file written by save(); IntegrityError if it is truncated or corrupted.")
+      .def_static("from_bytes", [](const py::bytes& b) { return Adapter::from_bytes(std::string(b)); }, py::arg("data"))
+      .def("__repr__", [](const Adapter& a) {
+        return "Adapter(features=" + std::to_string(a.features()) + ", hidden=" + std::to_string(a.hidden()) +
+               ", classes=" + std::to_string(a.num_classes()) + ")";
+      });
+
+  py::class_<AdapterSpec>(m, "AdapterSpec", "What to train: one adapter's dataset and hyperparameters.")
+      .def(py::init([](std::string name, Dataset dataset, std::size_t hidden, int epochs, std::size_t batch_size,
+                       double learning_rate, double l2, double validation_fraction, std::string optimizer,
+                       double momentum, int patience, std::optional<std::vector<double>> class_weights,
+                       std::string code_commit) {
+             AdapterSpec s;
+             s.name = std::move(name);
+             s.dataset = std::move(dataset);
+             s.hidden = hidden;
+             s.epochs = epochs;
+             s.batch_size = batch_size;
+             s.learning_rate = learning_rate;
+             s.l2 = l2;
+             s.validation_fraction = validation_fraction;
+             s.optimizer = std::move(optimizer);
+             s.momentum = momentum;
+             s.patience = patience;
+             if (class_weights) s.class_weights = std::move(*class_weights);
+             s.code_commit = std::move(code_commit);
+             return s;
+           }),
+           py::kw_only(), py::arg("name"), py::arg("dataset"), py::arg("hidden") = 0, py::arg("epochs") = 10,
+           py::arg("batch_size") = 256, py::arg("learning_rate") = 1e-3, py::arg("l2") = 1e-4,
+           py::arg("validation_fraction") = 0.1, py::arg("optimizer") = "adam", py::arg("momentum") = 0.9,
+           py::arg("patience") = 0, py::arg("class_weights") = py::none(), py::arg("code_commit") = "")
+      .def_readwrite("name", &AdapterSpec::name)
+      .def_readwrite("dataset", &AdapterSpec::dataset)
+      .def_readwrite("hidden", &AdapterSpec::hidden)
+      .def_readwrite("epochs", &AdapterSpec::epochs)
+      .def_readwrite("batch_size", &AdapterSpec::batch_size)
+      .def_readwrite("learning_rate", &AdapterSpec::learning_rate)
+      .def_readwrite("l2", &AdapterSpec::l2)
+      .def_readwrite("validation_fraction", &AdapterSpec::validation_fraction)
+      .def_readwrite("optimizer", &AdapterSpec::optimizer)
+      .def_readwrite("momentum", &AdapterSpec::momentum)
+      .def_readwrite("patience", &AdapterSpec::patience)
+      .def_readwrite("class_weights", &AdapterSpec::class_weights)
+      .def_readwrite("code_commit", &AdapterSpec::code_commit)
+      .def("params", &AdapterSpec::params, "Hyperparameters as a flat dict of strings (deterministic).")
+      .def("validate", &AdapterSpec::validate)
+      .def("__repr__", [](const AdapterSpec& s) {
+        return "AdapterSpec(name='" + s.name + "', rows=" + std::to_string(s.dataset.rows()) +
+               ", hidden=" + std::to_string(s.hidden) + ", epochs=" + std::to_string(s.epochs) + ")";
+      });
+
+  py::class_<TrainedAdapter>(m, "TrainedAdapter", "The result of training one adapter.")
+      .def_readonly("name", &TrainedAdapter::name)
+      .def_readonly("adapter", &TrainedAdapter::adapter)
+      .def_readonly("history", &TrainedAdapter::history)
+      .def_readonly("device", &TrainedAdapter::device)
+      .def_property_readonly("lineage", [](const TrainedAdapter& t) { return json_to_py(t.lineage); })
+      .def_property_readonly("params", [](const TrainedAdapter& t) {
+        py::dict d;
+        const auto& spec = t.adapter.spec();
+        for (auto it = spec.begin(); it != spec.end(); ++it)
+          if (it.key() != "name") d[py::str(it.key())] = json_to_py(it.value());
+        return d;
+      })
+      .def("__repr__", [](const TrainedAdapter& t) {
+        std::string r = "TrainedAdapter(name='" + t.name + "', device='" + t.device + "', epochs=" +
+                        std::to_string(t.history.epochs.size());
+        if (!t.history.epochs.empty()) r += ", val_accuracy=" + std::to_string(t.history.epochs.back().val_accuracy);
+        return r + ")";
+      });
+
+  py::class_<CudaTrainer>(m, "CudaTrainer", R"doc(
+Trains many adapters together on a GPU (CUDA module) or the CPU (OpenBLAS, threads over adapters).
+
+device: "auto" (a usable GPU, else the CPU; `device_reason` says why), "cpu", "cuda" or "cuda:N"
+(DeviceError without a usable GPU). Same seed and thread count give bit-identical CPU weights.
+)doc")
+      .def(py::init([](const std::string& device, std::uint64_t seed, std::optional<unsigned> threads,
+                       bool deterministic, bool progress) {
+             TrainerOptions o;
+             o.device = device;
+             o.seed = seed;
+             o.threads = threads.value_or(0);
+             o.deterministic = deterministic;
+             o.progress = progress;
+             return std::make_unique<CudaTrainer>(o);
+           }),
+           py::kw_only(), py::arg("device") = "auto", py::arg("seed") = 0, py::arg("threads") = py::none(),
+           py::arg("deterministic") = true, py::arg("progress") = true)
+      .def_property_readonly("device", &CudaTrainer::device, "The chosen device, e.g. 'cpu' or 'cuda:0 (NVIDIA H100)'.")
+      .def_property_readonly("device_reason", &CudaTrainer::device_reason, "Why this device was chosen.")
+      .def_property_readonly("seed", [](const CudaTrainer& t) { return t.options().seed; })
+      .def_property_readonly("threads", [](const CudaTrainer& t) { return t.options().threads; })
+      .def_property_readonly("deterministic", [](const CudaTrainer& t) { return t.options().deterministic; })
+      .def_property_readonly("progress", [](const CudaTrainer& t) { return t.options().progress; })
+      .def_static("planned_steps", &CudaTrainer::planned_steps, py::arg("specs"))
+      .def(
+          "fit",
+          [](CudaTrainer& trainer, const std::vector<AdapterSpec>& specs, py::object on_epoch, std::optional<bool> progress) {
+            const bool show = progress.value_or(trainer.options().progress);
+            py::object bar = py::none();
+            if (show)
+              bar = py::module_::import("mlops.progress")
+                        .attr("TrainingProgress")(CudaTrainer::planned_steps(specs), specs.size(), trainer.device());
+            EpochCallback epoch_cb;
+            if (!on_epoch.is_none() || !bar.is_none())
+              epoch_cb = [&](const std::string& name, int epoch, const EpochMetrics& mtr) {
+                py::gil_scoped_acquire gil;
+                if (!bar.is_none()) bar.attr("epoch")(name, epoch, mtr);
+                if (!on_epoch.is_none()) on_epoch(name, epoch, mtr);
+              };
+            // Progress also lets Ctrl-C (a pending signal) stop training.
+            ProgressCallback progress_cb = [&](std::size_t done, std::size_t total) {
+              py::gil_scoped_acquire gil;
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+              if (!bar.is_none()) bar.attr("update")(done, total);
+            };
+            std::vector<TrainedAdapter> out;
+            try {
+              py::gil_scoped_release release;
+              out = trainer.fit(specs, epoch_cb, progress_cb);
+            } catch (...) {
+              if (!bar.is_none()) bar.attr("close")();
+              throw;
+            }
+            if (!bar.is_none()) bar.attr("close")();
+            return out;
+          },
+          py::arg("specs"), py::arg("on_epoch") = py::none(), py::arg("progress") = py::none(),
+          "Validate every spec, then train all of them together. on_epoch(name, epoch, metrics) runs on this "
+          "thread after each epoch of each adapter. Returns one TrainedAdapter per spec, in order.")
+      .def("__repr__", [](const CudaTrainer& t) { return "CudaTrainer(device='" + t.device() + "')"; });
+}
+
+}  // namespace mlops::python
