@@ -1,7 +1,8 @@
 """mlops: versioned training data in Dolt, batched adapter training, MLflow lineage, hash-named releases.
 
 The compiled core is ``mlops._core``; this package re-exports its public names and adds the pieces that
-are plain Python (command line, notebook display).
+are plain Python (command line, progress bars, the MLflow model loader, notebook helpers). Components left
+out of the build (Dolt, MLflow, the pipeline) are simply absent; ``mlops.components`` lists those present.
 """
 
 from collections.abc import Mapping as _Mapping
@@ -29,60 +30,23 @@ from ._core import (
     TrainedAdapter,
 )
 
-if hasattr(_core, "Pipeline"):
-    from ._core import (
-        Catalog,
-        CatalogEntry,
-        Pipeline,
-        Plan,
-        PlanItem,
-        ReleaseReport,
-        TrainReport,
-        load_catalog_table,
-    )
-
 __version__: str = _core.__version__
 #: Components this build has, e.g. ("dolt", "mlflow", "cuda").
 components: tuple = tuple(c for c in _core.components.split(",") if c)
 
 _Mapping.register(ReleaseManifest)
 
-if hasattr(_core, "MlflowTracker"):
-    from ._core import (  # noqa: F401
-        ArtifactInfo,
-        MlflowTracker,
-        ModelVersion,
-        Run,
-        SourceInfo,
-        detect_source_info,
-    )
-
 __all__ = [
-    "Adapter",
-    "AdapterSpec",
-    "ConfigError",
-    "ConflictError",
-    "CudaTrainer",
-    "DataError",
-    "DataSourceError",
-    "Dataset",
-    "DeviceError",
-    "EpochMetrics",
-    "History",
-    "IntegrityError",
-    "InternalError",
-    "ManifestDiff",
-    "MlopsError",
-    "NotFoundError",
-    "ReleaseManifest",
-    "TrackingError",
-    "TrainedAdapter",
-    "components",
-    "__version__",
+    "Adapter", "AdapterSpec", "ConfigError", "ConflictError", "CudaTrainer", "DataError", "DataSourceError",
+    "Dataset", "DeviceError", "EpochMetrics", "History", "IntegrityError", "InternalError", "ManifestDiff",
+    "MlopsError", "NotFoundError", "ReleaseManifest", "TrackingError", "TrainedAdapter",
+    "components", "__version__",
 ]
 
 if "dolt" in components:
     from ._core import Commit, Diff, DoltSource, Table
+
+    __all__ += ["Commit", "Diff", "DoltSource", "Table"]
 
     def _find_doltlite() -> None:
         # DoltLite's library ships in the `doltlite` wheel. Find the file without importing the package:
@@ -103,32 +67,14 @@ if "dolt" in components:
                 return
 
     _find_doltlite()
-    __all__ += ["Commit", "Diff", "DoltSource", "Table"]
 
-__all__ = [
-    "Catalog",
-    "CatalogEntry",
-    "Pipeline",
-    "Plan",
-    "PlanItem",
-    "ReleaseReport",
-    "TrainReport",
-    "load_catalog_table",
-    "ConfigError",
-    "ConflictError",
-    "DataError",
-    "DataSourceError",
-    "Dataset",
-    "DeviceError",
-    "IntegrityError",
-    "InternalError",
-    "ManifestDiff",
-    "MlopsError",
-    "NotFoundError",
-    "ReleaseManifest",
-    "TrackingError",
-    "components",
-    "__version__",
-]
-if hasattr(_core, "MlflowTracker"):
+if "mlflow" in components:
+    from ._core import ArtifactInfo, MlflowTracker, ModelVersion, Run, SourceInfo, detect_source_info
+
     __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "Run", "SourceInfo", "detect_source_info"]
+
+if hasattr(_core, "Pipeline"):
+    from ._core import Catalog, CatalogEntry, Pipeline, Plan, PlanItem, ReleaseReport, TrainReport, load_catalog_table
+
+    __all__ += ["Catalog", "CatalogEntry", "Pipeline", "Plan", "PlanItem", "ReleaseReport", "TrainReport",
+                "load_catalog_table"]

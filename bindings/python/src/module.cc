@@ -16,10 +16,11 @@ PYBIND11_MODULE(_core, m) {
 #if MLOPS_WITH_DOLT
   mlops::python::bind_dolt(m);
 #endif
-#if MLOPS_WITH_PIPELINE
-  mlops::python::bind_pipeline(m);
 #if MLOPS_WITH_MLFLOW
   mlops::python::bind_mlflow(m);
 #endif
   mlops::python::bind_trainer(m);
+#if MLOPS_WITH_PIPELINE
+  mlops::python::bind_pipeline(m);
+#endif
 }
