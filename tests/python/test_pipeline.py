@@ -1,0 +1,301 @@
+"""The pipeline end to end against real DoltLite and a real MLflow tracking server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import pathlib
+import socketserver
+import threading
+import urllib.request
+
+import pytest
+
+import mlops
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(mlops, "Pipeline"), reason="built without the pipeline component"),
+    pytest.mark.mlflow,
+    pytest.mark.slow,
+]
+
+CUSTOMERS = 6
+IMAGE = "registry.example.com/adapters"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from mlops.local_server import MlflowServer
+
+    with MlflowServer(tmp_path_factory.mktemp("mlflow")) as s:
+        yield s
+
+
+@pytest.fixture
+def world(tmp_path, server, request):
+    """A fresh database with CUSTOMERS text adapters, and a pipeline on its own experiment names."""
+    from mlops import demo
+
+    uri = f"doltlite:{tmp_path / 'data.db'}"
+    source = mlops.DoltSource(uri)
+    demo.init_demo(source, customers=CUSTOMERS, rows_per_customer=40, seed=3, epochs=3)
+    # Model names are global in MLflow's registry: prefix them per test so tests do not see each other.
+    prefix = request.node.name.replace("[", "-").replace("]", "")[:40] + "-"
+    for i in range(1, CUSTOMERS + 1):
+        source.execute("UPDATE adapters SET name = ? WHERE name = ?", (prefix + demo.customer_name(i), demo.customer_name(i)))
+    source.commit("Prefix adapter names for this test")
+    tracker = mlops.MlflowTracker(server.url)
+    trainer = mlops.CudaTrainer(device="cpu", seed=0)
+
+    def make_pipeline(tracker_uri: str | None = None):
+        t = tracker if tracker_uri is None else mlops.MlflowTracker(tracker_uri)
+        return mlops.Pipeline(source, t, trainer, mlops.load_catalog_table(source),
+                              experiment=prefix + "adapters", releases_experiment=prefix + "releases",
+                              code_commit="c0de")
+
+    return {"source": source, "tracker": tracker, "prefix": prefix, "make": make_pipeline, "uri": uri,
+            "tmp": tmp_path, "name": lambda i: prefix + demo.customer_name(i)}
+
+
+def upsert(source, tmp: pathlib.Path, rows, message="Analyst change"):
+    from mlops import demo
+
+    path = tmp / f"change-{abs(hash(message))}.csv"
+    demo.write_csv(path, rows)
+    return source.import_csv("tickets", str(path), primary_key=["id"], message=message, mode="upsert")
+
+
+def tickets_of(source, customer: str):
+    t = source.query("SELECT id, customer, body, intent FROM tickets WHERE customer = ? ORDER BY id", (customer,)).to_numpy()
+    return list(zip(*(t[k] for k in ("id", "customer", "body", "intent"))))
+
+
+def versions_of(tracker, name):
+    return tracker.search_model_versions(f"name = '{name}'")
+
+
+def test_plan_train_release_change_retrain_rollback(world):
+    pipe, source, tracker, name = world["make"](), world["source"], world["tracker"], world["name"]
+
+    plan = pipe.plan(at="main")
+    assert len(plan.items) == CUSTOMERS
+    assert all(i.stale and i.reasons == ["never trained"] for i in plan.items)
+    assert plan.commit == source.resolve("main") and all(i.rows == 40 for i in plan.items)
+
+    report = pipe.train(plan)
+    assert report.failed == 0
+    assert sorted(i["name"] for i in report.items) == sorted(name(i) for i in range(1, CUSTOMERS + 1))
+    assert all(i["status"] == "trained" and i["version"] == 1 for i in report.items)
+
+    first = pipe.release(image=IMAGE)
+    assert first.complete and first.image == f"{IMAGE}:{first.md5}"
+    assert dict(first.manifest) == {name(i): 1 for i in range(1, CUSTOMERS + 1)}
+    assert first.md5 == mlops.ReleaseManifest({name(i): 1 for i in range(1, CUSTOMERS + 1)}).md5
+    assert tracker.get_by_alias(name(1), "production").version == 1
+    assert not pipe.plan(at="main").stale()
+
+    # An analyst relabels one ticket of customer 2 and adds one for customer 5.
+    t2 = tickets_of(source, name(2))[0]
+    new_label = "billing" if t2[3] != "billing" else "shipping"
+    upsert(source, world["tmp"], [(t2[0], t2[1], t2[2], new_label), (99999, name(5), "the drone box arrived damaged", "shipping")])
+    plan2 = pipe.plan(at="main")
+    stale = {i.name: i for i in plan2.stale()}
+    assert set(stale) == {name(2), name(5)}
+    assert stale[name(2)].modified == 1 and stale[name(5)].added == 1
+    assert stale[name(2)].reasons == ["data changed (+0 ~1 -0 rows)"]
+    assert stale[name(2)].trained_commit == plan.commit
+
+    # Two shards together train exactly the stale adapters, once each.
+    shard_items = [{i.name for i in plan2.shard(k, 2)} for k in range(2)]
+    assert shard_items[0] | shard_items[1] == set(stale) and not shard_items[0] & shard_items[1]
+    reports = [pipe.train(plan2, shard=(k, 2)) for k in range(2)]
+    assert sorted(i["name"] for r in reports for i in r.items) == sorted(stale)
+
+    second = pipe.release(image=IMAGE)
+    assert second.md5 != first.md5 and second.previous == first.md5
+    assert second.manifest[name(2)] == 2 and second.manifest[name(1)] == 1
+    assert sorted(second.moved) == sorted(stale)
+    d = pipe.diff_releases(first.md5, second.md5)
+    assert sorted(d.changed) == sorted([(name(2), 1, 2), (name(5), 1, 2)])
+
+    # Lineage leads from the release back to the exact data and code.
+    info = pipe.lineage(name(2), "production")
+    assert info["version"] == 2
+    assert json.dumps(info).count(plan2.commit) >= 1 and "c0de" in json.dumps(info)
+
+    # Roll one model back: a new release with a new MD5, and staging no longer re-ships the withdrawn version.
+    rolled = pipe.rollback(model=name(2), version=1)
+    assert rolled.complete and rolled.manifest[name(2)] == 1
+    assert rolled.md5 not in (first.md5, second.md5)
+    assert tracker.get_by_alias(name(2), "production").version == 1
+    assert pipe.release(image=IMAGE).md5 == rolled.md5
+
+    # Restore a whole release.
+    back = pipe.rollback(release=first.md5)
+    assert back.complete and back.md5 == first.md5
+    assert pipe.current_manifest() == first.manifest
+    assert [r["md5"] for r in pipe.releases()][0] in (rolled.md5, second.md5, first.md5)
+    assert {r["md5"] for r in pipe.releases()} == {first.md5, second.md5, rolled.md5}
+
+    # A Docker build context for the release.
+    ctx = world["tmp"] / "image"
+    assert pipe.write_build_context(ctx, first.md5) == first.image
+    assert (ctx / "manifest.json").read_text() == first.manifest.to_json()
+    dockerfile = (ctx / "Dockerfile").read_text()
+    assert f'LABEL "io.mlops.release.md5"="{first.md5}"' in dockerfile
+    assert f'"io.mlops.model.{name(3)}"="v1 data=' in dockerfile
+    assert list((ctx / "models" / name(3)).rglob("MLmodel"))
+    assert json.loads((ctx / "lineage.json").read_text())[name(3)]["version"] == 1
+
+
+def test_rows_moving_between_slices_make_both_stale(world):
+    pipe, source, name = world["make"](), world["source"], world["name"]
+    pipe.train(pipe.plan())
+    pipe.release(image=IMAGE)
+    moved = tickets_of(source, name(3))[0]
+    upsert(source, world["tmp"], [(moved[0], name(4), moved[2], moved[3])], message="Reassign a ticket")
+    stale = {i.name: i for i in pipe.plan().stale()}
+    assert set(stale) == {name(3), name(4)}
+    assert stale[name(3)].removed == 1 and stale[name(4)].added == 1
+
+
+def test_hyperparameter_change_makes_one_adapter_stale(world):
+    pipe, source, name = world["make"](), world["source"], world["name"]
+    pipe.train(pipe.plan())
+    pipe.release(image=IMAGE)
+    row = source.query("SELECT config FROM adapters WHERE name = ?", (name(6),)).to_numpy()["config"][0]
+    config = json.loads(row)
+    config["epochs"] = 5
+    source.execute("UPDATE adapters SET config = ? WHERE name = ?", (json.dumps(config), name(6)))
+    source.commit("More epochs for one customer")
+    pipe = world["make"]()  # the catalog is read from the new commit
+    stale = pipe.plan().stale()
+    assert [(i.name, i.reasons) for i in stale] == [(name(6), ["hyperparameters changed"])]
+
+
+def test_rerunning_a_shard_reuses_versions_instead_of_duplicating(world):
+    pipe, tracker, name = world["make"](), world["tracker"], world["name"]
+    plan = pipe.plan()
+    first = pipe.train(plan, shard=(0, 2))
+    # As after a crash: the same shard runs again from the same plan.
+    again = pipe.train(plan, shard=(0, 2))
+    assert {i["name"] for i in again.items} == {i["name"] for i in first.items}
+    assert all(i["status"] == "reused" for i in again.items)
+    assert [i["version"] for i in again.items] == [i["version"] for i in first.items]
+    for item in first.items:
+        assert len(versions_of(tracker, item["name"])) == 1
+    # The other shard still trains its own adapters.
+    other = pipe.train(plan, shard=(1, 2))
+    assert all(i["status"] == "trained" for i in other.items)
+
+
+def test_one_adapters_bad_data_is_reported_and_the_rest_continue(world):
+    pipe, source, name = world["make"](), world["source"], world["name"]
+    # Customer 1's slice has a single class: its adapter cannot train.
+    rows = tickets_of(source, name(1))
+    upsert(source, world["tmp"], [(r[0], r[1], r[2], "billing") for r in rows], message="One class only")
+    report = pipe.train(pipe.plan())
+    failed = [i for i in report.items if i["status"] == "failed"]
+    assert [i["name"] for i in failed] == [name(1)]
+    assert "[mlops.data]" in failed[0]["error"] and name(1) in failed[0]["error"]
+    assert sum(i["status"] == "trained" for i in report.items) == CUSTOMERS - 1
+
+
+class FailingProxy:
+    """Forwards to the MLflow server, answering 503 to alias moves after the first `allow` of them."""
+
+    def __init__(self, target: str, allow: int):
+        proxy = self
+        self.allow, self.target, self.healthy = allow, target, False
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                if "registered-models/alias" in self.path and self.command in ("POST", "DELETE") and not proxy.healthy:
+                    if proxy.allow <= 0:
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    proxy.allow -= 1
+                req = urllib.request.Request(proxy.target + self.path, data=body if body else None, method=self.command)
+                for k in ("Content-Type", "Authorization"):
+                    if self.headers.get(k):
+                        req.add_header(k, self.headers[k])
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as r:
+                        status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "application/json")
+                except urllib.error.HTTPError as e:
+                    status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "application/json")
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _forward
+
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_release_interrupted_by_the_server_is_completed_by_a_rerun(world, monkeypatch):
+    pipe, tracker, name = world["make"](), world["tracker"], world["name"]
+    pipe.train(pipe.plan())
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    proxy = FailingProxy(world["tracker"].tracking_uri, allow=2)
+    try:
+        flaky = world["make"](proxy.url)
+        report = flaky.release(image=IMAGE)
+        assert not report.complete
+        assert len(report.moved) == 2 and len(report.pending) == CUSTOMERS - 2
+        assert "503" in report.error
+        for n in report.moved:
+            assert tracker.get_by_alias(n, "production").version == 1
+        for n in report.pending:
+            with pytest.raises(mlops.NotFoundError):
+                tracker.get_by_alias(n, "production")
+        proxy.healthy = True
+        again = flaky.release(image=IMAGE)
+        assert again.complete and again.md5 == report.md5
+        assert sorted(again.moved) == sorted(report.pending)
+        records = flaky.releases()
+        assert [r["md5"] for r in records] == [report.md5]  # one release record, not two
+        assert records[0]["state"] == "complete"
+    finally:
+        proxy.close()
+
+
+def test_cli_plan_github_matrix_and_exit_codes(world, server, tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MLOPS_DATA=world["uri"], MLFLOW_TRACKING_URI=server.url, MLOPS_CATALOG="table:adapters")
+    out = tmp_path / "gh-output"
+    env["GITHUB_OUTPUT"] = str(out)
+    r = subprocess.run([sys.executable, "-m", "mlops", "plan", "--format", "github-matrix", "--shards", "4",
+                        "-o", str(tmp_path / "plan.json")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    matrix = json.loads(r.stdout)
+    assert sum(x["adapters"] for x in matrix["include"]) == CUSTOMERS
+    assert {x["shard"] for x in matrix["include"]} <= {"0/4", "1/4", "2/4", "3/4"}
+    written = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert json.loads(written["matrix"]) == matrix and written["stale"] == str(CUSTOMERS)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["commit"] == written["commit"]
+    r = subprocess.run([sys.executable, "-m", "mlops", "rollback", "--release", "feedfacecafe"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 4 and "[mlops.not_found]" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "mlops", "plan"], env=dict(env, MLFLOW_TRACKING_URI=""),
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "MLFLOW_TRACKING_URI" in r.stderr
