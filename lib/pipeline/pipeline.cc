@@ -117,13 +117,26 @@ std::string run_tag(const json& run, const std::string& key) {
   return {};
 }
 
-// Every model version of the catalog's adapters, by model name.
+// Every model version of the catalog's adapters, by model name, with their aliases. MLflow's version
+// search leaves aliases out; its registered-model search has them, so two paged searches cover all.
 std::map<std::string, std::vector<ModelVersion>> version_index(MlflowTracker& tracker, const Catalog& catalog) {
   std::map<std::string, std::vector<ModelVersion>> index;
   for (const auto& e : catalog.entries()) index[e.name];
+  std::map<std::pair<std::string, std::int64_t>, std::vector<std::string>> aliases;
+  for (const auto& model : tracker.search_registered_models("", 1000)) {
+    const std::string name = model.value("name", "");
+    if (!index.count(name)) continue;
+    for (const auto& a : model.value("aliases", json::array())) {
+      const auto& v = a.at("version");
+      const std::int64_t version = v.is_string() ? std::stoll(v.get<std::string>()) : v.get<std::int64_t>();
+      aliases[{name, version}].push_back(a.value("alias", ""));
+    }
+  }
   for (auto& v : tracker.search_model_versions("", 1000)) {
     auto it = index.find(v.name);
-    if (it != index.end()) it->second.push_back(std::move(v));
+    if (it == index.end()) continue;
+    v.aliases = aliases[{v.name, v.version}];
+    it->second.push_back(std::move(v));
   }
   return index;
 }
@@ -396,6 +409,7 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
       std::map<std::string, std::string> tags = {{kTagAdapter, t.name},
                                                  {kTagFingerprint, fingerprints[t.name]},
                                                  {kTagCodeCommit, code},
+                                                 {"mlflow.source.git.commit", code},
                                                  {"mlops.device", t.device}};
       run = tracker_.start_run(options_.experiment, t.name, tags);
       out.run_id = run->id();

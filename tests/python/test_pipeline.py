@@ -54,8 +54,9 @@ def world(tmp_path, server, request):
                               experiment=prefix + "adapters", releases_experiment=prefix + "releases",
                               code_commit="c0de")
 
+    # Adapter names carry the prefix; the customers in the data do not.
     return {"source": source, "tracker": tracker, "prefix": prefix, "make": make_pipeline, "uri": uri,
-            "tmp": tmp_path, "name": lambda i: prefix + demo.customer_name(i)}
+            "tmp": tmp_path, "name": lambda i: prefix + demo.customer_name(i), "customer": demo.customer_name}
 
 
 def upsert(source, tmp: pathlib.Path, rows, message="Analyst change"):
@@ -77,6 +78,7 @@ def versions_of(tracker, name):
 
 def test_plan_train_release_change_retrain_rollback(world):
     pipe, source, tracker, name = world["make"](), world["source"], world["tracker"], world["name"]
+    customer = world["customer"]
 
     plan = pipe.plan(at="main")
     assert len(plan.items) == CUSTOMERS
@@ -96,9 +98,9 @@ def test_plan_train_release_change_retrain_rollback(world):
     assert not pipe.plan(at="main").stale()
 
     # An analyst relabels one ticket of customer 2 and adds one for customer 5.
-    t2 = tickets_of(source, name(2))[0]
+    t2 = tickets_of(source, customer(2))[0]
     new_label = "billing" if t2[3] != "billing" else "shipping"
-    upsert(source, world["tmp"], [(t2[0], t2[1], t2[2], new_label), (99999, name(5), "the drone box arrived damaged", "shipping")])
+    upsert(source, world["tmp"], [(t2[0], t2[1], t2[2], new_label), (99999, customer(5), "the drone box arrived damaged", "shipping")])
     plan2 = pipe.plan(at="main")
     stale = {i.name: i for i in plan2.stale()}
     assert set(stale) == {name(2), name(5)}
@@ -153,8 +155,8 @@ def test_rows_moving_between_slices_make_both_stale(world):
     pipe, source, name = world["make"](), world["source"], world["name"]
     pipe.train(pipe.plan())
     pipe.release(image=IMAGE)
-    moved = tickets_of(source, name(3))[0]
-    upsert(source, world["tmp"], [(moved[0], name(4), moved[2], moved[3])], message="Reassign a ticket")
+    moved = tickets_of(source, world["customer"](3))[0]
+    upsert(source, world["tmp"], [(moved[0], world["customer"](4), moved[2], moved[3])], message="Reassign a ticket")
     stale = {i.name: i for i in pipe.plan().stale()}
     assert set(stale) == {name(3), name(4)}
     assert stale[name(3)].removed == 1 and stale[name(4)].added == 1
@@ -193,7 +195,7 @@ def test_rerunning_a_shard_reuses_versions_instead_of_duplicating(world):
 def test_one_adapters_bad_data_is_reported_and_the_rest_continue(world):
     pipe, source, name = world["make"](), world["source"], world["name"]
     # Customer 1's slice has a single class: its adapter cannot train.
-    rows = tickets_of(source, name(1))
+    rows = tickets_of(source, world["customer"](1))
     upsert(source, world["tmp"], [(r[0], r[1], r[2], "billing") for r in rows], message="One class only")
     report = pipe.train(pipe.plan())
     failed = [i for i in report.items if i["status"] == "failed"]

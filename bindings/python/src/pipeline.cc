@@ -1,6 +1,7 @@
 #include "bind.hpp"
 #include "mlops/catalog.hpp"
 #include "mlops/dolt.hpp"
+#include "mlops/error.hpp"
 #include "mlops/mlflow.hpp"
 #include "mlops/pipeline.hpp"
 #include "mlops/trainer.hpp"
