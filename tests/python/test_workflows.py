@@ -27,16 +27,20 @@ def test_workflows_follow_the_github_actions_schema():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+EXAMPLE_VALUES = {"--shard": "0/1", "--version": "1", "--shards": "4"}
+
+
 def mlops_invocations(text: str):
-    """Every `mlops ...` command line in shell snippets, with ${{ }} expressions and $VARS made concrete."""
+    """Every `mlops ...` command line in shell snippets, with ${{ }} expressions and $VARS given example
+    values of the type their option takes."""
     for line in text.splitlines():
         line = line.strip()
         m = re.search(r"(?:^|\s)(mlops\s.*?)(?:\s>\s.*)?$", line)
         if not m or line.startswith("#") or "pip install" in line:
             continue
-        cmd = re.sub(r"\$\{\{[^}]*\}\}", "0/1" if "--shard" in line else "x", m.group(1))
-        cmd = re.sub(r"\"\$[A-Z_]+\"", "4", cmd)
-        yield shlex.split(cmd)[1:]
+        cmd = re.sub(r"\$\{\{[^}]*\}\}|\$[A-Z_]+", "@EXPR@", m.group(1))
+        argv = shlex.split(cmd)[1:]
+        yield [EXAMPLE_VALUES.get(argv[i - 1], "x") if "@EXPR@" in a else a for i, a in enumerate(argv)]
 
 
 def test_every_mlops_command_in_the_workflows_parses():
