@@ -200,3 +200,15 @@ def test_large_result_is_streamed_not_buffered(server):
     assert rows == 400_000
     # Chunked X plus the final arrays: about 2x the arrays; a buffered text result would add far more.
     assert grew < 2.4 * final, (grew, final)
+
+
+def test_tls_options_reach_the_client_library(server):
+    # The fixture's server has no TLS: requiring it must fail clearly, and plain ssl-mode=DISABLED works.
+    with pytest.raises(mlops.DataSourceError) as e:
+        mlops.DoltSource(server.uri_with_password + "?ssl-mode=REQUIRED")
+    assert "SSL" in str(e.value) or "TLS" in str(e.value)
+    assert PASSWORD not in str(e.value)
+    plain = mlops.DoltSource(server.uri_with_password + "?ssl-mode=DISABLED")
+    assert plain.query("SELECT 1 AS one").column("one")[0] == 1
+    with pytest.raises(mlops.ConfigError, match="ssl-mode"):
+        mlops.DoltSource(server.uri_with_password + "?ssl-mode=SOMETIMES")
