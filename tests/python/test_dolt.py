@@ -94,6 +94,9 @@ def test_pinned_dataset_reads_an_old_commit_after_the_branch_moved(filled):
     src, first = filled
     pinned = src.dataset("t", label="label", features=["a", "b"], at=first.hash)
     src.execute("UPDATE t SET a = 1000")
+    # HEAD with uncommitted changes: still the committed rows, not the working set.
+    assert src.dataset("t", label="label", features=["a", "b"]).digest == pinned.digest
+    assert src.dataset("t", label="label", features=["a", "b"], at=None).X[0, 0] == 1000
     make_rows(src, 5, start=100)
     src.commit("moved on")
     again = src.dataset("t", label="label", features=["a", "b"], at=first.hash)
@@ -201,6 +204,10 @@ def test_diff_counts_rows_and_applies_the_filter_to_both_sides(filled):
     assert kinds[2.0] == "removed"
     assert src.count("t", at=first.hash) == 10
     assert src.count("t", where="label = ?", params=("even",)) == 6
+    with pytest.raises(mlops.NotFoundError, match="missing"):
+        src.count("missing")
+    src.execute("INSERT INTO t VALUES (21, 1, 1, 'odd')")  # uncommitted: HEAD's count is unchanged
+    assert src.count("t") == 10 and src.count("t", at=None) == 11
 
 
 def test_query_returns_typed_columns_with_nulls(filled):
