@@ -62,6 +62,8 @@ def test_version_control_calls(filled):
     with pytest.raises(mlops.ConflictError, match="nothing to commit"):
         src.commit("empty")
     src.execute("UPDATE t SET a = 99 WHERE id = 1")
+    with pytest.raises(mlops.ConfigError, match="Name <email>"):
+        src.commit("edit", author="just a name")
     second = src.commit("edit", author="Ann Lee <ann@example.com>")
     assert second.author == "Ann Lee" and second.email == "ann@example.com"
     assert [c.hash for c in src.log(2)] == [second.hash, first.hash]
