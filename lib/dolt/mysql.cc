@@ -242,7 +242,9 @@ void MySqlConnection::reconnect(const std::string& database) {
 unsigned long MySqlConnection::thread_id() const { return h_ ? mysql_thread_id(h_->db) : 0; }
 
 std::unique_ptr<RowReader> MySqlConnection::query(const std::string& sql, const std::vector<SqlValue>& params) {
-  if (!h_) reconnect();
+  // A connection that was lost stays unusable: the next statement gets a new one (a write is never
+  // repeated here; only the caller knows whether that is safe).
+  if (!h_ || is_lost(mysql_errno(h_->db))) reconnect();
   MYSQL_STMT* stmt = mysql_stmt_init(h_->db);
   if (stmt == nullptr) fail(config_, mysql_errno(h_->db), mysql_error(h_->db), sql);
   struct Guard {

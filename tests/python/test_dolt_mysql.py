@@ -174,6 +174,7 @@ def test_no_retries_left_is_a_data_source_error(server):
     thread.join(60)
     assert killed >= 1 and len(errors) == 1
     assert "gave up after 1 attempts" in str(errors[0]) and PASSWORD not in str(errors[0])
+    assert src.count("slow2", at=None) == 800  # the next call connects again
 
 
 @pytest.mark.slow
