@@ -295,6 +295,9 @@ def test_import_csv_from_an_http_url(src, tmp_path):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
+            if "missing" in self.path:
+                self.send_error(404)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/csv")
             self.send_header("Content-Length", str(len(body)))
@@ -313,6 +316,10 @@ def test_import_csv_from_an_http_url(src, tmp_path):
         assert src.count("sheet") == 2 and src.head() == c
         ds = src.dataset("sheet", label="label", features=["score"])
         assert ds.classes == ["a", "b"]
+        with pytest.raises(mlops.DataSourceError) as e:
+            src.import_csv("sheet", url.replace("export", "missing"), primary_key=["id"], message="gone")
+        assert "404" in str(e.value) and "s3cr3t" not in str(e.value)
+        assert src.head() == c
     finally:
         server.shutdown()
         server.server_close()
