@@ -9,6 +9,8 @@
 ///  - `mysql://user[:password]@host[:port]/database?branch=…&ssl-mode=…&ssl-ca=…&unix_socket=…`: a Dolt
 ///    sql-server over the MySQL protocol. The password may also come from `$MLOPS_DOLT_PASSWORD`. A MySQL
 ///    or MariaDB server that is not Dolt works for reads at `at = nullopt` (no version control).
+///    TLS: a host other than loopback defaults to ssl-mode=VERIFY_IDENTITY; loopback and unix sockets to
+///    the client library's default; `ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|VERIFY_IDENTITY` overrides.
 ///
 /// Passwords never appear in messages or lineage: `uri()` and `lineage.uri` are redacted. A DoltSource
 /// serialises its own calls (one connection); use one per thread for parallel reads.

@@ -7,3 +7,7 @@
 #include "mlops/error.hpp"
 #include "mlops/manifest.hpp"
 #include "mlops/version.hpp"
+#if MLOPS_WITH_DOLT
+#include "mlops/dolt.hpp"
+#include "mlops/table.hpp"
+#endif

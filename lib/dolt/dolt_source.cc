@@ -280,6 +280,16 @@ struct DoltSource::Impl {
       }
   }
 
+  // DoltLite, inside a read transaction: the commit to read `table` at, or "" when `hash` is the
+  // unchanged HEAD (the live table then holds exactly its rows and reads without materialising
+  // dolt_at_<table>). Other backends read at `hash` itself.
+  std::string live_or(const std::string& table, const std::string& hash) {
+    if (dialect.backend() != Backend::DoltLite || hash.empty()) return hash;
+    if (hash == resolve("HEAD") && !detail::query_scalar(*conn, dialect.table_status(), {table}).has_value())
+      return {};
+    return hash;
+  }
+
   Dataset dataset(const DatasetSpec& spec);
   Diff diff(const std::string& from_ref, const std::string& to_ref, const std::string& table, const std::string& where,
             const std::vector<SqlValue>& params);
@@ -566,10 +576,7 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
     const std::string hash = spec.at ? resolve(*spec.at) : std::string();
     // When the commit is the unchanged HEAD, the live table holds exactly its rows and reads without
     // materialising a historical copy (dolt_at_*). The lineage keeps the pinned query either way.
-    std::string read_hash = hash;
-    if (snapshot && !hash.empty() && hash == resolve("HEAD") &&
-        !detail::query_scalar(*conn, dialect.table_status(), {spec.table}).has_value())
-      read_hash.clear();
+    const std::string read_hash = live_or(spec.table, hash);
     ScanPlan plan;
     plan.spec = &spec;
     plan.hash = hash;
@@ -686,6 +693,8 @@ Diff DoltSource::Impl::diff(const std::string& from_ref, const std::string& to_r
   require_versioned("diff");
   detail::Dialect::check_table(table);
   return read([&]() -> Diff {
+    std::optional<LiteSnapshot> snapshot;
+    if (dialect.backend() == Backend::DoltLite) snapshot.emplace(*conn);
     Diff out;
     out.from_commit = resolve(from_ref);
     out.to_commit = resolve(to_ref);
@@ -698,7 +707,7 @@ Diff DoltSource::Impl::diff(const std::string& from_ref, const std::string& to_r
     std::unordered_set<std::string> in_from, in_to;
     if (!where.empty()) {
       for (auto [hash, set] : {std::pair{&out.from_commit, &in_from}, std::pair{&out.to_commit, &in_to}}) {
-        auto r = conn->query(dialect.select(key, table, *hash, where, {}), params);
+        auto r = conn->query(dialect.select(key, table, live_or(table, *hash), where, {}), params);
         while (r->next()) {
           std::string k;
           for (std::size_t i = 0; i < key.size(); ++i) encode_cell(k, *r, i);
@@ -748,6 +757,8 @@ Diff DoltSource::Impl::diff(const std::string& from_ref, const std::string& to_r
       cols[0].null.push_back(0);
       for (std::size_t j = 0; j < keep.size(); ++j) detail::append_cell(cols[j + 1], *r, keep[j]);
     }
+    r.reset();
+    if (snapshot) snapshot->end();
     out.rows = Table(std::move(cols));
     return out;
   });
@@ -1035,9 +1046,19 @@ std::int64_t DoltSource::count(const std::string& table, const std::string& wher
   detail::Dialect::check_table(table);
   if (at) impl_->require_versioned("count at a commit");
   return impl_->read([&] {
+    std::optional<LiteSnapshot> snapshot;
+    if (impl_->dialect.backend() == Backend::DoltLite) snapshot.emplace(*impl_->conn);
     const std::string h = at ? impl_->resolve(*at) : std::string();
-    impl_->columns_at(table, h);  // NotFoundError for a missing table
-    auto v = detail::query_scalar(*impl_->conn, impl_->dialect.count(table, h, where), params);
+    std::optional<std::string> v;
+    try {
+      v = detail::query_scalar(*impl_->conn, impl_->dialect.count(table, impl_->live_or(table, h), where), params);
+    } catch (const detail::ConnectionLost&) {
+      throw;
+    } catch (const DataSourceError&) {
+      impl_->columns_at(table, h);  // NotFoundError for a missing table; else the SQL error itself
+      throw;
+    }
+    if (snapshot) snapshot->end();
     return v ? std::stoll(*v) : 0LL;
   });
 }

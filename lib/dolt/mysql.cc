@@ -200,9 +200,6 @@ void MySqlConnection::reconnect(const std::string& database) {
   set_uint(MYSQL_OPT_READ_TIMEOUT, config_.read_timeout_s);
   set_uint(MYSQL_OPT_WRITE_TIMEOUT, config_.write_timeout_s);
   mysql_options(h->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-  if (!config_.ssl_ca.empty()) mysql_options(h->db, MYSQL_OPT_SSL_CA, config_.ssl_ca.c_str());
-  if (!config_.ssl_cert.empty()) mysql_options(h->db, MYSQL_OPT_SSL_CERT, config_.ssl_cert.c_str());
-  if (!config_.ssl_key.empty()) mysql_options(h->db, MYSQL_OPT_SSL_KEY, config_.ssl_key.c_str());
   if (!config_.ssl_mode.empty()) {
     const std::string& m = config_.ssl_mode;
     my_bool on = 1, off = 0;
@@ -211,13 +208,19 @@ void MySqlConnection::reconnect(const std::string& database) {
     } else if (m == "PREFERRED") {
       mysql_options(h->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off);
     } else if (m == "REQUIRED") {
+      mysql_ssl_set(h->db, nullptr, nullptr, nullptr, nullptr, nullptr);  // turns TLS on
       mysql_options(h->db, MYSQL_OPT_SSL_ENFORCE, &on);
       mysql_options(h->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off);
     } else if (m == "VERIFY_CA" || m == "VERIFY_IDENTITY") {
+      mysql_ssl_set(h->db, nullptr, nullptr, nullptr, nullptr, nullptr);
       mysql_options(h->db, MYSQL_OPT_SSL_ENFORCE, &on);
       mysql_options(h->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
     }
   }
+  // After ssl-mode: mysql_ssl_set() there resets these.
+  if (!config_.ssl_ca.empty()) mysql_options(h->db, MYSQL_OPT_SSL_CA, config_.ssl_ca.c_str());
+  if (!config_.ssl_cert.empty()) mysql_options(h->db, MYSQL_OPT_SSL_CERT, config_.ssl_cert.c_str());
+  if (!config_.ssl_key.empty()) mysql_options(h->db, MYSQL_OPT_SSL_KEY, config_.ssl_key.c_str());
   const char* socket = config_.unix_socket.empty() ? nullptr : config_.unix_socket.c_str();
   if (mysql_real_connect(h->db, socket ? nullptr : config_.host.c_str(), config_.user.c_str(),
                          config_.password.empty() ? nullptr : config_.password.c_str(),
@@ -228,13 +231,20 @@ void MySqlConnection::reconnect(const std::string& database) {
                       scrub(mysql_error(h->db), config_.password) + " (error " + std::to_string(err) + ")";
     throw DataSourceError(msg);
   }
+  // Some client libraries turn TLS on without insisting on it; insist here.
+  const std::string& m = config_.ssl_mode;
+  if ((m == "REQUIRED" || m == "VERIFY_CA" || m == "VERIFY_IDENTITY") && mysql_get_ssl_cipher(h->db) == nullptr)
+    throw DataSourceError("cannot connect to MySQL server " + config_.display + ": ssl-mode=" + m +
+                          " but the connection is not encrypted (the server does not offer TLS/SSL)");
   h_ = std::move(h);
 }
 
 unsigned long MySqlConnection::thread_id() const { return h_ ? mysql_thread_id(h_->db) : 0; }
 
 std::unique_ptr<RowReader> MySqlConnection::query(const std::string& sql, const std::vector<SqlValue>& params) {
-  if (!h_) reconnect();
+  // A connection that was lost stays unusable: the next statement gets a new one (a write is never
+  // repeated here; only the caller knows whether that is safe).
+  if (!h_ || is_lost(mysql_errno(h_->db))) reconnect();
   MYSQL_STMT* stmt = mysql_stmt_init(h_->db);
   if (stmt == nullptr) fail(config_, mysql_errno(h_->db), mysql_error(h_->db), sql);
   struct Guard {

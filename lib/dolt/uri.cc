@@ -121,6 +121,9 @@ SourceUri parse_source_uri(const std::string& uri) {
                           "read-timeout, write-timeout)");
     }
     if (cfg.user.empty()) throw ConfigError(out.display + " names no user (mysql://user@host:port/database)");
+    // TLS is verified by default for a server across the network; loopback and a unix socket need none.
+    const bool local = !cfg.unix_socket.empty() || cfg.host == "127.0.0.1" || cfg.host == "localhost" || cfg.host == "::1";
+    if (cfg.ssl_mode.empty() && !local) cfg.ssl_mode = "VERIFY_IDENTITY";
     cfg.display = out.display;
     return out;
   }

@@ -62,6 +62,8 @@ def test_version_control_calls(filled):
     with pytest.raises(mlops.ConflictError, match="nothing to commit"):
         src.commit("empty")
     src.execute("UPDATE t SET a = 99 WHERE id = 1")
+    with pytest.raises(mlops.ConfigError, match="Name <email>"):
+        src.commit("edit", author="just a name")
     second = src.commit("edit", author="Ann Lee <ann@example.com>")
     assert second.author == "Ann Lee" and second.email == "ann@example.com"
     assert [c.hash for c in src.log(2)] == [second.hash, first.hash]
@@ -94,6 +96,9 @@ def test_pinned_dataset_reads_an_old_commit_after_the_branch_moved(filled):
     src, first = filled
     pinned = src.dataset("t", label="label", features=["a", "b"], at=first.hash)
     src.execute("UPDATE t SET a = 1000")
+    # HEAD with uncommitted changes: still the committed rows, not the working set.
+    assert src.dataset("t", label="label", features=["a", "b"]).digest == pinned.digest
+    assert src.dataset("t", label="label", features=["a", "b"], at=None).X[0, 0] == 1000
     make_rows(src, 5, start=100)
     src.commit("moved on")
     again = src.dataset("t", label="label", features=["a", "b"], at=first.hash)
@@ -201,6 +206,10 @@ def test_diff_counts_rows_and_applies_the_filter_to_both_sides(filled):
     assert kinds[2.0] == "removed"
     assert src.count("t", at=first.hash) == 10
     assert src.count("t", where="label = ?", params=("even",)) == 6
+    with pytest.raises(mlops.NotFoundError, match="missing"):
+        src.count("missing")
+    src.execute("INSERT INTO t VALUES (21, 1, 1, 'odd')")  # uncommitted: HEAD's count is unchanged
+    assert src.count("t") == 10 and src.count("t", at=None) == 11
 
 
 def test_query_returns_typed_columns_with_nulls(filled):
@@ -286,6 +295,9 @@ def test_import_csv_from_an_http_url(src, tmp_path):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
+            if "missing" in self.path:
+                self.send_error(404)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/csv")
             self.send_header("Content-Length", str(len(body)))
@@ -304,6 +316,10 @@ def test_import_csv_from_an_http_url(src, tmp_path):
         assert src.count("sheet") == 2 and src.head() == c
         ds = src.dataset("sheet", label="label", features=["score"])
         assert ds.classes == ["a", "b"]
+        with pytest.raises(mlops.DataSourceError) as e:
+            src.import_csv("sheet", url.replace("export", "missing"), primary_key=["id"], message="gone")
+        assert "404" in str(e.value) and "s3cr3t" not in str(e.value)
+        assert src.head() == c
     finally:
         server.shutdown()
         server.server_close()

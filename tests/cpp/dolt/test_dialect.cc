@@ -98,6 +98,9 @@ TEST_CASE("source URIs: backends, options, and no password in what is shown") {
   CHECK(my.display.find("s%40cret") == std::string::npos);
   CHECK(my.display.find("cret") == std::string::npos);
 
+  CHECK(parse_source_uri("mysql://ann@dolt.example.com/db").mysql.ssl_mode == "VERIFY_IDENTITY");
+  CHECK(parse_source_uri("mysql://ann@dolt.example.com/db?ssl-mode=disabled").mysql.ssl_mode == "DISABLED");
+  CHECK(parse_source_uri("mysql://ann@127.0.0.1/db").mysql.ssl_mode.empty());
   CHECK_THROWS_AS(parse_source_uri("mysql://ann@host/db?bogus=1"), mlops::ConfigError);
   CHECK_THROWS_AS(parse_source_uri("mysql://ann@host:99999/db"), mlops::ConfigError);
   CHECK_THROWS_AS(parse_source_uri("mysql://ann@host"), mlops::ConfigError);
