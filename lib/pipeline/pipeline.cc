@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -398,7 +400,8 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
   t0 = Clock::now();
 
   const auto temp_root = std::filesystem::temp_directory_path() / ("mlops-train-" + std::to_string(::getpid()));
-  for (std::size_t k = 0; k < trained.size(); ++k) {
+  // Recording is I/O against the tracking server: adapters are recorded by several threads at once.
+  auto record = [&](std::size_t k) {
     const TrainedAdapter& t = trained[k];
     const AdapterSpec& spec = specs[k];
     const CatalogEntry& e = catalog_.at(t.name);
@@ -407,7 +410,7 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
     std::optional<Run> run;
     try {
       std::map<std::string, std::string> tags = {{kTagAdapter, t.name},
-                                                 {kTagFingerprint, fingerprints[t.name]},
+                                                 {kTagFingerprint, fingerprints.at(t.name)},
                                                  {kTagCodeCommit, code},
                                                  {"mlflow.source.git.commit", code},
                                                  {"mlops.device", t.device}};
@@ -425,27 +428,38 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
       std::filesystem::remove_all(dir);
       run->end(RunStatus::Finished);
       std::map<std::string, std::string> version_tags = {
-          {kTagFingerprint, fingerprints[t.name]}, {kTagDataCommit, plan.commit},
-          {kTagCodeCommit, code},                  {kTagParams, params_text(e)},
-          {kTagSlice, slice_text(e)},              {kTagRows, std::to_string(spec.dataset.rows())}};
+          {kTagFingerprint, fingerprints.at(t.name)}, {kTagDataCommit, plan.commit},
+          {kTagCodeCommit, code},                     {kTagParams, params_text(e)},
+          {kTagSlice, slice_text(e)},                 {kTagRows, std::to_string(spec.dataset.rows())}};
       ModelVersion v = tracker_.register_model(t.name, *run, "model", version_tags);
       tracker_.set_alias(t.name, options_.staging_alias, v.version);
       out.status = "trained";
       out.version = v.version;
       if (!t.history.epochs.empty()) out.val_accuracy = t.history.epochs.back().val_accuracy;
-    } catch (const Error& err) {
+    } catch (const std::exception& err) {
       out.status = "failed";
       out.error = err.what();
       if (run && !run->ended()) {
         try {
           run->end(RunStatus::Failed);
-        } catch (const Error&) {
+        } catch (const std::exception&) {
           // The server is gone; the run stays RUNNING and a re-run of the shard trains this adapter again.
         }
       }
     }
-    report.items.push_back(std::move(out));
-  }
+    return out;
+  };
+  std::vector<TrainedItem> recorded(trained.size());
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t k = next++; k < trained.size(); k = next++) recorded[k] = record(k);
+  };
+  const std::size_t n_threads = std::clamp<std::size_t>(options_.record_threads, 1, std::max<std::size_t>(trained.size(), 1));
+  std::vector<std::thread> pool;
+  for (std::size_t i = 1; i < n_threads; ++i) pool.emplace_back(worker);
+  worker();
+  for (auto& th : pool) th.join();
+  for (auto& item : recorded) report.items.push_back(std::move(item));
   std::error_code ec;
   std::filesystem::remove_all(temp_root, ec);
   report.record_seconds = seconds_since(t0);
