@@ -339,3 +339,16 @@ def test_any_single_byte_change_is_detected_or_harmless(tmp_path: pathlib.Path):
             mlops.Adapter.from_bytes(data[:cut])
 
     check()
+
+
+def test_foreign_safetensors_files_and_width_mismatch_in_batched_prediction(tmp_path: pathlib.Path):
+    from safetensors.numpy import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"W": np.ones((3, 2), dtype=np.float32), "b": np.zeros(2, dtype=np.float32)}, str(foreign))
+    with pytest.raises(mlops.IntegrityError, match="not an mlops adapter"):
+        mlops.Adapter.load(foreign)
+    a = cpu().fit([spec("four", blobs(60, 4, 2, 0))])[0].adapter
+    b = cpu().fit([spec("five", blobs(60, 5, 2, 0))])[0].adapter
+    with pytest.raises(mlops.DataError, match="adapter 1: width 5"):
+        mlops.Adapter.predict_many([a, b], np.ones((3, 4), dtype=np.float32))
