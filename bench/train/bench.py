@@ -73,7 +73,7 @@ def cpu_part(args) -> None:
     from sklearn.linear_model import LogisticRegression
 
     A, n, d, k, epochs = args.adapters, args.rows, args.features, args.classes, args.epochs
-    C = 1.0
+    C = args.C
     l2 = 1.0 / (C * n)
     print(f"\n== CPU: {A} adapters x {n} rows x {d} features x {k} classes x {epochs} epochs, hidden=0 ==")
     print(f"threads={args.threads or os.cpu_count()}, batch_size={args.batch_size}, adam lr={args.lr}, l2={l2:.3g} (C={C})")
@@ -269,6 +269,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--C", type=float, default=0.1, help="sklearn's inverse L2 strength; l2 = 1/(C*rows)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--sklearn-adapters", type=int, default=0,
                    help="fit sklearn on only this many adapters and scale the time (0 = all)")

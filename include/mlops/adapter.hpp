@@ -9,7 +9,9 @@
 ///
 /// File format (safetensors, "mlops.adapter.v1"): the tensors above, float32 little-endian, and string
 /// metadata `format`, `classes` (JSON list), `hidden` (decimal), `featurizer` (JSON object), `spec`
-/// (JSON of hyperparameters), `lineage` (JSON object). Readable by the `safetensors` Python package.
+/// (JSON of hyperparameters), `lineage` (JSON object), and `checksum` ("sha256:" + hex SHA-256 of the
+/// tensor bytes followed by every other metadata entry in key order, each as key NUL value NUL), which
+/// load() verifies. Readable by the `safetensors` Python package.
 #pragma once
 
 #include <cstddef>

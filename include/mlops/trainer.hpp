@@ -60,7 +60,9 @@ struct AdapterSpec {
 /// Metrics of one epoch of one adapter. val_* are NaN when validation_fraction is 0.
 struct EpochMetrics {
   int epoch = 0;                 ///< 1-based
-  double loss = 0;               ///< mean training loss over the epoch's batches (with the L2 term)
+  /// training loss: mean over the epoch's rows of w[y]·CE (each taken when its batch was trained) plus
+  /// l2/2·‖weights‖² at the end of the epoch
+  double loss = 0;
   double val_loss = 0;           ///< mean cross-entropy on the validation rows
   double val_accuracy = 0;       ///< share of validation rows classified correctly, in [0, 1]
 };

@@ -158,6 +158,8 @@ Adapter Adapter::from_bytes(std::string_view bytes, const std::string& what) {
     if (it == file.metadata.end()) throw fail(std::string("not an mlops adapter: metadata '") + key + "' is missing");
     return it->second;
   };
+  // Files of this format always carry the checksum; without it a corrupted metadata value could pass.
+  (void)meta("checksum");
   if (meta("format") != kFormat)
     throw fail("not an mlops adapter: format is " + detail::quote_for_message(meta("format")) + ", expected " + kFormat);
   nlohmann::json classes, featurizer, spec, lineage;
@@ -174,7 +176,7 @@ Adapter Adapter::from_bytes(std::string_view bytes, const std::string& what) {
   } catch (const IntegrityError&) {
     throw;
   } catch (const std::exception& e) {
-    throw fail(std::string("corrupted metadata: ") + e.what());
+    throw fail("corrupted metadata: " + detail::quote_for_message(e.what(), 160));
   }
   if (!classes.is_array()) throw fail("corrupted metadata: classes is not a JSON list");
   std::vector<std::string> cls;

@@ -57,7 +57,21 @@ void softmax_rows(float* Z, std::size_t rows, std::size_t k) {
 
 void blas_single_threaded() {
   using SetThreads = void (*)(int);
-  static const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  static const SetThreads set = [] {
+    void* sym = dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (!sym) {
+      // Inside a module loaded with RTLD_LOCAL (the Python extension) the BLAS is not in the global
+      // scope: look in the library that provides the cblas_sgemm this code calls.
+      Dl_info info{};
+      if (dladdr(reinterpret_cast<void*>(&cblas_sgemm), &info) != 0 && info.dli_fname) {
+        if (void* lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) {
+          sym = dlsym(lib, "openblas_set_num_threads");
+          dlclose(lib);  // drops the reference RTLD_NOLOAD added; the library stays loaded
+        }
+      }
+    }
+    return reinterpret_cast<SetThreads>(sym);
+  }();
   if (set) set(1);
 }
 

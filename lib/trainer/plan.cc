@@ -23,9 +23,11 @@ std::uint64_t substream(std::uint64_t stream, std::uint64_t tag) {
 
 constexpr std::uint64_t kSplitTag = 1, kInitTag = 2, kEpochTag = 1000;
 
-void shuffle(std::vector<std::uint32_t>& v, SplitMix64& rng) {
-  for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
+void shuffle(std::uint32_t* v, std::size_t n, SplitMix64& rng) noexcept {
+  for (std::size_t i = n; i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
 }
+
+void shuffle(std::vector<std::uint32_t>& v, SplitMix64& rng) noexcept { shuffle(v.data(), v.size(), rng); }
 
 void fill_uniform(float* out, std::size_t n, double limit, SplitMix64& rng) {
   for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * limit);
@@ -34,9 +36,14 @@ void fill_uniform(float* out, std::size_t n, double limit, SplitMix64& rng) {
 }  // namespace
 
 void AdapterPlan::epoch_order(int epoch, std::vector<std::uint32_t>& out) const {
-  out = train_rows;
+  out.resize(train_rows.size());
+  epoch_order(epoch, out.data());
+}
+
+void AdapterPlan::epoch_order(int epoch, std::uint32_t* out) const noexcept {
+  std::copy(train_rows.begin(), train_rows.end(), out);
   SplitMix64 rng(substream(stream, kEpochTag + static_cast<std::uint64_t>(epoch)));
-  shuffle(out, rng);
+  shuffle(out, train_rows.size(), rng);
 }
 
 AdapterPlan make_plan(const AdapterSpec& spec, std::size_t index, std::uint64_t seed) {

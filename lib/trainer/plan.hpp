@@ -64,6 +64,8 @@ struct AdapterPlan {
 
   /// The training rows in the order epoch `epoch` (1-based) visits them.
   void epoch_order(int epoch, std::vector<std::uint32_t>& out) const;
+  /// The same into out[0 .. train_rows.size()); never allocates or throws.
+  void epoch_order(int epoch, std::uint32_t* out) const noexcept;
 };
 
 /// Builds the plan of spec `index`, for trainer seed `seed`. The spec must be valid.

@@ -29,7 +29,8 @@ struct SafetensorsFile {
 };
 
 /// The file bytes: tensors in the given order, float32 little-endian, header padded to 8 bytes.
-/// Metadata key "checksum" is added: "sha256:" + hex digest of the tensor bytes.
+/// Metadata key "checksum" is added: "sha256:" + hex SHA-256 of the tensor bytes followed by every other
+/// metadata entry in key order, each as key NUL value NUL.
 std::string write_safetensors(const std::vector<TensorView>& tensors, std::map<std::string, std::string> metadata);
 
 /// Parses and checks the bytes (header bounds, JSON, dtypes, shapes, offsets, checksum when present).

@@ -215,40 +215,39 @@ struct CudaGroupContext {
   std::exception_ptr error;
 };
 
-void cuda_epoch_order(void* ctx, int32_t adapter, int32_t epoch, uint32_t* out) {
-  auto* c = static_cast<CudaGroupContext*>(ctx);
-  std::vector<std::uint32_t> order;
-  (*c->group)[static_cast<std::size_t>(adapter)]->epoch_order(epoch, order);
-  std::copy(order.begin(), order.end(), out);
+// The module calls these through a C interface: nothing may throw out of them.
+void cuda_epoch_order(void* ctx, int32_t adapter, int32_t epoch, uint32_t* out) noexcept {
+  const auto* c = static_cast<const CudaGroupContext*>(ctx);
+  (*c->group)[static_cast<std::size_t>(adapter)]->epoch_order(epoch, out);
 }
 
 int32_t cuda_on_epoch(void* ctx, int32_t adapter, int32_t epoch, double train_ce_sum, double weight_norm2,
-                      double val_ce_sum, int64_t val_correct) {
+                      double val_ce_sum, int64_t val_correct) noexcept {
   auto* c = static_cast<CudaGroupContext*>(ctx);
   if (c->error) return MLOPS_CUDA_CANCEL;
-  const auto& plan = *(*c->group)[static_cast<std::size_t>(adapter)];
-  EpochMetrics m;
-  m.epoch = epoch;
-  m.loss = train_ce_sum / static_cast<double>(plan.train_rows.size()) + 0.5 * plan.spec->l2 * weight_norm2;
-  if (plan.val_rows.empty()) {
-    m.val_loss = m.val_accuracy = std::numeric_limits<double>::quiet_NaN();
-  } else {
-    m.val_loss = val_ce_sum / static_cast<double>(plan.val_rows.size());
-    m.val_accuracy = static_cast<double>(val_correct) / static_cast<double>(plan.val_rows.size());
-  }
-  const auto d = (*c->trackers)[static_cast<std::size_t>(adapter)].record(m);
-  if (d.stop && epoch < plan.spec->epochs)
-    *c->dropped += static_cast<std::size_t>(plan.spec->epochs - epoch) * plan.steps_per_epoch;
   try {
+    const auto& plan = *(*c->group)[static_cast<std::size_t>(adapter)];
+    EpochMetrics m;
+    m.epoch = epoch;
+    m.loss = train_ce_sum / static_cast<double>(plan.train_rows.size()) + 0.5 * plan.spec->l2 * weight_norm2;
+    if (plan.val_rows.empty()) {
+      m.val_loss = m.val_accuracy = std::numeric_limits<double>::quiet_NaN();
+    } else {
+      m.val_loss = val_ce_sum / static_cast<double>(plan.val_rows.size());
+      m.val_accuracy = static_cast<double>(val_correct) / static_cast<double>(plan.val_rows.size());
+    }
+    const auto d = (*c->trackers)[static_cast<std::size_t>(adapter)].record(m);
+    if (d.stop && epoch < plan.spec->epochs)
+      *c->dropped += static_cast<std::size_t>(plan.spec->epochs - epoch) * plan.steps_per_epoch;
     if (*c->on_epoch) (*c->on_epoch)(plan.spec->name, epoch, m);
+    return (d.keep ? MLOPS_CUDA_KEEP : 0) | (d.stop ? MLOPS_CUDA_STOP : 0);
   } catch (...) {
     c->error = std::current_exception();
     return MLOPS_CUDA_CANCEL;
   }
-  return (d.keep ? MLOPS_CUDA_KEEP : 0) | (d.stop ? MLOPS_CUDA_STOP : 0);
 }
 
-int32_t cuda_on_steps(void* ctx, int64_t steps) {
+int32_t cuda_on_steps(void* ctx, int64_t steps) noexcept {
   auto* c = static_cast<CudaGroupContext*>(ctx);
   if (c->error) return 1;
   *c->done += static_cast<std::size_t>(steps);

@@ -313,3 +313,42 @@ def test_gpu_early_stopping_and_mixed_shapes():
     c = mlops.CudaTrainer(device="cpu", seed=1, progress=False).fit(specs)
     assert [len(x.history) for x in g] == [len(x.history) for x in c]
     assert g[1].history.val_accuracy[-1] > 0.95
+
+
+def test_any_single_byte_change_is_detected_or_harmless(tmp_path: pathlib.Path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    trained = cpu().fit([spec("h", blobs(60, 3, 2, 0), hidden=2, code_commit="c0ffee")])[0]
+    data = trained.adapter.to_bytes()
+    ref = trained.adapter
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(pos=st.integers(0, len(data) - 1), value=st.integers(0, 255), cut=st.integers(0, len(data) - 1))
+    def check(pos, value, cut):
+        changed = data[:pos] + bytes([value]) + data[pos + 1:]
+        try:
+            back = mlops.Adapter.from_bytes(changed)
+        except mlops.IntegrityError:
+            pass
+        else:  # only bytes that carry no content (JSON whitespace) may change without an error
+            assert back.lineage == ref.lineage and back.spec == ref.spec and back.classes == ref.classes
+            for name, w in ref.tensors().items():
+                assert np.array_equal(back.tensors()[name], w)
+        with pytest.raises(mlops.IntegrityError):
+            mlops.Adapter.from_bytes(data[:cut])
+
+    check()
+
+
+def test_foreign_safetensors_files_and_width_mismatch_in_batched_prediction(tmp_path: pathlib.Path):
+    from safetensors.numpy import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"W": np.ones((3, 2), dtype=np.float32), "b": np.zeros(2, dtype=np.float32)}, str(foreign))
+    with pytest.raises(mlops.IntegrityError, match="not an mlops adapter"):
+        mlops.Adapter.load(foreign)
+    a = cpu().fit([spec("four", blobs(60, 4, 2, 0))])[0].adapter
+    b = cpu().fit([spec("five", blobs(60, 5, 2, 0))])[0].adapter
+    with pytest.raises(mlops.DataError, match="adapter 1: width 5"):
+        mlops.Adapter.predict_many([a, b], np.ones((3, 4), dtype=np.float32))
