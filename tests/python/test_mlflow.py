@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mlops
+import mlops.pyfunc
 
 pytestmark = [
     pytest.mark.mlflow,

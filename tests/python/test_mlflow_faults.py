@@ -170,3 +170,29 @@ def test_https_self_signed_refused_by_default_accepted_with_ca(mlflow_server, tm
         assert len(trusted.metric_history(run.id, "x")) == 1
         monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
         assert mlops.MlflowTracker(proxy.url).experiment_id(unique("tls"))
+
+
+@pytest.mark.slow
+def test_batches_spooled_at_exit_are_delivered_by_a_later_tracker(tmp_path):
+    server = MlflowServer(tmp_path / "later")
+    server.start()
+    spool = tmp_path / "spool"
+    try:
+        tracker = mlops.MlflowTracker(server.url, max_retries=0, timeout=5, outage_retry_seconds=0.2,
+                                      flush_timeout=1.0, spool_dir=spool)
+        run = tracker.start_run(unique("later"))
+        run.log_metric("x", 0.0, step=0)
+        run.flush()
+        server.stop()
+        for step in range(1, 50):
+            run.log_metric("x", float(step), step=step)
+        with pytest.raises(mlops.TrackingError):
+            run.end()  # the server stays away longer than flush_timeout: kept on disk, and said so
+        assert list(spool.glob("*.jsonl"))
+        server.start()
+        later = mlops.MlflowTracker(server.url, spool_dir=spool)
+        assert later.deliver_spooled() >= 1
+        assert not list(spool.glob("*.jsonl"))
+        assert sorted(p["step"] for p in later.metric_history(run.id, "x")) == list(range(50))
+    finally:
+        server.stop()
