@@ -347,7 +347,7 @@ def test_model_loads_through_mlflow_pyfunc_by_alias(tracker, client, tmp_path, h
         "model/MLmodel", "model/adapter.safetensors", "model/requirements.txt", "model/lineage.json"}
     version = tracker.register(name, run)
     assert version.status == "READY" and version.version == 1 and version.run_id == run.id
-    tracker.set_alias(name, "production", version.version)
+    tracker.set_alias(name, "production", version)  # a ModelVersion stands for its number
     assert tracker.get_by_alias(name, "production").version == 1
 
     X = np.random.default_rng(1).normal(size=(25, 4)).astype(np.float32)
