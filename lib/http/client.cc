@@ -96,7 +96,8 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     }
     return bytes;
   }
-  if (sink->body->size() < (1u << 20)) sink->body->append(data, bytes);
+  // An error body is only read for its message: keep its first MiB. A successful one is kept whole.
+  if (status < 400 || sink->body->size() < (1u << 20)) sink->body->append(data, bytes);
   return bytes;
 }
 

@@ -93,6 +93,11 @@ class MlflowServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=15)
+        # Worker processes of the server's group that outlive it are ended too.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         # Wait until the port is free again so that a restart can bind it.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mlops
+import mlops.pyfunc
 
 pytestmark = [
     pytest.mark.mlflow,
@@ -211,6 +212,15 @@ def test_large_logs_are_split_within_mlflow_limits(tracker, client):
     assert len(client.get_metric_history(run.id, "m42")) == 30
 
 
+def test_long_metric_history_reads_back_whole(tracker):
+    # More than 1 MB of JSON in one answer.
+    with tracker.start_run(unique("history")) as run:
+        for step in range(15000):
+            run.log_metric("long", step * 0.5, step=step, timestamp=1_700_000_000_000 + step)
+    points = tracker.metric_history(run.id, "long")
+    assert [p["step"] for p in sorted(points, key=lambda p: p["step"])] == list(range(15000))
+
+
 def test_synchronous_mode_delivers_before_returning(mlflow_server, client):
     t = mlops.MlflowTracker(mlflow_server.url, async_logging=False)
     run = t.start_run(unique("sync"))
@@ -346,7 +356,7 @@ def test_model_loads_through_mlflow_pyfunc_by_alias(tracker, client, tmp_path, h
         "model/MLmodel", "model/adapter.safetensors", "model/requirements.txt", "model/lineage.json"}
     version = tracker.register(name, run)
     assert version.status == "READY" and version.version == 1 and version.run_id == run.id
-    tracker.set_alias(name, "production", version.version)
+    tracker.set_alias(name, "production", version)  # a ModelVersion stands for its number
     assert tracker.get_by_alias(name, "production").version == 1
 
     X = np.random.default_rng(1).normal(size=(25, 4)).astype(np.float32)

@@ -22,6 +22,14 @@ from mlflow_server import FaultProxy, MlflowServer, self_signed_cert, shared_ser
 def mlflow_server(tmp_path_factory):
     return shared_server(tmp_path_factory.mktemp("mlflow-server"))
 
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of the test's own, to stop and start again on the same port and store."""
+    server = MlflowServer(tmp_path / "own").start()
+    yield server
+    server.stop()
+
+
 FAST = dict(max_retries=4, backoff_factor=0.05, backoff_jitter=0.0)
 
 
@@ -30,42 +38,38 @@ def unique(prefix: str) -> str:
 
 
 @pytest.mark.slow
-def test_server_restart_loses_no_metric_and_duplicates_none(tmp_path):
-    server = MlflowServer(tmp_path / "restart")
-    server.start()
+def test_server_restart_loses_no_metric_and_duplicates_none(own_server, tmp_path):
+    server = own_server
     spool = tmp_path / "spool"
-    try:
-        tracker = mlops.MlflowTracker(server.url, max_retries=1, backoff_factor=0.05, backoff_jitter=0,
-                                      timeout=5, outage_retry_seconds=0.2, queue_capacity=500, spool_dir=spool)
-        exp = unique("restart")
-        run = tracker.start_run(exp, run_name="through-restart")
-        steps = 300
-        for step in range(100):
-            run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
-        run.flush()
-        server.stop()
-        # The server is gone: logging goes on, and what cannot be delivered lands in the spool file.
-        for step in range(100, 200):
-            run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
-        deadline = time.monotonic() + 30
-        while not list(spool.glob("*.jsonl")) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert list(spool.glob("*.jsonl")), "undelivered batches were not spooled"
-        server.start()
-        for step in range(200, steps):
-            run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
-        run.end()
+    tracker = mlops.MlflowTracker(server.url, max_retries=1, backoff_factor=0.05, backoff_jitter=0,
+                                  timeout=5, outage_retry_seconds=0.2, queue_capacity=500, spool_dir=spool)
+    exp = unique("restart")
+    run = tracker.start_run(exp, run_name="through-restart")
+    steps = 300
+    for step in range(100):
+        run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
+    run.flush()
+    server.stop()
+    # The server is gone: logging goes on, and what cannot be delivered lands in the spool file.
+    for step in range(100, 200):
+        run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
+    deadline = time.monotonic() + 30
+    while not list(spool.glob("*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(spool.glob("*.jsonl")), "undelivered batches were not spooled"
+    server.start()
+    for step in range(200, steps):
+        run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
+    run.end()
 
-        check = mlops.MlflowTracker(server.url)
-        for key in ("loss", "acc"):
-            points = check.metric_history(run.id, key)
-            assert sorted(p["step"] for p in points) == list(range(steps)), key
-        runs = check.search_runs([check.experiment_id(exp)])
-        assert len(runs) == 1
-        assert runs[0]["info"]["status"] == "FINISHED"
-        assert not list(spool.glob("*.jsonl"))  # delivered, so removed
-    finally:
-        server.stop()
+    check = mlops.MlflowTracker(server.url)
+    for key in ("loss", "acc"):
+        points = check.metric_history(run.id, key)
+        assert sorted(p["step"] for p in points) == list(range(steps)), key
+    runs = check.search_runs([check.experiment_id(exp)])
+    assert len(runs) == 1
+    assert runs[0]["info"]["status"] == "FINISHED"
+    assert not list(spool.glob("*.jsonl"))  # delivered, so removed
 
 
 def test_injected_503_and_429_are_retried(mlflow_server):
@@ -170,3 +174,25 @@ def test_https_self_signed_refused_by_default_accepted_with_ca(mlflow_server, tm
         assert len(trusted.metric_history(run.id, "x")) == 1
         monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
         assert mlops.MlflowTracker(proxy.url).experiment_id(unique("tls"))
+
+
+@pytest.mark.slow
+def test_batches_spooled_at_exit_are_delivered_by_a_later_tracker(own_server, tmp_path):
+    server = own_server
+    spool = tmp_path / "spool"
+    tracker = mlops.MlflowTracker(server.url, max_retries=0, timeout=5, outage_retry_seconds=0.2,
+                                  flush_timeout=1.0, spool_dir=spool)
+    run = tracker.start_run(unique("later"))
+    run.log_metric("x", 0.0, step=0)
+    run.flush()
+    server.stop()
+    for step in range(1, 50):
+        run.log_metric("x", float(step), step=step)
+    with pytest.raises(mlops.TrackingError):
+        run.end()  # the server stays away longer than flush_timeout: kept on disk, and said so
+    assert list(spool.glob("*.jsonl"))
+    server.start()
+    later = mlops.MlflowTracker(server.url, spool_dir=spool)
+    assert later.deliver_spooled() >= 1
+    assert not list(spool.glob("*.jsonl"))
+    assert sorted(p["step"] for p in later.metric_history(run.id, "x")) == list(range(50))

@@ -82,6 +82,8 @@ void bind_mlflow(py::module_& m) {
       .def_readonly("creation_timestamp", &ModelVersion::creation_timestamp)
       .def("to_dict", [](const ModelVersion& v) { return json_to_py(v.to_json()); })
       .def("__int__", [](const ModelVersion& v) { return v.version; })
+      // So that a ModelVersion goes wherever a version number does: set_alias(name, alias, mv).
+      .def("__index__", [](const ModelVersion& v) { return v.version; })
       .def("__repr__", [](const ModelVersion& v) {
         return "ModelVersion(name='" + v.name + "', version=" + std::to_string(v.version) + ", status='" + v.status +
                "')";

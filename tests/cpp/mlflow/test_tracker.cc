@@ -190,6 +190,17 @@ TEST_CASE("HTTP client retries 503 and 429, honours Retry-After, and gives up af
   CHECK(r2.attempts == 3);
 }
 
+TEST_CASE("HTTP client keeps a large successful answer whole") {
+  const std::string big = "\"" + std::string(3 << 20, 'x') + "\"";
+  ScriptedServer server({answer(200, big)});
+  detail::HttpClient http({}, {}, 10, detail::RetryPolicy{});
+  detail::HttpRequest req;
+  req.url = server.url() + "/big";
+  const auto r = http.perform(req);
+  CHECK(r.status == 200);
+  CHECK(r.body.size() == big.size());
+}
+
 TEST_CASE("server errors become typed errors without credentials") {
   ScriptedServer server({answer(404, R"({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run 'x' not found"})"),
                          answer(400, R"({"error_code": "RESOURCE_ALREADY_EXISTS", "message": "exists"})"),

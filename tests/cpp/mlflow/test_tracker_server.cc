@@ -68,6 +68,7 @@ class Server {
       ::kill(-pid_, SIGTERM);
       int status = 0;
       ::waitpid(pid_, &status, 0);
+      ::kill(-pid_, SIGKILL);  // worker processes of its group that outlive it
     }
     std::error_code ec;
     if (!root_.empty()) fs::remove_all(root_, ec);
