@@ -22,6 +22,7 @@
 namespace mlops {
 
 class Dataset;
+struct TrainedAdapter;
 
 /// Where the running code came from: the git commit, branch, remote and whether the tree has changes.
 struct SourceInfo {
@@ -143,6 +144,11 @@ class Run {
   /// @throws ConfigError when the weights cannot be read
   void log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,
                       const std::string& artifact_path = "model");
+
+  /// Saves a trained adapter (safetensors, layout `mlops.adapter.v1`) to a temporary file and uploads it as
+  /// log_model_file() does, with the adapter's lineage as lineage.json.
+  /// @throws ConfigError when the temporary file cannot be written; TrackingError as the uploads
+  void log_adapter(const TrainedAdapter& trained, const std::string& artifact_path = "model");
 
   /// Waits until everything logged so far is on the server.
   /// @throws TrackingError for what the server refused, or naming the spool file when the server did not

@@ -1,6 +1,7 @@
 // Run: logging, dataset lineage, artifacts and pyfunc model directories.
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <exception>
@@ -13,6 +14,7 @@
 #include "mlops/config.hpp"
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
+#include "mlops/trainer.hpp"
 
 namespace mlops {
 
@@ -324,6 +326,24 @@ std::vector<ArtifactInfo> Run::list_artifacts(const std::string& path) const {
 std::filesystem::path Run::download_artifacts(const std::string& path, const std::filesystem::path& dest_dir) const {
   auto& t = *state_->tracker;
   return t.download(join_path(t.artifact_root(state_->artifact_uri), path), dest_dir);
+}
+
+void Run::log_adapter(const TrainedAdapter& trained, const std::string& artifact_path) {
+  static std::atomic<unsigned> counter{0};
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("mlops-adapter-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  std::filesystem::create_directories(dir);
+  try {
+    const auto weights = dir / "adapter.safetensors";
+    trained.adapter.save(weights);
+    log_model_file(weights, trained.lineage, artifact_path);
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    throw;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 void Run::log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,

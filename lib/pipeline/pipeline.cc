@@ -399,7 +399,6 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
   report.fit_seconds = seconds_since(t0);
   t0 = Clock::now();
 
-  const auto temp_root = std::filesystem::temp_directory_path() / ("mlops-train-" + std::to_string(::getpid()));
   // Recording is I/O against the tracking server: adapters are recorded by several threads at once.
   auto record = [&](std::size_t k) {
     const TrainedAdapter& t = trained[k];
@@ -420,12 +419,7 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
       for (const auto& m : t.history.epochs)
         run->log_metrics({{"loss", m.loss}, {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy}}, m.epoch);
       run->log_dataset(spec.dataset);
-      const auto dir = temp_root / t.name;
-      std::filesystem::create_directories(dir);
-      const auto weights = dir / "adapter.safetensors";
-      t.adapter.save(weights);
-      run->log_model_file(weights, t.lineage, "model");
-      std::filesystem::remove_all(dir);
+      run->log_adapter(t, "model");
       run->end(RunStatus::Finished);
       std::map<std::string, std::string> version_tags = {
           {kTagFingerprint, fingerprints.at(t.name)}, {kTagDataCommit, plan.commit},
@@ -460,8 +454,6 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
   worker();
   for (auto& th : pool) th.join();
   for (auto& item : recorded) report.items.push_back(std::move(item));
-  std::error_code ec;
-  std::filesystem::remove_all(temp_root, ec);
   report.record_seconds = seconds_since(t0);
   std::sort(report.items.begin(), report.items.end(),
             [](const TrainedItem& a, const TrainedItem& b) { return a.name < b.name; });

@@ -301,3 +301,26 @@ def test_cli_plan_github_matrix_and_exit_codes(world, server, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mlops", "plan"], env=dict(env, MLFLOW_TRACKING_URI=""),
                        capture_output=True, text=True)
     assert r.returncode == 1 and "MLFLOW_TRACKING_URI" in r.stderr
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint:UserWarning")  # MLflow's note on untyped pyfunc input
+def test_run_log_adapter_gives_a_model_mlflow_loads(server, tmp_path):
+    import numpy as np
+    import mlflow.pyfunc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int32)
+    ds = mlops.Dataset(X, y, classes=["no", "yes"])
+    [trained] = mlops.CudaTrainer(device="cpu").fit([mlops.AdapterSpec(name="log-adapter", dataset=ds, epochs=40, batch_size=32, learning_rate=0.05)])
+    tracker = mlops.MlflowTracker(server.url)
+    with tracker.start_run("log-adapter", run_name="log-adapter") as run:
+        run.log_adapter(trained)
+    version = tracker.register("log-adapter-model", run, "model")
+    tracker.set_alias("log-adapter-model", "champion", version)
+    mlflow.set_tracking_uri(server.url)
+    model = mlflow.pyfunc.load_model("models:/log-adapter-model@champion")
+    labels, probabilities = trained.adapter.predict(X)
+    got = np.asarray(model.predict(X))
+    assert list(got) == list(labels) and set(labels) == {"no", "yes"}
+    assert (np.asarray(labels) == np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")).mean() > 0.9

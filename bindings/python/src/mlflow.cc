@@ -4,6 +4,7 @@
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
 #include "mlops/mlflow.hpp"
+#include "mlops/trainer.hpp"
 
 namespace mlops::python {
 
@@ -173,6 +174,8 @@ manager the run ends FINISHED, or FAILED when the block raises.
           },
           py::arg("weights_path"), py::arg("lineage") = py::none(), py::arg("artifact_path") = "model",
           "Uploads a pyfunc model directory (MLmodel, weights, requirements.txt, lineage.json).")
+      .def("log_adapter", &Run::log_adapter, py::arg("trained"), py::arg("artifact_path") = "model", Release(),
+           "Uploads a trained adapter as a pyfunc model directory, with its lineage.")
       .def("flush", &Run::flush, Release())
       .def(
           "end", [](Run& r, const std::string& status) {
