@@ -15,6 +15,11 @@ run(${CMAKE_COMMAND} --install "${MLOPS_BUILD_DIR}" --prefix "${prefix}" --compo
 run(${CMAKE_COMMAND} -S "${MLOPS_SOURCE_DIR}/examples/cpp" -B "${WORK_DIR}/build"
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" --parallel 2)
+run("${WORK_DIR}/build/02_train")
+string(FIND "${last_output}" "customer-3  val_accuracy" trained)
+if(trained EQUAL -1)
+  message(FATAL_ERROR "02_train did not train its adapters:\n${last_output}")
+endif()
 run("${WORK_DIR}/build/01_manifest")
 message(STATUS "consumer printed:\n${last_output}")
 # The md5 of the canonical JSON {"customer-1":3,"customer-2":7}, computed independently of mlops.
