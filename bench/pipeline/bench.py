@@ -52,8 +52,14 @@ def main() -> int:
         "adapters": [{"name": f"c{c:05d}", "where": "customer = ?", "params": [f"c{c:05d}"]}
                      for c in range(args.adapters)],
     })
-    print(f"setup: {args.rows:,} rows, {args.adapters} adapters in {time.perf_counter() - t:.1f} s")
-    results = {}
+    print(f"setup: {args.rows:,} rows, {args.adapters} adapters in {time.perf_counter() - t:.1f} s", flush=True)
+
+    class Results(dict):
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            print(f"  {key}: {value:.2f} s", flush=True)
+
+    results = Results()
     with MlflowServer(work / "mlflow") as server:
         tracker = mlops.MlflowTracker(server.url)
         trainer = mlops.CudaTrainer(device="cpu", seed=0)

@@ -6,7 +6,6 @@
 #include <random>
 
 #include <mlops/mlops.hpp>
-#include <mlops/trainer.hpp>
 
 // Two Gaussian blobs per customer, shifted differently for each: every adapter learns its own boundary.
 mlops::Dataset customer_data(int customer, std::size_t rows, std::size_t cols) {

@@ -175,6 +175,8 @@ class Pipeline {
   std::string write_build_context(const std::filesystem::path& dir, const std::string& md5 = "");
 
  private:
+  void count_stale_rows(Plan& plan);
+
   DoltSource& source_;
   MlflowTracker& tracker_;
   CudaTrainer& trainer_;

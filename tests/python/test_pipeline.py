@@ -324,3 +324,30 @@ def test_run_log_adapter_gives_a_model_mlflow_loads(server, tmp_path):
     got = np.asarray(model.predict(X))
     assert list(got) == list(labels) and set(labels) == {"no", "yes"}
     assert (np.asarray(labels) == np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")).mean() > 0.9
+
+
+def test_fast_slice_diff_agrees_with_the_sql_diff(world, server):
+    """`customer = ?` takes the pipeline's one-diff path, `customer IN (?)` the SQL path: same answers."""
+    source, customer = world["source"], world["customer"]
+    prefix = world["prefix"] + "twin-"
+    defaults = {"table": "tickets", "label": "intent", "text": "body", "epochs": 2,
+                "featurizer": {"dimension": 64}}
+    catalog = mlops.Catalog.from_dict({"defaults": defaults, "adapters": [
+        {"name": prefix + f"eq-{c}", "where": "customer = ?", "params": [customer(c)]} for c in (2, 3, 4)] + [
+        {"name": prefix + f"in-{c}", "where": "customer IN (?)", "params": [customer(c)]} for c in (2, 3, 4)]})
+    pipe = mlops.Pipeline(source, world["tracker"], mlops.CudaTrainer(device="cpu"), catalog,
+                          experiment=prefix + "a", releases_experiment=prefix + "r", code_commit="c0de")
+    pipe.train(pipe.plan())
+    pipe.release(image=IMAGE)
+    t2, t3 = tickets_of(source, customer(2)), tickets_of(source, customer(3))
+    upsert(source, world["tmp"], [
+        (t2[0][0], t2[0][1], t2[0][2] + " again", t2[0][3]),   # modified inside slice 2
+        (t3[0][0], customer(4), t3[0][2], t3[0][3]),            # moved from slice 3 to slice 4
+        (88888, customer(4), "new ticket", t3[0][3]),           # added to slice 4
+    ], message="Mixed change")
+    items = {i.name: i for i in pipe.plan().items}
+    for c, expected in ((2, (0, 1, 0)), (3, (0, 0, 1)), (4, (2, 0, 0))):
+        fast, sql = items[prefix + f"eq-{c}"], items[prefix + f"in-{c}"]
+        assert (fast.added, fast.modified, fast.removed) == expected
+        assert (sql.added, sql.modified, sql.removed) == expected
+        assert fast.rows == sql.rows == len(tickets_of(source, customer(c)))

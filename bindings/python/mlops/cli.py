@@ -89,20 +89,7 @@ def _cmd_manifest_hash(args: argparse.Namespace) -> int:
 def _cmd_manifest_diff(args: argparse.Namespace) -> int:
     a = _read_manifest(args.old, None)
     b = _read_manifest(args.new, None)
-    d = a.diff(b)
-    if args.format == "json":
-        print(json.dumps({"from": a.md5, "to": b.md5,
-                          "added": dict(d.added), "removed": dict(d.removed),
-                          "changed": {n: [o, v] for n, o, v in d.changed}}, ensure_ascii=False))
-    else:
-        for name, version in d.added:
-            print(f"+ {name} {version}")
-        for name, version in d.removed:
-            print(f"- {name} {version}")
-        for name, old, new in d.changed:
-            print(f"~ {name} {old} -> {new}")
-        if not d:
-            print("no changes")
+    _print_diff(args, a.diff(b), a.md5, b.md5)
     return EXIT_OK
 
 
