@@ -89,7 +89,8 @@ def main() -> int:
     for k, v in results.items():
         print(f"{k:<28} {v:>8.2f}")
     excluded = results["train: fit (excluded)"]
-    total_no_fit = results["plan (all new)"] + results["train: load datasets"] + results["train: record + register"] + results["release"]
+    # Training is excluded: reading each adapter's rows and the fit itself are shown above, not summed.
+    total_no_fit = results["plan (all new)"] + results["train: record + register"] + results["release"]
     print(f"{'plan + register + release':<28} {total_no_fit:>8.2f}   (target <= 60 s for 1,000 adapters)")
     print(f"{'plan after a change':<28} {results['plan (after a change)']:>8.2f}   (target <= 5 s for 1,000 adapters / 1M rows)")
     return 0
