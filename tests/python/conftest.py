@@ -1,6 +1,5 @@
 """Shared pytest fixtures. Servers (MariaDB, MLflow) are started by fixtures of their own test modules."""
 
-import os
 import pathlib
 
 import pytest
