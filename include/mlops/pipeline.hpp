@@ -47,7 +47,9 @@ struct PipelineOptions {
   std::string production_alias = "production";         ///< moved by release() and rollback()
   std::string code_commit;          ///< commit of the training code (empty: detected from git / GitHub Actions)
   bool retrain_on_code_change = false;  ///< plan(): a different code commit makes an adapter stale
-  unsigned record_threads = 8;      ///< train(): adapters recorded in MLflow at once (I/O bound)
+  /// train(): adapters recorded in MLflow at once. 1 by default: against MLflow 3 on a SQLite store,
+  /// concurrent registrations were seen to lose model versions the server had confirmed.
+  unsigned record_threads = 1;
 };
 
 /// One adapter's state in a plan.
