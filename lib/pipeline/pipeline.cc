@@ -637,6 +637,23 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
 
 namespace {
 
+std::int64_t run_start_ms(const json& run) {
+  const auto& t = run["info"].value("start_time", json(0));
+  return t.is_string() ? std::stoll(t.get<std::string>()) : t.get<std::int64_t>();
+}
+
+// The release runs, newest first, as the tracker lists them: tags only, no manifest downloaded.
+std::vector<json> release_runs(MlflowTracker& tracker, const std::string& experiment) {
+  std::vector<json> runs;
+  for (auto& run : tracker.search_runs({tracker.experiment_id(experiment)}, "", 1000))
+    if (!run_tag(run, kTagReleaseMd5).empty()) runs.push_back(std::move(run));
+  std::sort(runs.begin(), runs.end(), [](const json& a, const json& b) {
+    const auto ta = run_start_ms(a), tb = run_start_ms(b);
+    return ta != tb ? ta > tb : run_tag(a, kTagReleaseMd5) < run_tag(b, kTagReleaseMd5);
+  });
+  return runs;
+}
+
 ReleaseRecord record_from_run(MlflowTracker& tracker, const json& run) {
   ReleaseRecord r;
   r.md5 = run_tag(run, kTagReleaseMd5);
@@ -644,9 +661,7 @@ ReleaseRecord record_from_run(MlflowTracker& tracker, const json& run) {
   r.previous = run_tag(run, kTagReleasePrevious);
   r.state = run_tag(run, kTagReleaseState);
   r.run_id = run["info"].value("run_id", "");
-  r.time_ms = run["info"].value("start_time", std::int64_t{0});
-  if (run["info"].contains("start_time") && run["info"]["start_time"].is_string())
-    r.time_ms = std::stoll(run["info"]["start_time"].get<std::string>());
+  r.time_ms = run_start_ms(run);
   const auto tmp = std::filesystem::temp_directory_path() /
                    ("mlops-release-" + std::to_string(::getpid()) + "-" + r.run_id);
   std::filesystem::create_directories(tmp);
@@ -673,15 +688,8 @@ std::string repository_of(const std::string& image) {
 }  // namespace
 
 std::vector<ReleaseRecord> Pipeline::releases() {
-  const std::string exp = tracker_.experiment_id(options_.releases_experiment);
   std::vector<ReleaseRecord> out;
-  for (const auto& run : tracker_.search_runs({exp}, "", 1000)) {
-    if (run_tag(run, kTagReleaseMd5).empty()) continue;
-    out.push_back(record_from_run(tracker_, run));
-  }
-  std::sort(out.begin(), out.end(), [](const ReleaseRecord& a, const ReleaseRecord& b) {
-    return a.time_ms != b.time_ms ? a.time_ms > b.time_ms : a.md5 < b.md5;
-  });
+  for (const auto& run : release_runs(tracker_, options_.releases_experiment)) out.push_back(record_from_run(tracker_, run));
   return out;
 }
 
@@ -815,9 +823,9 @@ ReleaseReport Pipeline::release(const std::string& image_repository, const std::
                         "' or '" + target + "' version");
   ReleaseManifest manifest(std::move(entries));
   std::string previous;
-  for (const auto& r : releases())
-    if (r.md5 != manifest.md5() && r.state == "complete") {
-      previous = r.md5;
+  for (const auto& run : release_runs(tracker_, options_.releases_experiment))
+    if (run_tag(run, kTagReleaseMd5) != manifest.md5() && run_tag(run, kTagReleaseState) == "complete") {
+      previous = run_tag(run, kTagReleaseMd5);
       break;
     }
   ReleaseReport report;
@@ -838,12 +846,13 @@ ReleaseReport Pipeline::rollback_release(const std::string& md5) {
 ReleaseReport Pipeline::rollback_model(const std::string& name, std::int64_t version) {
   (void)catalog_.at(name);
   (void)tracker_.get_model_version(name, version);  // NotFoundError when it does not exist
-  auto all = releases();
-  if (all.empty()) throw NotFoundError("no release recorded yet: release before rolling a model back");
+  const auto runs = release_runs(tracker_, options_.releases_experiment);
+  if (runs.empty()) throw NotFoundError("no release recorded yet: release before rolling a model back");
   ReleaseManifest manifest = current_manifest().with_version(name, version);
   ReleaseReport report;
   report.release = record_release(tracker_, options_.releases_experiment, manifest,
-                                  manifest.image_tag(repository_of(all.front().image)), all.front().md5);
+                                  manifest.image_tag(repository_of(run_tag(runs.front(), kTagReleaseImage))),
+                                  run_tag(runs.front(), kTagReleaseMd5));
   auto versions = version_index(tracker_, catalog_);
   apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.staging_alias);
   return report;
@@ -864,9 +873,9 @@ json Pipeline::lineage(const std::string& name, const std::string& version_or_al
 std::string Pipeline::write_build_context(const std::filesystem::path& dir, const std::string& md5) {
   ReleaseRecord rec;
   if (md5.empty()) {
-    auto all = releases();
-    if (all.empty()) throw NotFoundError("no release recorded yet");
-    rec = all.front();
+    const auto runs = release_runs(tracker_, options_.releases_experiment);
+    if (runs.empty()) throw NotFoundError("no release recorded yet");
+    rec = record_from_run(tracker_, runs.front());
   } else {
     rec = get_release(md5);
   }
