@@ -61,6 +61,7 @@ class MlflowServer:
         ]
         env = dict(os.environ)
         env.pop("MLFLOW_TRACKING_URI", None)
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # MLflow's GenAI job runner: unused here
         log = open(self.log_path, "ab")
         # Its own process group: the server starts worker processes that stop() must end too.
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,

@@ -35,15 +35,27 @@ def _mlflow_executable() -> str:
 
 
 class MlflowServer:
-    """``mlflow server`` on 127.0.0.1, its state in ``directory`` (kept after stopping)."""
+    """``mlflow server`` on 127.0.0.1, its state in ``directory`` (kept after stopping).
 
-    def __init__(self, directory: str | os.PathLike, port: int | None = None, timeout: float = 120.0):
+    ``frontend``: "gunicorn" (MLflow's Flask app in gunicorn's sync workers) or "uvicorn" (``mlflow
+    server``'s default). ``workers``: server processes; writes to the one SQLite file take turns either
+    way. MLflow's GenAI job runner is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
+    """
+
+    def __init__(self, directory: str | os.PathLike, port: int | None = None, timeout: float = 120.0,
+                 workers: int = 1, frontend: str = "gunicorn"):
+        if frontend not in ("gunicorn", "uvicorn"):
+            raise ValueError(f"frontend must be 'gunicorn' or 'uvicorn', not {frontend!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.frontend = frontend
         self.directory = pathlib.Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.directory / "server.log"
         self._timeout = timeout
+        self.workers = workers
         self._process: subprocess.Popen | None = None
 
     def start(self) -> "MlflowServer":
@@ -51,10 +63,17 @@ class MlflowServer:
             _mlflow_executable(), "server",
             "--backend-store-uri", f"sqlite:///{self.directory / 'mlflow.db'}",
             "--artifacts-destination", str(self.directory / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
         ]
+        if self.frontend == "gunicorn":
+            # MLflow's Flask app under gunicorn answers a tracking call in about half the time of the
+            # uvicorn front end (bench/pipeline); a long artifact transfer may take up to 10 minutes.
+            cmd += ["--gunicorn-opts", "--timeout 600"]
         log = open(self.log_path, "ab")
         env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="false")
+        # MLflow's job runner (GenAI evaluation jobs) starts seven consumer processes that import MLflow
+        # and then poll the store; tracking and the registry do not use it. Set the variable to keep it.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         self._process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         deadline = time.monotonic() + self._timeout
