@@ -150,7 +150,13 @@ class Run {
   /// @throws ConfigError when the temporary file cannot be written; TrackingError as the uploads
   void log_adapter(const TrainedAdapter& trained, const std::string& artifact_path = "model");
 
-  /// Waits until everything logged so far is on the server.
+  /// Keeps the log calls that follow (params, metrics, tags) in memory and sends them together at the next
+  /// flush() or end(): one log-batch request where MLflow's limits allow (1000 entries, 100 params,
+  /// 100 tags), instead of one per call. For recording a finished training in a few requests; what is
+  /// held is not on the server until then. Dataset inputs and artifacts are still sent at once.
+  void hold_logging();
+
+  /// Sends what hold_logging() kept, then waits until everything logged so far is on the server.
   /// @throws TrackingError for what the server refused, or naming the spool file when the server did not
   /// answer within `flush_timeout_seconds` (the batches stay there for a later delivery)
   void flush();

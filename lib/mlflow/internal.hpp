@@ -9,6 +9,7 @@
 #include <optional>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -62,6 +63,8 @@ struct MlflowTracker::Impl {
   std::unique_ptr<detail::HttpClient> http;
   std::mutex experiments_mutex;
   std::map<std::string, std::string> experiments;
+  std::mutex models_mutex;
+  std::set<std::string> known_models;  ///< registered models seen to exist: register_model skips creating them
   std::filesystem::path spool_dir;
   std::once_flag source_once;
   SourceInfo source;  ///< the code version, detected once per tracker
@@ -89,6 +92,7 @@ struct MlflowTracker::Impl {
   std::string artifact_root(const std::string& artifact_uri) const;
   std::string artifact_url(const std::string& rel_path) const;
   void upload(const std::filesystem::path& file, const std::string& rel_path);
+  void upload_bytes(const std::string& bytes, const std::string& rel_path);
   std::vector<ArtifactInfo> list(const std::string& rel_path);
   std::filesystem::path download(const std::string& rel_path, const std::filesystem::path& dest_dir);
 };
@@ -133,8 +137,12 @@ struct Run::State {
   std::map<std::string, std::string> params;
   std::unique_ptr<Sender> sender;
   bool ended = false;
+  bool holding = false;                  ///< hold_logging(): entries wait in `held` for flush()/end()
+  std::vector<detail::LogEntry> held;
 
   void deliver(std::vector<detail::LogEntry> entries);
+  /// Sends what was held (if anything) and stops holding.
+  void release_held();
   void finish(RunStatus status);
   ~State();
 };

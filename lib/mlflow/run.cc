@@ -1,13 +1,11 @@
 // Run: logging, dataset lineage, artifacts and pyfunc model directories.
-#include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <exception>
 #include <fstream>
+#include <functional>
 
-#include "core/fs.hpp"
 #include "core/hash.hpp"
 #include "core/text.hpp"
 #include "mlflow/internal.hpp"
@@ -99,6 +97,15 @@ std::string MlflowTracker::Impl::artifact_url(const std::string& rel_path) const
   return url;
 }
 
+void MlflowTracker::Impl::upload_bytes(const std::string& bytes, const std::string& rel_path) {
+  detail::HttpRequest req;
+  req.method = "PUT";
+  req.url = artifact_url(rel_path);
+  req.body = bytes;
+  auto r = http->send(req);
+  if (r.status < 200 || r.status >= 300) raise(r, "uploading " + rel_path);
+}
+
 void MlflowTracker::Impl::upload(const std::filesystem::path& file, const std::string& rel_path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) throw ConfigError("not a readable file: " + file.string());
@@ -153,6 +160,13 @@ std::filesystem::path MlflowTracker::Impl::download(const std::string& rel_path,
 
 void Run::State::deliver(std::vector<detail::LogEntry> entries) {
   if (ended) throw ConfigError("run " + run_id + " has ended; start a new run to log more");
+  {
+    std::lock_guard lock(mutex);
+    if (holding) {
+      held.insert(held.end(), std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end()));
+      return;
+    }
+  }
   if (sender) {
     sender->push(std::move(entries));
     return;
@@ -161,17 +175,34 @@ void Run::State::deliver(std::vector<detail::LogEntry> entries) {
   while (!queue.empty()) tracker->call("POST", "mlflow/runs/log-batch", detail::take_batch(run_id, queue));
 }
 
+void Run::State::release_held() {
+  std::vector<detail::LogEntry> entries;
+  {
+    std::lock_guard lock(mutex);
+    holding = false;
+    entries.swap(held);
+  }
+  if (!entries.empty()) deliver(std::move(entries));
+}
+
 void Run::State::finish(RunStatus status) {
   {
     std::lock_guard lock(mutex);
     if (ended) return;
   }
   std::exception_ptr error;
+  try {
+    release_held();
+  } catch (...) {
+    // What was held did not reach the server: the run does not end FINISHED without it.
+    error = std::current_exception();
+    if (status == RunStatus::Finished) status = RunStatus::Failed;
+  }
   if (sender) {
     try {
       sender->flush();
     } catch (...) {
-      error = std::current_exception();
+      if (!error) error = std::current_exception();
     }
     sender->stop();
   }
@@ -328,46 +359,17 @@ std::filesystem::path Run::download_artifacts(const std::string& path, const std
   return t.download(join_path(t.artifact_root(state_->artifact_uri), path), dest_dir);
 }
 
-void Run::log_adapter(const TrainedAdapter& trained, const std::string& artifact_path) {
-  static std::atomic<unsigned> counter{0};
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("mlops-adapter-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  std::filesystem::create_directories(dir);
-  try {
-    const auto weights = dir / "adapter.safetensors";
-    trained.adapter.save(weights);
-    log_model_file(weights, trained.lineage, artifact_path);
-  } catch (...) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-    throw;
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-}
+namespace {
 
-void Run::log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,
-                         const std::string& artifact_path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(weights_path, ec))
-    throw ConfigError("model weights file not found: " + weights_path.string());
+// Uploads a pyfunc model directory: the weights (by `upload_weights`), then requirements.txt, lineage.json
+// and MLmodel from memory, and tags the run with the weights' SHA-256. MLmodel goes last: a directory
+// with an MLmodel is complete.
+void upload_model_dir(Run& run, MlflowTracker::Impl& t, const std::string& artifact_path,
+                      const std::string& weights_name, const std::string& sha, const nlohmann::json& lineage,
+                      const std::function<void(const std::string&)>& upload_weights) {
   if (!lineage.is_object() && !lineage.is_null())
     throw DataError("model lineage must be a JSON object, got " + std::string(lineage.type_name()));
   const std::string dir_name = artifact_path.empty() ? "model" : artifact_path;
-  const std::string weights_name = weights_path.filename().string();
-  const std::string sha = file_sha256(weights_path);
-
-  auto tmp = std::filesystem::temp_directory_path() /
-             ("mlops-model-" + std::to_string(::getpid()) + "-" + detail::random_hex_id().substr(0, 12));
-  std::filesystem::create_directories(tmp);
-  struct Cleanup {
-    std::filesystem::path p;
-    ~Cleanup() {
-      std::error_code e;
-      std::filesystem::remove_all(p, e);
-    }
-  } cleanup{tmp};
-
   std::time_t now = std::time(nullptr);
   char when[64];
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S.000000", std::gmtime(&now));
@@ -382,26 +384,47 @@ void Run::log_model_file(const std::filesystem::path& weights_path, const nlohma
   mlmodel += "    mlops_version: " + yaml_str(MLOPS_VERSION_STRING) + "\n";
   mlmodel += "    weights_sha256: " + yaml_str(sha) + "\n";
   mlmodel += "model_uuid: " + yaml_str(detail::random_hex_id()) + "\n";
-  mlmodel += "run_id: " + yaml_str(state_->run_id) + "\n";
+  mlmodel += "run_id: " + yaml_str(run.id()) + "\n";
   mlmodel += "utc_time_created: " + yaml_str(when) + "\n";
-  detail::write_file_atomically(tmp / "MLmodel", mlmodel);
-  detail::write_file_atomically(tmp / "requirements.txt", "mlops\nnumpy\nsafetensors\npandas\n");
   nlohmann::json lineage_doc = lineage.is_null() ? nlohmann::json::object() : lineage;
   lineage_doc["weights_sha256"] = sha;
-  lineage_doc["run_id"] = state_->run_id;
-  detail::write_file_atomically(tmp / "lineage.json", lineage_doc.dump(2) + "\n");
+  lineage_doc["run_id"] = run.id();
 
+  const std::string root = join_path(t.artifact_root(run.artifact_uri()), dir_name);
+  upload_weights(join_path(root, weights_name));
+  t.upload_bytes("mlops\nnumpy\nsafetensors\npandas\n", join_path(root, "requirements.txt"));
+  t.upload_bytes(lineage_doc.dump(2) + "\n", join_path(root, "lineage.json"));
+  t.upload_bytes(mlmodel, join_path(root, "MLmodel"));
+  run.set_tag("mlops.model." + dir_name + ".sha256", sha);
+}
+
+}  // namespace
+
+void Run::log_adapter(const TrainedAdapter& trained, const std::string& artifact_path) {
   auto& t = *state_->tracker;
-  const std::string root = join_path(t.artifact_root(state_->artifact_uri), dir_name);
-  // The weights first and MLmodel last: a directory with an MLmodel is complete.
-  t.upload(weights_path, join_path(root, weights_name));
-  t.upload(tmp / "requirements.txt", join_path(root, "requirements.txt"));
-  t.upload(tmp / "lineage.json", join_path(root, "lineage.json"));
-  t.upload(tmp / "MLmodel", join_path(root, "MLmodel"));
-  set_tag("mlops.model." + dir_name + ".sha256", sha);
+  const std::string bytes = trained.adapter.to_bytes();
+  upload_model_dir(*this, t, artifact_path, "adapter.safetensors", detail::sha256_hex(bytes), trained.lineage,
+                   [&](const std::string& rel) { t.upload_bytes(bytes, rel); });
+}
+
+void Run::log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,
+                         const std::string& artifact_path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(weights_path, ec))
+    throw ConfigError("model weights file not found: " + weights_path.string());
+  auto& t = *state_->tracker;
+  upload_model_dir(*this, t, artifact_path, weights_path.filename().string(), file_sha256(weights_path), lineage,
+                   [&](const std::string& rel) { t.upload(weights_path, rel); });
+}
+
+void Run::hold_logging() {
+  std::lock_guard lock(state_->mutex);
+  if (state_->ended) throw ConfigError("run " + state_->run_id + " has ended; start a new run to log more");
+  state_->holding = true;
 }
 
 void Run::flush() {
+  state_->release_held();
   if (state_->sender) state_->sender->flush();
 }
 

@@ -382,11 +382,18 @@ void MlflowTracker::create_registered_model(const std::string& name, const std::
   } catch (const ConflictError&) {
     // Exists already (maybe created by a concurrent process): that is what was asked for.
   }
+  std::lock_guard lock(impl_->models_mutex);
+  impl_->known_models.insert(name);
 }
 
 ModelVersion MlflowTracker::register_model(const std::string& name, const Run& run, const std::string& artifact_path,
                                            const std::map<std::string, std::string>& tags, double wait_seconds) {
-  create_registered_model(name);
+  bool known = false;
+  {
+    std::lock_guard lock(impl_->models_mutex);
+    known = impl_->known_models.count(name) > 0;
+  }
+  if (!known) create_registered_model(name);
   std::string source = run.artifact_uri();
   if (!artifact_path.empty()) source += "/" + artifact_path;
   auto all = tags;
@@ -403,8 +410,20 @@ ModelVersion MlflowTracker::register_model(const std::string& name, const Run& r
         return nlohmann::json{{"model_version", mv}};
     return std::nullopt;
   };
-  const auto created = impl_->create_once("mlflow/model-versions/create", body, find_created,
-                                          "registering " + source + " as model " + detail::quote_for_message(name));
+  const std::string what = "registering " + source + " as model " + detail::quote_for_message(name);
+  nlohmann::json created;
+  try {
+    created = impl_->create_once("mlflow/model-versions/create", body, find_created, what);
+  } catch (const NotFoundError&) {
+    if (!known) throw;
+    // Deleted since this tracker saw it: create it again.
+    {
+      std::lock_guard lock(impl_->models_mutex);
+      impl_->known_models.erase(name);
+    }
+    create_registered_model(name);
+    created = impl_->create_once("mlflow/model-versions/create", body, find_created, what);
+  }
   ModelVersion v = ModelVersion::from_json(created.at("model_version"));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
   double pause = 0.02;
@@ -482,6 +501,9 @@ std::vector<nlohmann::json> MlflowTracker::search_registered_models(const std::s
   if (!filter.empty()) q["filter"] = filter;
   impl_->each_page("GET", "mlflow/registered-models/search", q, "registered_models",
                    [&](nlohmann::json& m) { out.push_back(std::move(m)); });
+  std::lock_guard lock(impl_->models_mutex);
+  for (const auto& m : out)
+    if (m.contains("name") && m["name"].is_string()) impl_->known_models.insert(m["name"].get<std::string>());
   return out;
 }
 

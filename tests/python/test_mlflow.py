@@ -229,6 +229,52 @@ def test_synchronous_mode_delivers_before_returning(mlflow_server, client):
     run.end()
 
 
+@pytest.mark.parametrize("async_logging", [True, False])
+def test_held_logging_reaches_the_server_whole_at_end(mlflow_server, client, async_logging):
+    t = mlops.MlflowTracker(mlflow_server.url, async_logging=async_logging)
+    run = t.start_run(unique("held"))
+    run.hold_logging()
+    run.log_params({f"p{i:03d}": i for i in range(150)})  # more params than one request may carry
+    for epoch in range(3):
+        run.log_metrics({"loss": 1.0 / (epoch + 1), "acc": 0.5 + epoch / 10}, step=epoch)
+    run.set_tag("stage", "recorded")
+    held = client.get_run(run.id)
+    assert held.data.params == {} and held.data.metrics == {}
+    assert "stage" not in held.data.tags
+    run.end()
+    r = client.get_run(run.id)
+    assert r.info.status == "FINISHED"
+    assert len(r.data.params) == 150 and r.data.tags["stage"] == "recorded"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.id, "loss")] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+
+
+def test_flush_sends_what_was_held_and_stops_holding(mlflow_server, client):
+    t = mlops.MlflowTracker(mlflow_server.url, async_logging=False)
+    run = t.start_run(unique("held"))
+    run.hold_logging()
+    run.log_metric("x", 1.0, step=0)
+    run.flush()
+    assert [m.value for m in client.get_metric_history(run.id, "x")] == [1.0]
+    run.log_metric("x", 2.0, step=1)  # no longer held: delivered before returning
+    assert [m.value for m in client.get_metric_history(run.id, "x")] == [1.0, 2.0]
+    run.end()
+    with pytest.raises(mlops.ConfigError, match="ended"):
+        run.hold_logging()
+
+
+def test_register_recreates_a_model_deleted_since_it_was_seen(tracker, client, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    write_adapter(weights, d=3, classes=["0", "1"])
+    name = unique("gone")
+    with tracker.start_run(unique("gone")) as run:
+        run.log_model_file(weights, {})
+    assert tracker.register(name, run).version == 1
+    assert name in [m["name"] for m in tracker.search_registered_models(f"name = '{name}'")]
+    client.delete_registered_model(name)  # by someone else
+    assert tracker.register(name, run).version == 1
+    assert client.get_model_version(name, "1").run_id == run.id
+
+
 def test_search_runs_follows_pages(tracker):
     exp = unique("search")
     ids = set()

@@ -176,6 +176,8 @@ manager the run ends FINISHED, or FAILED when the block raises.
           "Uploads a pyfunc model directory (MLmodel, weights, requirements.txt, lineage.json).")
       .def("log_adapter", &Run::log_adapter, py::arg("trained"), py::arg("artifact_path") = "model", Release(),
            "Uploads a trained adapter as a pyfunc model directory, with its lineage.")
+      .def("hold_logging", &Run::hold_logging,
+           "Keeps later params, metrics and tags in memory and sends them as one batch at flush() or end().")
       .def("flush", &Run::flush, Release())
       .def(
           "end", [](Run& r, const std::string& status) {
