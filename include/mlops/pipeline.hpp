@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -39,6 +40,9 @@ class CudaTrainer;
 /// @throws NotFoundError if the table does not exist; DataError listing every invalid entry
 Catalog load_catalog_table(DoltSource& source, const std::string& at = "HEAD", const std::string& table = "adapters");
 
+/// Progress of Pipeline::train: stage ("load", "fit" or "record"), work done, work planned.
+using TrainProgress = std::function<void(const std::string& stage, std::size_t done, std::size_t total)>;
+
 /// Settings of a Pipeline.
 struct PipelineOptions {
   std::string experiment = "mlops-adapters";           ///< MLflow experiment of the training runs
@@ -47,8 +51,7 @@ struct PipelineOptions {
   std::string production_alias = "production";         ///< moved by release() and rollback()
   std::string code_commit;          ///< commit of the training code (empty: detected from git / GitHub Actions)
   bool retrain_on_code_change = false;  ///< plan(): a different code commit makes an adapter stale
-  /// train(): adapters recorded in MLflow at once. 1 by default: against MLflow 3 on a SQLite store,
-  /// concurrent registrations were seen to lose model versions the server had confirmed.
+  /// Requests to MLflow at once: adapters recorded by train(), aliases moved by release() and rollback().
   unsigned record_threads = 1;
 };
 
@@ -142,7 +145,11 @@ class Pipeline {
   /// run (params, per-epoch metrics, lineage tags, dataset input, model artifacts), a registered version and
   /// the staging alias. An adapter whose data is bad is reported as failed and the rest go on. A version
   /// already registered with the same fingerprint is reused, so re-running a shard adds no duplicate.
-  TrainReport train(const Plan& plan, int shard_index = 0, int shard_count = 1);
+  /// @param progress called as work advances: ("load", adapters read, adapters in the shard) on this
+  /// thread, ("fit", steps done, steps planned) on this thread, then ("record", adapters recorded,
+  /// adapters trained) from the recording threads, one call at a time. An exception from it stops loading
+  /// or training at once; during recording it is rethrown once every trained adapter is recorded.
+  TrainReport train(const Plan& plan, int shard_index = 0, int shard_count = 1, const TrainProgress& progress = {});
 
   /// Releases, for every catalog adapter, its staging version (or its current version under `alias` when
   /// it has no newer one): records the manifest in MLflow, then moves `alias` (default: the production

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 #include <chrono>
+#include <exception>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -37,6 +39,23 @@ constexpr const char* kTagReleaseImage = "mlops.release.image";
 constexpr const char* kTagReleasePrevious = "mlops.release.previous";
 constexpr const char* kTagReleaseState = "mlops.release.state";
 constexpr const char* kManifestArtifact = "manifest.json";
+
+// Calls fn(0), ..., fn(n - 1) on up to `threads` threads (the caller's among them). Once fn returns
+// false no further index is handed out; calls already under way finish.
+template <class Fn>
+void parallel_for(std::size_t n, unsigned threads, Fn fn) {
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  auto worker = [&] {
+    for (std::size_t k = 0; !stop && (k = next++) < n;)
+      if (!fn(k)) stop = true;
+  };
+  const std::size_t extra = std::min<std::size_t>(std::max(threads, 1U), std::max<std::size_t>(n, 1)) - 1;
+  std::vector<std::thread> pool;
+  for (std::size_t i = 0; i < extra; ++i) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+}
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -521,7 +540,7 @@ void Pipeline::count_stale_rows(Plan& p) {
   }
 }
 
-TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) {
+TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, const TrainProgress& progress) {
   TrainReport report;
   report.commit = plan.commit;
   report.shard_index = shard_index;
@@ -536,7 +555,9 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
   auto t0 = Clock::now();
   std::vector<AdapterSpec> specs;
   std::map<std::string, std::string> fingerprints;
+  std::size_t looked_at = 0;
   for (const PlanItem* item : mine) {
+    if (progress) progress("load", looked_at++, mine.size());
     const CatalogEntry& e = catalog_.at(item->name);
     TrainedItem out;
     out.name = e.name;
@@ -565,10 +586,15 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
     }
   }
 
+  if (progress) progress("load", mine.size(), mine.size());
   report.load_seconds = seconds_since(t0);
   t0 = Clock::now();
   std::vector<TrainedAdapter> trained;
-  if (!specs.empty()) trained = trainer_.fit(specs);
+  if (!specs.empty()) {
+    ProgressCallback on_steps;
+    if (progress) on_steps = [&](std::size_t done, std::size_t total) { progress("fit", done, total); };
+    trained = trainer_.fit(specs, {}, on_steps);
+  }
   report.fit_seconds = seconds_since(t0);
   t0 = Clock::now();
 
@@ -588,6 +614,8 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
                                                  {"mlops.device", t.device}};
       run = tracker_.start_run(options_.experiment, t.name, tags);
       out.run_id = run->id();
+      // Params, every epoch's metrics and the lineage tags go to the server as one batch at end().
+      run->hold_logging();
       run->log_params(spec.params());
       for (const auto& m : t.history.epochs)
         run->log_metrics({{"loss", m.loss}, {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy}}, m.epoch);
@@ -616,16 +644,28 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count) 
     }
     return out;
   };
+  // Every trained adapter is recorded even when the progress callback fails; its error comes after.
   std::vector<TrainedItem> recorded(trained.size());
-  std::atomic<std::size_t> next{0};
-  auto worker = [&] {
-    for (std::size_t k = next++; k < trained.size(); k = next++) recorded[k] = record(k);
+  std::mutex progress_mutex;
+  std::size_t recorded_count = 0;
+  std::exception_ptr progress_error;
+  auto report_recorded = [&](std::size_t add) {
+    std::lock_guard lock(progress_mutex);
+    recorded_count += add;
+    if (!progress || progress_error) return;
+    try {
+      progress("record", recorded_count, trained.size());
+    } catch (...) {
+      progress_error = std::current_exception();
+    }
   };
-  const std::size_t n_threads = std::clamp<std::size_t>(options_.record_threads, 1, std::max<std::size_t>(trained.size(), 1));
-  std::vector<std::thread> pool;
-  for (std::size_t i = 1; i < n_threads; ++i) pool.emplace_back(worker);
-  worker();
-  for (auto& th : pool) th.join();
+  if (!trained.empty()) report_recorded(0);
+  parallel_for(trained.size(), options_.record_threads, [&](std::size_t k) {
+    recorded[k] = record(k);
+    report_recorded(1);
+    return true;
+  });
+  if (progress_error) std::rethrow_exception(progress_error);
   for (auto& item : recorded) report.items.push_back(std::move(item));
   report.record_seconds = seconds_since(t0);
   std::sort(report.items.begin(), report.items.end(),
@@ -768,7 +808,7 @@ namespace {
 // too, so the next release does not ship the withdrawn candidate again.
 void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::string& alias,
                    std::map<std::string, std::vector<ModelVersion>>& versions, ReleaseReport& report,
-                   const std::string& staging = "") {
+                   unsigned threads, const std::string& staging = "") {
   const ReleaseManifest& target = report.release.manifest;
   std::vector<std::pair<std::string, std::int64_t>> todo;  // version 0: delete the alias
   std::vector<std::pair<std::string, std::int64_t>> staging_todo;
@@ -782,17 +822,27 @@ void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::st
       if (staged != nullptr && staged->version != want) staging_todo.emplace_back(e.name, want);
     }
   }
-  for (std::size_t i = 0; i < todo.size(); ++i) {
+  // After a failure no further alias is moved; those already under way finish and count as moved.
+  std::vector<char> moved(todo.size(), 0);
+  std::string failure;
+  std::mutex error_mutex;
+  parallel_for(todo.size(), threads, [&](std::size_t i) {
     const auto& [name, version] = todo[i];
     try {
       if (version == 0) tracker.delete_alias(name, alias);
       else tracker.set_alias(name, alias, version);
-      report.moved.push_back(name);
+      moved[i] = 1;
+      return true;
     } catch (const Error& err) {
-      report.error = err.what();
-      for (std::size_t k = i; k < todo.size(); ++k) report.pending.push_back(todo[k].first);
-      return;
+      std::lock_guard lock(error_mutex);
+      if (failure.empty()) failure = err.what();
+      return false;
     }
+  });
+  for (std::size_t i = 0; i < todo.size(); ++i) (moved[i] ? report.moved : report.pending).push_back(todo[i].first);
+  if (!failure.empty()) {
+    report.error = failure;
+    return;
   }
   try {
     for (const auto& [name, version] : staging_todo) tracker.set_alias(name, staging, version);
@@ -831,7 +881,7 @@ ReleaseReport Pipeline::release(const std::string& image_repository, const std::
   ReleaseReport report;
   report.release = record_release(tracker_, options_.releases_experiment, manifest,
                                   manifest.image_tag(image_repository), previous);
-  apply_release(tracker_, catalog_, target, versions, report);
+  apply_release(tracker_, catalog_, target, versions, report, options_.record_threads);
   return report;
 }
 
@@ -839,7 +889,8 @@ ReleaseReport Pipeline::rollback_release(const std::string& md5) {
   ReleaseReport report;
   report.release = get_release(md5);
   auto versions = version_index(tracker_, catalog_);
-  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.staging_alias);
+  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.record_threads,
+                options_.staging_alias);
   return report;
 }
 
@@ -854,7 +905,8 @@ ReleaseReport Pipeline::rollback_model(const std::string& name, std::int64_t ver
                                   manifest.image_tag(repository_of(run_tag(runs.front(), kTagReleaseImage))),
                                   run_tag(runs.front(), kTagReleaseMd5));
   auto versions = version_index(tracker_, catalog_);
-  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.staging_alias);
+  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.record_threads,
+                options_.staging_alias);
   return report;
 }
 

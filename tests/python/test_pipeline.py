@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import os
@@ -41,18 +42,19 @@ def world(tmp_path, server, request):
     source = mlops.DoltSource(uri)
     demo.init_demo(source, customers=CUSTOMERS, rows_per_customer=40, seed=3, epochs=3)
     # Model names are global in MLflow's registry: prefix them per test so tests do not see each other.
-    prefix = request.node.name.replace("[", "-").replace("]", "")[:40] + "-"
+    node = request.node.name
+    prefix = node.replace("[", "-").replace("]", "")[:32] + "-" + hashlib.sha256(node.encode()).hexdigest()[:6] + "-"
     for i in range(1, CUSTOMERS + 1):
         source.execute("UPDATE adapters SET name = ? WHERE name = ?", (prefix + demo.customer_name(i), demo.customer_name(i)))
     source.commit("Prefix adapter names for this test")
     tracker = mlops.MlflowTracker(server.url)
     trainer = mlops.CudaTrainer(device="cpu", seed=0)
 
-    def make_pipeline(tracker_uri: str | None = None):
+    def make_pipeline(tracker_uri: str | None = None, record_threads: int = 1):
         t = tracker if tracker_uri is None else mlops.MlflowTracker(tracker_uri)
         return mlops.Pipeline(source, t, trainer, mlops.load_catalog_table(source),
                               experiment=prefix + "adapters", releases_experiment=prefix + "releases",
-                              code_commit="c0de")
+                              code_commit="c0de", record_threads=record_threads)
 
     # Adapter names carry the prefix; the customers in the data do not.
     return {"source": source, "tracker": tracker, "prefix": prefix, "make": make_pipeline, "uri": uri,
@@ -192,6 +194,48 @@ def test_rerunning_a_shard_reuses_versions_instead_of_duplicating(world):
     assert all(i["status"] == "trained" for i in other.items)
 
 
+def test_threaded_recording_registers_every_adapter_once_and_reports_progress(world):
+    pipe, tracker = world["make"](record_threads=4), world["tracker"]
+    events = []
+    report = pipe.train(pipe.plan(), progress=lambda stage, done, total: events.append((stage, done, total)))
+    assert report.failed == 0 and len(report.items) == CUSTOMERS
+    for item in report.items:
+        versions = versions_of(tracker, item["name"])
+        assert [v.version for v in versions] == [item["version"]] == [1]
+        assert versions[0].status == "READY"
+        assert tracker.get_by_alias(item["name"], "staging").version == 1
+        run = tracker.get_run(item["run_id"])
+        assert {p["key"] for p in run["data"]["params"]} >= {"epochs", "learning_rate"}
+        assert {m["key"] for m in run["data"]["metrics"]} >= {"loss", "val_accuracy"}
+        assert run["info"]["status"] == "FINISHED"
+    stages = [e[0] for e in events]
+    assert stages == sorted(stages, key=["load", "fit", "record"].index)  # in order, each stage once
+    for stage, expected_total in (("load", CUSTOMERS), ("record", CUSTOMERS)):
+        mine = [e for e in events if e[0] == stage]
+        assert mine[-1] == (stage, expected_total, expected_total)
+        assert [e[1] for e in mine] == sorted(e[1] for e in mine)
+    fit = [e for e in events if e[0] == "fit"]
+    assert fit and fit[-1][1] == fit[-1][2] > 0
+    release = pipe.release(image=IMAGE)
+    assert release.complete and sorted(release.moved) == sorted(i["name"] for i in report.items)
+
+
+def test_a_failing_progress_callback_still_records_every_trained_adapter(world):
+    pipe, tracker = world["make"](record_threads=2), world["tracker"]
+
+    def progress(stage, done, total):
+        if stage == "record" and done == 1:
+            raise RuntimeError("progress display broke")
+
+    plan = pipe.plan()
+    with pytest.raises(RuntimeError, match="progress display broke"):
+        pipe.train(plan, progress=progress)
+    for item in plan.items:
+        assert len(versions_of(tracker, item.name)) == 1
+        assert tracker.get_by_alias(item.name, "staging").version == 1
+    assert all(i["status"] == "reused" for i in pipe.train(plan).items)
+
+
 def test_one_adapters_bad_data_is_reported_and_the_rest_continue(world):
     pipe, source, name = world["make"](), world["source"], world["name"]
     # Customer 1's slice has a single class: its adapter cannot train.
@@ -251,13 +295,14 @@ class FailingProxy:
         self.httpd.server_close()
 
 
-def test_release_interrupted_by_the_server_is_completed_by_a_rerun(world, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_release_interrupted_by_the_server_is_completed_by_a_rerun(world, monkeypatch, threads):
     pipe, tracker, name = world["make"](), world["tracker"], world["name"]
     pipe.train(pipe.plan())
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     proxy = FailingProxy(world["tracker"].tracking_uri, allow=2)
     try:
-        flaky = world["make"](proxy.url)
+        flaky = world["make"](proxy.url, record_threads=threads)
         report = flaky.release(image=IMAGE)
         assert not report.complete
         assert len(report.moved) == 2 and len(report.pending) == CUSTOMERS - 2
@@ -295,6 +340,19 @@ def test_cli_plan_github_matrix_and_exit_codes(world, server, tmp_path):
     assert json.loads(written["matrix"]) == matrix and written["stale"] == str(CUSTOMERS)
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["commit"] == written["commit"]
+    # One shard of that plan, two requests to MLflow at once, with progress bars on stderr.
+    shard = matrix["include"][0]["shard"]
+    r = subprocess.run([sys.executable, "-m", "mlops", "train", "--mlflow-threads", "2", "--plan",
+                        str(tmp_path / "plan.json"), "--shard", shard, "--format", "json"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["items"] and all(i["status"] == "trained" for i in report["items"])
+    n = len(report["items"])
+    assert "loading datasets" in r.stderr and "recording in MLflow: 100%" in r.stderr and f"{n}/{n}" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "mlops", "plan", "--mlflow-threads", "0"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--mlflow-threads" in r.stderr
     r = subprocess.run([sys.executable, "-m", "mlops", "rollback", "--release", "feedfacecafe"], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 4 and "[mlops.not_found]" in r.stderr
@@ -304,7 +362,7 @@ def test_cli_plan_github_matrix_and_exit_codes(world, server, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*Any type hint:UserWarning")  # MLflow's note on untyped pyfunc input
-def test_run_log_adapter_gives_a_model_mlflow_loads(server, tmp_path):
+def test_run_log_adapter_gives_a_model_mlflow_loads(server, tmp_path, monkeypatch):
     import numpy as np
     import mlflow.pyfunc
 
@@ -318,7 +376,7 @@ def test_run_log_adapter_gives_a_model_mlflow_loads(server, tmp_path):
         run.log_adapter(trained)
     version = tracker.register("log-adapter-model", run, "model")
     tracker.set_alias("log-adapter-model", "champion", version)
-    mlflow.set_tracking_uri(server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # not mlflow.set_tracking_uri: it outlives the test
     model = mlflow.pyfunc.load_model("models:/log-adapter-model@champion")
     labels, probabilities = trained.adapter.predict(X)
     got = np.asarray(model.predict(X))

@@ -123,7 +123,17 @@ def _pipeline(args, at: str = "HEAD"):
     tracker = mlops.MlflowTracker(args.tracking_uri)
     trainer = mlops.CudaTrainer(device=args.device)
     catalog = _catalog(args, source, at)
-    return mlops.Pipeline(source, tracker, trainer, catalog)
+    return mlops.Pipeline(source, tracker, trainer, catalog, record_threads=args.mlflow_threads)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -235,7 +245,7 @@ def _cmd_train(args) -> int:
         plan = pipe.plan(at=args.at)
     mine = plan.shard(index, count)
     _progress(f"shard {index}/{count}: training {len(mine)} adapter(s) at {plan.commit[:12]}")
-    report = pipe.train(plan, shard=(index, count))
+    report = pipe.train(plan, shard=(index, count), progress=args.progress)
     if args.format == "json":
         _print_json(report.to_dict())
     else:
@@ -335,6 +345,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", default=_env("MLOPS_CATALOG", "table:adapters"),
                    help="adapter catalog: a .json/.toml file or table:NAME (env MLOPS_CATALOG)")
     p.add_argument("--device", default=_env("MLOPS_DEVICE", "auto"), help="auto | cpu | cuda | cuda:N (env MLOPS_DEVICE)")
+    p.add_argument("--mlflow-threads", type=_positive_int, default=_env("MLOPS_MLFLOW_THREADS", "1"),
+                   help="requests to MLflow at once when recording adapters and moving aliases "
+                        "(env MLOPS_MLFLOW_THREADS; default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, help="shard count when the index comes from the environment")
     p.add_argument("--at", default="main", help="ref to plan at when no --plan is given")
     p.add_argument("--plan", help="a plan written by 'mlops plan -o' (every shard then uses the same commit)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars on stderr (loading, training, recording)")
 
     p = command("release", "record a release of the staging versions and move the production aliases",
                 "Record the manifest in MLflow (experiment mlops-releases, run named by its MD5) and move the aliases. "

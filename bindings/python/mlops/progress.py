@@ -1,4 +1,5 @@
-"""Progress bars for ``CudaTrainer.fit``: one tqdm bar over every mini-batch step of every adapter.
+"""Progress bars: ``CudaTrainer.fit`` shows one tqdm bar over every mini-batch step of every adapter;
+``Pipeline.train(..., progress=True)`` one bar per stage (loading datasets, training, recording in MLflow).
 
 In a terminal it is a text bar; in a Jupyter notebook (with ipywidgets installed) a widget. Turn it off
 with ``CudaTrainer(progress=False)`` or ``fit(..., progress=False)``.
@@ -66,3 +67,33 @@ class TrainingProgress:
 
     def close(self) -> None:
         self._bar.close()
+
+
+class PipelineProgress:
+    """``Pipeline.train`` progress: a bar per stage, called as ``progress(stage, done, total)``."""
+
+    LABELS = {"load": ("loading datasets", "adapter"), "fit": ("training", "step"),
+              "record": ("recording in MLflow", "adapter")}
+
+    def __init__(self, file: Optional[Any] = None) -> None:
+        self._file = file
+        self._stage: Optional[str] = None
+        self._bar: Any = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self.close()
+            desc, unit = self.LABELS.get(stage, (stage, "it"))
+            self._stage = stage
+            self._bar = _tqdm_class()(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True,
+                                      file=self._file)
+        if self._bar.total != total:
+            self._bar.total = total
+        if done > self._bar.n:
+            self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = None
+        self._stage = None

@@ -132,7 +132,8 @@ holds none, so any machine pointing at the same two places sees the same plan an
 )doc")
       .def(py::init([](DoltSource& source, MlflowTracker& tracker, CudaTrainer& trainer, Catalog catalog,
                        std::string experiment, std::string releases_experiment, std::string staging_alias,
-                       std::string production_alias, std::string code_commit, bool retrain_on_code_change) {
+                       std::string production_alias, std::string code_commit, bool retrain_on_code_change,
+                       unsigned record_threads) {
              PipelineOptions o;
              o.experiment = std::move(experiment);
              o.releases_experiment = std::move(releases_experiment);
@@ -140,22 +141,55 @@ holds none, so any machine pointing at the same two places sees the same plan an
              o.production_alias = std::move(production_alias);
              o.code_commit = std::move(code_commit);
              o.retrain_on_code_change = retrain_on_code_change;
+             if (record_threads == 0) throw ConfigError("record_threads must be at least 1");
+             o.record_threads = record_threads;
              return std::make_unique<Pipeline>(source, tracker, trainer, std::move(catalog), std::move(o));
            }),
            py::arg("source"), py::arg("tracker"), py::arg("trainer"), py::arg("catalog"), py::kw_only(),
            py::arg("experiment") = "mlops-adapters", py::arg("releases_experiment") = "mlops-releases",
            py::arg("staging_alias") = "staging", py::arg("production_alias") = "production",
-           py::arg("code_commit") = "", py::arg("retrain_on_code_change") = false,
+           py::arg("code_commit") = "", py::arg("retrain_on_code_change") = false, py::arg("record_threads") = 1,
            py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::keep_alive<1, 4>())
       .def_property_readonly("catalog", &Pipeline::catalog)
       .def("plan", &Pipeline::plan, py::arg("at") = "main", py::call_guard<py::gil_scoped_release>())
       .def(
           "train",
-          [](Pipeline& p, const Plan& plan, std::pair<int, int> shard) {
-            py::gil_scoped_release release;
-            return p.train(plan, shard.first, shard.second);
+          [](Pipeline& p, const Plan& plan, std::pair<int, int> shard, py::object progress) {
+            // progress: None, True (bars from mlops.progress) or a callable(stage, done, total).
+            py::object fn = py::none();
+            bool bars = false;
+            if (py::isinstance<py::bool_>(progress)) {
+              bars = progress.cast<bool>();
+              if (bars) fn = py::module_::import("mlops.progress").attr("PipelineProgress")();
+            } else if (!progress.is_none()) {
+              if (!PyCallable_Check(progress.ptr()))
+                throw ConfigError("progress must be None, a bool or a callable(stage, done, total)");
+              fn = progress;
+            }
+            TrainProgress cb;
+            if (!fn.is_none())
+              cb = [&fn](const std::string& stage, std::size_t done, std::size_t total) {
+                py::gil_scoped_acquire gil;
+                if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C
+                fn(stage, done, total);
+              };
+            auto close = [&] {
+              if (bars) fn.attr("close")();
+            };
+            TrainReport report;
+            try {
+              py::gil_scoped_release release;
+              report = p.train(plan, shard.first, shard.second, cb);
+            } catch (...) {
+              close();
+              throw;
+            }
+            close();
+            return report;
           },
-          py::arg("plan"), py::arg("shard") = std::make_pair(0, 1))
+          py::arg("plan"), py::arg("shard") = std::make_pair(0, 1), py::arg("progress") = py::none(),
+          "Train the stale adapters of shard (index, count). progress: True for bars, or "
+          "callable(stage, done, total) with stage 'load', 'fit' or 'record'.")
       .def(
           "release",
           [](Pipeline& p, const std::string& image, const std::string& alias) {
