@@ -33,6 +33,7 @@ namespace mlops {
 class DoltSource;
 class MlflowTracker;
 class CudaTrainer;
+struct ModelVersion;
 
 /// Reads a catalog versioned with the data: a table (default `adapters`) with a text column `name` and a
 /// text column `config` holding a JSON object of the entry's other fields; the row named `*` holds the
@@ -101,6 +102,9 @@ struct TrainReport {
   double load_seconds = 0;    ///< reading the datasets from Dolt
   double fit_seconds = 0;     ///< the batched fit
   double record_seconds = 0;  ///< MLflow: runs, metrics, artifacts, registration, aliases
+  /// Runs of this shard's adapters that an earlier, interrupted train() left RUNNING without a registered
+  /// version (same fingerprint); they were ended KILLED before the adapters were recorded again.
+  std::vector<std::string> abandoned_runs;
   [[nodiscard]] std::size_t failed() const;
   [[nodiscard]] nlohmann::json to_json() const;
 };
@@ -144,7 +148,8 @@ class Pipeline {
   /// Trains the stale adapters of one shard in one batched fit at the plan's commit. Each becomes an MLflow
   /// run (params, per-epoch metrics, lineage tags, dataset input, model artifacts), a registered version and
   /// the staging alias. An adapter whose data is bad is reported as failed and the rest go on. A version
-  /// already registered with the same fingerprint is reused, so re-running a shard adds no duplicate.
+  /// already registered with the same fingerprint is reused, so re-running a shard adds no duplicate; runs
+  /// an interrupted earlier attempt left RUNNING for these fingerprints are ended KILLED.
   /// @param progress called as work advances: ("load", adapters read, adapters in the shard) on this
   /// thread, ("fit", steps done, steps planned) on this thread, then ("record", adapters recorded,
   /// adapters trained) from the recording threads, one call at a time. An exception from it stops loading
@@ -185,6 +190,10 @@ class Pipeline {
 
  private:
   void count_stale_rows(Plan& plan);
+  void settle_interrupted_runs(const std::vector<const PlanItem*>& mine, const std::string& commit,
+                               const std::string& code,
+                               const std::map<std::string, std::vector<ModelVersion>>& versions,
+                               TrainReport& report);
 
   DoltSource& source_;
   MlflowTracker& tracker_;

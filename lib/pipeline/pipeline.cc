@@ -408,6 +408,7 @@ json TrainReport::to_json() const {
           {"shard", std::to_string(shard_index) + "/" + std::to_string(shard_count)},
           {"items", list},
           {"failed", failed()},
+          {"abandoned_runs", abandoned_runs},
           {"seconds", {{"load", load_seconds}, {"fit", fit_seconds}, {"record", record_seconds}}}};
 }
 
@@ -540,6 +541,30 @@ void Pipeline::count_stale_rows(Plan& p) {
   }
 }
 
+// An earlier train() of these adapters that was killed while recording left its run RUNNING. A run
+// that got a registered version is complete (everything is sent before registration): it is ended
+// FINISHED and its version reused. Any other never got a version: it is ended KILLED and the adapter is
+// trained again.
+void Pipeline::settle_interrupted_runs(const std::vector<const PlanItem*>& mine, const std::string& commit,
+                                       const std::string& code,
+                                       const std::map<std::string, std::vector<ModelVersion>>& versions,
+                                       TrainReport& report) {
+  std::map<std::string, std::string> name_of;  // fingerprint -> adapter
+  for (const PlanItem* item : mine) name_of[fingerprint(catalog_.at(item->name), commit, code)] = item->name;
+  const std::string exp = tracker_.experiment_id(options_.experiment);
+  for (const auto& run : tracker_.search_runs({exp}, "attributes.status = 'RUNNING'", 1000)) {
+    auto it = name_of.find(run_tag(run, kTagFingerprint));
+    if (it == name_of.end()) continue;
+    const std::string id = run.at("info").at("run_id").get<std::string>();
+    bool registered = false;
+    if (auto v = versions.find(it->second); v != versions.end())
+      for (const auto& mv : v->second) registered = registered || (mv.run_id == id && mv.status == "READY");
+    tracker_.call("POST", "mlflow/runs/update",
+                  {{"run_id", id}, {"status", registered ? "FINISHED" : "KILLED"}, {"end_time", now_ms()}});
+    if (!registered) report.abandoned_runs.push_back(id);
+  }
+}
+
 TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, const TrainProgress& progress) {
   TrainReport report;
   report.commit = plan.commit;
@@ -549,6 +574,7 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
   if (mine.empty()) return report;
   auto versions = version_index(tracker_, catalog_);
   const std::string code = plan.code_commit.empty() ? options_.code_commit : plan.code_commit;
+  settle_interrupted_runs(mine, plan.commit, code, versions, report);
 
   using Clock = std::chrono::steady_clock;
   auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
@@ -606,6 +632,7 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
     TrainedItem out;
     out.name = t.name;
     std::optional<Run> run;
+    bool registered = false;
     try {
       std::map<std::string, std::string> tags = {{kTagAdapter, t.name},
                                                  {kTagFingerprint, fingerprints.at(t.name)},
@@ -614,20 +641,23 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
                                                  {"mlops.device", t.device}};
       run = tracker_.start_run(options_.experiment, t.name, tags);
       out.run_id = run->id();
-      // Params, every epoch's metrics and the lineage tags go to the server as one batch at end().
+      // Params, every epoch's metrics and the lineage tags go to the server as one batch, and all of the
+      // run is there before a version points at it; it ends FINISHED once the adapter is fully recorded.
       run->hold_logging();
       run->log_params(spec.params());
       for (const auto& m : t.history.epochs)
         run->log_metrics({{"loss", m.loss}, {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy}}, m.epoch);
       run->log_dataset(spec.dataset);
       run->log_adapter(t, "model");
-      run->end(RunStatus::Finished);
+      run->flush();
       std::map<std::string, std::string> version_tags = {
           {kTagFingerprint, fingerprints.at(t.name)}, {kTagDataCommit, plan.commit},
           {kTagCodeCommit, code},                     {kTagParams, params_text(e)},
           {kTagSlice, slice_text(e)},                 {kTagRows, std::to_string(spec.dataset.rows())}};
       ModelVersion v = tracker_.register_model(t.name, *run, "model", version_tags);
+      registered = true;
       tracker_.set_alias(t.name, options_.staging_alias, v.version);
+      run->end(RunStatus::Finished);
       out.status = "trained";
       out.version = v.version;
       if (!t.history.epochs.empty()) out.val_accuracy = t.history.epochs.back().val_accuracy;
@@ -636,9 +666,10 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
       out.error = err.what();
       if (run && !run->ended()) {
         try {
-          run->end(RunStatus::Failed);
+          // A registered run is complete (a re-run reuses its version and sets the alias); any other failed.
+          run->end(registered ? RunStatus::Finished : RunStatus::Failed);
         } catch (const std::exception&) {
-          // The server is gone; the run stays RUNNING and a re-run of the shard trains this adapter again.
+          // The server is gone; the run stays RUNNING and the next train() of this shard settles it.
         }
       }
     }

@@ -248,12 +248,16 @@ def test_one_adapters_bad_data_is_reported_and_the_rest_continue(world):
     assert sum(i["status"] == "trained" for i in report.items) == CUSTOMERS - 1
 
 
-class FailingProxy:
-    """Forwards to the MLflow server, answering 503 to alias moves after the first `allow` of them."""
+class InterceptingProxy:
+    """Forwards to the MLflow server. `decide(method, path)` (called one request at a time) may instead
+    answer 503 ("fail"), or hold the request without answering ("hang") until close()."""
 
-    def __init__(self, target: str, allow: int):
+    def __init__(self, target: str, decide):
         proxy = self
-        self.allow, self.target, self.healthy = allow, target, False
+        self.target, self.decide = target, decide
+        self.lock = threading.Lock()
+        self.hanging = threading.Event()  # set once a request is being held
+        self.closing = threading.Event()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):
@@ -261,13 +265,18 @@ class FailingProxy:
 
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                if "registered-models/alias" in self.path and self.command in ("POST", "DELETE") and not proxy.healthy:
-                    if proxy.allow <= 0:
-                        self.send_response(503)
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    proxy.allow -= 1
+                with proxy.lock:
+                    action = proxy.decide(self.command, self.path)
+                if action == "fail":
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if action == "hang":
+                    proxy.hanging.set()
+                    proxy.closing.wait(300)
+                    self.close_connection = True
+                    return
                 req = urllib.request.Request(proxy.target + self.path, data=body if body else None, method=self.command)
                 for k in ("Content-Type", "Authorization"):
                     if self.headers.get(k):
@@ -291,8 +300,77 @@ class FailingProxy:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class FailingProxy(InterceptingProxy):
+    """Answers 503 to alias moves after the first `allow` of them, until `healthy` is set."""
+
+    def __init__(self, target: str, allow: int):
+        self.allow, self.healthy = allow, False
+        super().__init__(target, self._decide)
+
+    def _decide(self, method: str, path: str) -> str:
+        if "registered-models/alias" in path and method in ("POST", "DELETE") and not self.healthy:
+            if self.allow <= 0:
+                return "fail"
+            self.allow -= 1
+        return "forward"
+
+
+
+@pytest.mark.parametrize("kill_at", ["model-versions/create", "registered-models/alias"])
+def test_a_shard_killed_while_recording_is_completed_by_a_rerun(world, server, kill_at):
+    """`mlops train` is killed (SIGKILL) while its third adapter waits on the server: after the version
+    is created but before its alias is set, or before the version exists. The re-run reuses what was
+    registered, ends the abandoned run KILLED, and leaves exactly one version per adapter."""
+    import subprocess
+    import sys
+
+    tracker, name = world["tracker"], world["name"]
+    seen = []
+
+    def decide(method, path):
+        if method == "POST" and kill_at in path:
+            seen.append(path)
+            if len(seen) == 3:
+                return "hang"
+        return "forward"
+
+    proxy = InterceptingProxy(server.url, decide)
+    env = dict(os.environ, MLOPS_DATA=world["uri"], MLOPS_CATALOG="table:adapters", MLOPS_DEVICE="cpu")
+    cmd = [sys.executable, "-m", "mlops", "train", "--no-progress", "--format", "json"]
+    try:
+        child = subprocess.Popen(cmd, env=dict(env, MLFLOW_TRACKING_URI=proxy.url),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if not proxy.hanging.wait(120):
+            child.kill()
+            pytest.fail("train never reached the third registration: " + child.communicate()[1][-2000:])
+        child.kill()
+        child.communicate()  # reaps it and closes the pipe
+    finally:
+        proxy.close()
+
+    rerun = subprocess.run(cmd, env=dict(env, MLFLOW_TRACKING_URI=server.url), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    status = sorted(i["status"] for i in report["items"])
+    registered_before_kill = 3 if kill_at == "registered-models/alias" else 2
+    assert status == ["reused"] * registered_before_kill + ["trained"] * (CUSTOMERS - registered_before_kill)
+    assert len(report["abandoned_runs"]) == (0 if kill_at == "registered-models/alias" else 1)
+    for i in range(1, CUSTOMERS + 1):
+        versions = versions_of(tracker, name(i))
+        assert len(versions) == 1, [v.version for v in versions]
+        assert tracker.get_by_alias(name(i), "staging").version == versions[0].version
+        run = tracker.get_run(versions[0].run_id)  # complete: params, metrics, model, and ended
+        assert run["info"]["status"] == "FINISHED"
+        assert run["data"]["params"] and run["data"]["metrics"]
+    for run_id in report["abandoned_runs"]:
+        run = tracker.get_run(run_id)
+        assert run["info"]["status"] == "KILLED"
+        assert not any(v.run_id == run_id for i in range(1, CUSTOMERS + 1) for v in versions_of(tracker, name(i)))
 
 
 @pytest.mark.parametrize("threads", [1, 3])

@@ -154,6 +154,7 @@ class TrainReport:
     load_seconds: float
     fit_seconds: float
     record_seconds: float
+    abandoned_runs: list[str]
     @property
     def failed(self) -> int: ...
     @property

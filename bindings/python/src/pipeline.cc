@@ -102,6 +102,7 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def_readonly("load_seconds", &TrainReport::load_seconds)
       .def_readonly("fit_seconds", &TrainReport::fit_seconds)
       .def_readonly("record_seconds", &TrainReport::record_seconds)
+      .def_readonly("abandoned_runs", &TrainReport::abandoned_runs)
       .def("to_dict", [](const TrainReport& r) { return json_to_py(r.to_json()); })
       .def_property_readonly("items", [](const TrainReport& r) {
         py::list out;
