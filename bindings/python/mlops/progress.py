@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any, Optional
 
 
@@ -70,20 +71,37 @@ class TrainingProgress:
 
 
 class PipelineProgress:
-    """``Pipeline.train`` progress: a bar per stage, called as ``progress(stage, done, total)``."""
+    """``Pipeline.train`` progress: a bar per stage, called as ``progress(stage, done, total)``.
+
+    Where the output is not a terminal or a notebook (a CI log, a file), it writes a plain line per stage
+    at most every ``interval`` seconds and when the stage completes, instead of redrawing a bar.
+    """
 
     LABELS = {"load": ("loading datasets", "adapter"), "fit": ("training", "step"),
               "record": ("recording in MLflow", "adapter")}
 
-    def __init__(self, file: Optional[Any] = None) -> None:
+    def __init__(self, file: Optional[Any] = None, interval: float = 10.0) -> None:
         self._file = file
+        self._interval = interval
         self._stage: Optional[str] = None
         self._bar: Any = None
+        self._last = 0.0
+        self._finished = False
+        out = file if file is not None else sys.stderr
+        self._plain = not _in_notebook() and not (hasattr(out, "isatty") and out.isatty())
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        desc, unit = self.LABELS.get(stage, (stage, "it"))
+        if self._plain:
+            now = time.monotonic()
+            if stage != self._stage:
+                self._stage, self._last, self._finished = stage, now, False
+            if not self._finished and (done >= total or now - self._last >= self._interval):
+                self._last, self._finished = now, done >= total
+                print(f"[mlops] {desc}: {done}/{total} {unit}s", file=self._file or sys.stderr, flush=True)
+            return
         if stage != self._stage:
             self.close()
-            desc, unit = self.LABELS.get(stage, (stage, "it"))
             self._stage = stage
             self._bar = _tqdm_class()(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True,
                                       file=self._file)
