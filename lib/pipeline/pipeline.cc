@@ -864,7 +864,7 @@ void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::st
       else tracker.set_alias(name, alias, version);
       moved[i] = 1;
       return true;
-    } catch (const Error& err) {
+    } catch (const std::exception& err) {  // on a worker thread: nothing may escape
       std::lock_guard lock(error_mutex);
       if (failure.empty()) failure = err.what();
       return false;

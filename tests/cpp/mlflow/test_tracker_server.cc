@@ -48,6 +48,7 @@ class Server {
         ::dup2(fd, STDERR_FILENO);
       }
       ::unsetenv("MLFLOW_TRACKING_URI");
+      ::setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false", 0);  // MLflow's GenAI job runner: unused here
       ::execv(args[0], args.data());
       ::_exit(127);
     }
@@ -132,6 +133,24 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
   } catch (const std::runtime_error&) {
   }
   CHECK(tracker.get_run(failed_id)["info"]["status"] == "FAILED");
+
+  // Held logging: nothing reaches the server until end(), then all of it at once.
+  {
+    Run run = tracker.start_run("cpp", "held");
+    run.hold_logging();
+    run.log_params({{"epochs", "3"}});
+    for (int epoch = 0; epoch < 3; ++epoch) run.log_metrics({{"loss", 1.0 / (epoch + 1)}}, epoch);
+    run.set_tag("stage", "recorded");
+    auto before = tracker.get_run(run.id());
+    CHECK(before["data"].value("params", nlohmann::json::array()).empty());
+    CHECK(before["data"].value("metrics", nlohmann::json::array()).empty());
+    run.end();
+    auto after = tracker.get_run(run.id());
+    CHECK(after["info"]["status"] == "FINISHED");
+    CHECK(after["data"]["params"].size() == 1);
+    CHECK(tracker.metric_history(run.id(), "loss").size() == 3);
+    CHECK_THROWS_AS(run.hold_logging(), ConfigError);
+  }
 
   // Registry: register the model directory of a run.
   const std::string name = "cpp-model-" + std::to_string(::getpid());
