@@ -67,6 +67,153 @@ def test_plan_feeds_train_through_the_matrix():
     assert doc["jobs"]["release"]["needs"] == ["plan", "train"]
 
 
+# ---- expression references (what actionlint checks beyond the schema) ---------------------------------
+
+CONTEXTS = {"github", "env", "vars", "secrets", "inputs", "needs", "steps", "matrix", "strategy", "job", "runner"}
+FUNCTIONS = {"fromJSON", "toJSON", "format", "contains", "startsWith", "endsWith", "join", "hashFiles",
+             "success", "failure", "always", "cancelled"}
+# Contexts GitHub makes available where the expression sits.
+WORKFLOW_LEVEL = {"github", "vars", "secrets", "inputs", "env"}
+# What `mlops plan --format github-matrix` writes to $GITHUB_OUTPUT, and the keys of its matrix entries.
+PLAN_OUTPUTS = {"matrix", "commit", "stale"}
+
+
+def expressions(node, implicit=False):
+    """Every ${{ }} expression under `node` (and the bare expression of an `if:`)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from expressions(v, implicit=(k == "if"))
+    elif isinstance(node, list):
+        for v in node:
+            yield from expressions(v)
+    elif isinstance(node, str):
+        found = re.findall(r"\$\{\{(.*?)\}\}", node, re.S)
+        yield from found
+        if implicit and not found:
+            yield node
+
+
+def references(expr: str):
+    """(name, property path) for every context reference and ('()', function) for every call."""
+    expr = re.sub(r"'(?:[^']|'')*'", "''", expr)  # string literals
+    for m in re.finditer(r"(?<![\w.])([A-Za-z_][\w-]*)((?:\.[A-Za-z_*][\w-]*)*)\s*(\()?", expr):
+        name, path, call = m.group(1), m.group(2), m.group(3)
+        if call:
+            yield "()", name
+        elif name not in ("true", "false", "null"):
+            yield name, path.lstrip(".").split(".") if path else []
+
+
+def step_outputs(step) -> set[str]:
+    run = step.get("run", "")
+    out = set(re.findall(r"(?:^|[\s\"'])([A-Za-z_][\w-]*)=[^\n]*>>\s*\"?\$GITHUB_OUTPUT", run, re.M))
+    if re.search(r"mlops\s+plan\b.*--format\s+github-matrix", run):
+        out |= PLAN_OUTPUTS
+    return out
+
+
+def reference_errors(doc) -> list[str]:
+    errors = []
+    on = doc[True] if True in doc else doc["on"]
+    inputs = set(((on or {}).get("workflow_dispatch") or {}).get("inputs") or {}) if isinstance(on, dict) else set()
+    jobs = doc["jobs"]
+    matrix_keys_of_plan = set(cli._matrix(_FakePlan(), 1)["include"][0])
+    workflow_env = set(doc.get("env") or {})
+
+    def check(expr, where, allowed, job=None, needs=(), steps_before=(), matrix=None, env=()):
+        for name, path in references(expr):
+            if name == "()":
+                if path not in FUNCTIONS:
+                    errors.append(f"{where}: unknown function {path}() in {expr!r}")
+                continue
+            if name not in CONTEXTS:
+                errors.append(f"{where}: unknown context {name!r} in {expr!r}")
+            elif name not in allowed:
+                errors.append(f"{where}: context {name!r} is not available here: {expr!r}")
+            elif name == "inputs" and path and path[0] not in inputs:
+                errors.append(f"{where}: no workflow_dispatch input {path[0]!r}")
+            elif name == "env" and path and path[0] not in env:
+                errors.append(f"{where}: env {path[0]!r} is not set at this level")
+            elif name == "needs":
+                if not path or path[0] not in needs:
+                    errors.append(f"{where}: {expr!r} names a job that is not in needs {sorted(needs)}")
+                elif len(path) >= 3 and path[1] == "outputs" and path[2] not in (jobs[path[0]].get("outputs") or {}):
+                    errors.append(f"{where}: job {path[0]!r} has no output {path[2]!r}")
+            elif name == "steps":
+                ids = {s.get("id"): s for s in steps_before if s.get("id")}
+                if not path or path[0] not in ids:
+                    errors.append(f"{where}: no earlier step with id {path[0] if path else ''!r}")
+                elif len(path) >= 3 and path[1] == "outputs" and path[2] not in step_outputs(ids[path[0]]):
+                    errors.append(f"{where}: step {path[0]!r} does not write output {path[2]!r}")
+            elif name == "matrix":
+                if matrix is None:
+                    errors.append(f"{where}: matrix used in a job without one")
+                elif path and path[0] not in matrix:
+                    errors.append(f"{where}: the matrix has no key {path[0]!r} (it has {sorted(matrix)})")
+
+    for key in ("env", "concurrency", "run-name"):
+        for expr in expressions(doc.get(key)):
+            check(expr, key, WORKFLOW_LEVEL, env=set())
+    for job_name, job in jobs.items():
+        needs = job.get("needs", [])
+        needs = {needs} if isinstance(needs, str) else set(needs)
+        for n in needs - set(jobs):
+            errors.append(f"jobs.{job_name}: needs unknown job {n!r}")
+        strategy = job.get("strategy") or {}
+        matrix = strategy.get("matrix")
+        if isinstance(matrix, str) and re.search(r"fromJSON\(needs\.\w+\.outputs\.matrix\)", matrix):
+            matrix = matrix_keys_of_plan
+        elif isinstance(matrix, dict):
+            keys = set(matrix) - {"include", "exclude"}
+            for entry in matrix.get("include") or []:
+                keys |= set(entry)
+            matrix = keys
+        job_level = {"github", "vars", "secrets", "inputs", "env", "needs", "strategy", "job", "runner"}
+        job_env = workflow_env | set(job.get("env") or {})
+        for key in ("if", "runs-on", "env", "strategy", "concurrency", "environment", "timeout-minutes"):
+            allowed = job_level | ({"matrix"} if key not in ("if", "strategy") else set())
+            for expr in expressions({key: job.get(key)}):
+                check(expr, f"jobs.{job_name}.{key}", allowed, job_name, needs, (), matrix, workflow_env)
+        steps = job.get("steps", [])
+        for expr in expressions(job.get("outputs")):
+            check(expr, f"jobs.{job_name}.outputs", job_level | {"steps", "matrix"}, job_name, needs, steps, matrix,
+                  job_env)
+        for i, step in enumerate(steps):
+            env = job_env | set(step.get("env") or {})
+            for expr in expressions(step):
+                check(expr, f"jobs.{job_name}.steps[{i}]", job_level | {"steps", "matrix"}, job_name, needs,
+                      steps[:i], matrix, env)
+    return errors
+
+
+class _FakePlan:
+    def shard(self, i, n):
+        class Item:
+            rows = 1
+        return [Item()]
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_expressions_reference_what_exists(workflow):
+    assert reference_errors(yaml.safe_load(workflow.read_text())) == []
+
+
+def test_reference_check_catches_the_mistakes_it_looks_for():
+    doc = yaml.safe_load((ROOT / "examples" / "github-actions" / "adapters.yml").read_text())
+    text = yaml.safe_dump(doc)
+    broken = [
+        ("needs.plan.outputs.matrix) }}", "needs.plan.outputs.matrixx) }}"),   # an output the job lacks
+        ("matrix.shard }}", "matrix.index }}"),                                # a key the matrix lacks
+        ("steps.release.outputs.image", "steps.publish.outputs.image"),        # no such step id
+        ("inputs.shards", "inputs.shard_count"),                               # no such input
+        ("fromJSON(", "fromJson2("),                                           # unknown function
+    ]
+    for old, new in broken:
+        assert old in text, old
+        errors = reference_errors(yaml.safe_load(text.replace(old, new, 1)))
+        assert errors, f"{old!r} -> {new!r} went unnoticed"
+
+
 def test_kubernetes_indexed_job_fans_out_the_same_shards():
     job = yaml.safe_load(K8S_JOB.read_text())
     spec = job["spec"]
