@@ -149,7 +149,8 @@ class Pipeline {
   /// run (params, per-epoch metrics, lineage tags, dataset input, model artifacts), a registered version and
   /// the staging alias. An adapter whose data is bad is reported as failed and the rest go on. A version
   /// already registered with the same fingerprint is reused, so re-running a shard adds no duplicate; runs
-  /// an interrupted earlier attempt left RUNNING for these fingerprints are ended KILLED.
+  /// an interrupted earlier attempt left RUNNING for these fingerprints are settled (FINISHED when their
+  /// version was registered, else KILLED). One shard is not meant to run twice at the same time.
   /// @param progress called as work advances: ("load", adapters read, adapters in the shard) on this
   /// thread, ("fit", steps done, steps planned) on this thread, then ("record", adapters recorded,
   /// adapters trained) from the recording threads, one call at a time. An exception from it stops loading
