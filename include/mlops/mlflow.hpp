@@ -145,9 +145,9 @@ class Run {
   void log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,
                       const std::string& artifact_path = "model");
 
-  /// Saves a trained adapter (safetensors, layout `mlops.adapter.v1`) to a temporary file and uploads it as
+  /// Uploads a trained adapter (safetensors bytes, layout `mlops.adapter.v1`, from memory) as
   /// log_model_file() does, with the adapter's lineage as lineage.json.
-  /// @throws ConfigError when the temporary file cannot be written; TrackingError as the uploads
+  /// @throws TrackingError when an upload fails
   void log_adapter(const TrainedAdapter& trained, const std::string& artifact_path = "model");
 
   /// Keeps the log calls that follow (params, metrics, tags) in memory and sends them together at the next
