@@ -191,8 +191,7 @@ class Pipeline {
 
  private:
   void count_stale_rows(Plan& plan);
-  void settle_interrupted_runs(const std::vector<const PlanItem*>& mine, const std::string& commit,
-                               const std::string& code,
+  void settle_interrupted_runs(const std::map<std::string, std::string>& fingerprints,
                                const std::map<std::string, std::vector<ModelVersion>>& versions,
                                TrainReport& report);
 

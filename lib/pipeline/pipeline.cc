@@ -545,12 +545,11 @@ void Pipeline::count_stale_rows(Plan& p) {
 // that got a registered version is complete (everything is sent before registration): it is ended
 // FINISHED and its version reused. Any other never got a version: it is ended KILLED and the adapter is
 // trained again.
-void Pipeline::settle_interrupted_runs(const std::vector<const PlanItem*>& mine, const std::string& commit,
-                                       const std::string& code,
+void Pipeline::settle_interrupted_runs(const std::map<std::string, std::string>& fingerprints,
                                        const std::map<std::string, std::vector<ModelVersion>>& versions,
                                        TrainReport& report) {
   std::map<std::string, std::string> name_of;  // fingerprint -> adapter
-  for (const PlanItem* item : mine) name_of[fingerprint(catalog_.at(item->name), commit, code)] = item->name;
+  for (const auto& [name, fp] : fingerprints) name_of[fp] = name;
   const std::string exp = tracker_.experiment_id(options_.experiment);
   for (const auto& run : tracker_.search_runs({exp}, "attributes.status = 'RUNNING'", 1000)) {
     auto it = name_of.find(run_tag(run, kTagFingerprint));
@@ -574,20 +573,21 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
   if (mine.empty()) return report;
   auto versions = version_index(tracker_, catalog_);
   const std::string code = plan.code_commit.empty() ? options_.code_commit : plan.code_commit;
-  settle_interrupted_runs(mine, plan.commit, code, versions, report);
+  std::map<std::string, std::string> fingerprints;  // adapter -> fingerprint, for the whole shard
+  for (const PlanItem* item : mine) fingerprints[item->name] = fingerprint(catalog_.at(item->name), plan.commit, code);
+  settle_interrupted_runs(fingerprints, versions, report);
 
   using Clock = std::chrono::steady_clock;
   auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   auto t0 = Clock::now();
   std::vector<AdapterSpec> specs;
-  std::map<std::string, std::string> fingerprints;
   std::size_t looked_at = 0;
   for (const PlanItem* item : mine) {
     if (progress) progress("load", looked_at++, mine.size());
     const CatalogEntry& e = catalog_.at(item->name);
     TrainedItem out;
     out.name = e.name;
-    const std::string fp = fingerprint(e, plan.commit, code);
+    const std::string& fp = fingerprints.at(e.name);
     const ModelVersion* existing = nullptr;
     for (const auto& v : versions[e.name])
       if (tag_of(v, kTagFingerprint) == fp && v.status == "READY") existing = &v;
@@ -603,7 +603,6 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
       Dataset ds = source_.dataset(dataset_spec(e, plan.commit));
       AdapterSpec spec = adapter_spec(e, std::move(ds), code);
       spec.validate();
-      fingerprints[e.name] = fp;
       specs.push_back(std::move(spec));
     } catch (const Error& err) {
       out.status = "failed";
