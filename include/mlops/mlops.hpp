@@ -6,7 +6,9 @@
 #include "mlops/config.hpp"
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
+#include "mlops/featurizer.hpp"
 #include "mlops/manifest.hpp"
+#include "mlops/serve.hpp"
 #include "mlops/trainer.hpp"
 #include "mlops/version.hpp"
 #if MLOPS_WITH_DOLT

@@ -20,12 +20,12 @@
 #include "dolt/csv.hpp"
 #include "dolt/dialect.hpp"
 #include "dolt/doltlite.hpp"
-#include "dolt/featurizer.hpp"
 #include "dolt/mysql.hpp"
 #include "dolt/uri.hpp"
 #include "http/http.hpp"
 #include "mlops/dolt.hpp"
 #include "mlops/error.hpp"
+#include "mlops/featurizer.hpp"
 
 namespace mlops {
 
@@ -364,7 +364,7 @@ struct ScanPlan {
   std::vector<std::string> key;
   std::size_t nk = 0, label_at = 0, first_feature = 0, nf = 0;
   bool use_text = false;
-  const detail::HashingFeaturizer* featurizer = nullptr;
+  const Featurizer* featurizer = nullptr;
 };
 
 // The rows of one scan: X rows, provisional label ids (local to this scan), dropped rows.
@@ -563,8 +563,8 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
                       (use_text ? "both" : "neither"));
   for (const auto& f : spec.features) detail::Dialect::check_column(f);
   if (use_text) detail::Dialect::check_column(spec.text);
-  std::optional<detail::HashingFeaturizer> featurizer;
-  if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed);
+  std::optional<Featurizer> featurizer;
+  if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed, spec.text);
   if (spec.at && !dialect.versioned())
     throw DataSourceError(display + " is a MySQL server without Dolt: it cannot read at " + quote_for_message(*spec.at) +
                           "; pass at=None to read the current rows unpinned");

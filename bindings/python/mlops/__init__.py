@@ -19,13 +19,16 @@ from ._core import (
     Dataset,
     DeviceError,
     EpochMetrics,
+    Featurizer,
     History,
     IntegrityError,
     InternalError,
     ManifestDiff,
     MlopsError,
     NotFoundError,
+    Release,
     ReleaseManifest,
+    Server,
     TrackingError,
     TrainedAdapter,
 )
@@ -38,8 +41,8 @@ _Mapping.register(ReleaseManifest)
 
 __all__ = [
     "Adapter", "AdapterSpec", "ConfigError", "ConflictError", "CudaTrainer", "DataError", "DataSourceError",
-    "Dataset", "DeviceError", "EpochMetrics", "History", "IntegrityError", "InternalError", "ManifestDiff",
-    "MlopsError", "NotFoundError", "ReleaseManifest", "TrackingError", "TrainedAdapter",
+    "Dataset", "DeviceError", "EpochMetrics", "Featurizer", "History", "IntegrityError", "InternalError", "ManifestDiff",
+    "MlopsError", "NotFoundError", "Release", "ReleaseManifest", "Server", "TrackingError", "TrainedAdapter",
     "components", "__version__",
 ]
 

@@ -19,7 +19,9 @@ PYBIND11_MODULE(_core, m) {
 #if MLOPS_WITH_MLFLOW
   mlops::python::bind_mlflow(m);
 #endif
+  mlops::python::bind_featurizer(m);
   mlops::python::bind_trainer(m);
+  mlops::python::bind_serve(m);
 #if MLOPS_WITH_PIPELINE
   mlops::python::bind_pipeline(m);
 #endif
