@@ -48,7 +48,7 @@ class AdapterModel:
             return model_input
         if isinstance(model_input, pd.DataFrame) and not self.adapter.takes_text:
             return np.ascontiguousarray(model_input.to_numpy(dtype=np.float32))
-        if isinstance(model_input, np.ndarray) and model_input.dtype.kind in "fiub" and model_input.dtype != np.float32:
+        if isinstance(model_input, np.ndarray) and model_input.dtype.kind in "fiub":
             return np.ascontiguousarray(model_input, dtype=np.float32)
         return model_input
 

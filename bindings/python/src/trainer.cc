@@ -94,7 +94,7 @@ AdapterInput adapter_input(const Adapter& a, const py::handle& obj) {
   in.X = float_matrix(x, "X");
   if (static_cast<std::size_t>(in.X->shape(1)) != a.features())
     throw DataError("adapter: field X has " + std::to_string(in.X->shape(1)) + " columns, the adapter was trained on " +
-                    std::to_string(a.features()));
+                    std::to_string(a.features()) + " features");
   return in;
 }
 
