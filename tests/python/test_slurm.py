@@ -22,7 +22,7 @@ import pytest
 import mlops
 from mlops import cli
 
-from mlflow_server import FaultProxy  # noqa: E402
+from mlflow_server import FaultProxy, shared_server  # noqa: E402
 from slurm_cluster import SlurmCluster, SlurmUnavailable  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -83,16 +83,15 @@ def slurm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlflow(tmp_path_factory):
-    """A real MLflow server behind a proxy that refuses to create the runs of the adapters in ``refused``."""
-    from mlops.local_server import MlflowServer
-
+    """The tests' MLflow server behind a proxy that refuses to create the runs of the adapters in ``refused``."""
     refused: set[str] = set()
 
     def refuse(method: str, path: str, body: bytes) -> bool:
         return method == "POST" and path.endswith("/runs/create") and any(
             f'"{name}"'.encode() in body for name in refused)
 
-    with MlflowServer(tmp_path_factory.mktemp("mlflow")) as server, FaultProxy(server.url, refuse=refuse) as proxy:
+    server = shared_server(tmp_path_factory.mktemp("mlflow"))
+    with FaultProxy(server.url, refuse=refuse) as proxy:
         proxy.refused = refused
         yield proxy
 
@@ -159,7 +158,7 @@ def versions(world) -> dict:
 
 
 def releases_of(world) -> list:
-    return [r for r in world["pipe"].releases() if set(r["manifest"]) <= set(world["names"])]
+    return [r for r in world["pipe"].releases() if r["manifest"] and set(r["manifest"]) <= set(world["names"])]
 
 
 def device_line(visible: str) -> str:
