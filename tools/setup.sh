@@ -11,6 +11,8 @@ DEB_PACKAGES=(
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libopenblas-dev libtomlplusplus-dev
   libboost-dev wrk
   openssl python3-venv
+  podman runc mmdebstrap uidmap
+  slurm-wlm munge
 )
 
 missing=()

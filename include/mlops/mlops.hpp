@@ -8,7 +8,6 @@
 #include "mlops/error.hpp"
 #include "mlops/featurizer.hpp"
 #include "mlops/manifest.hpp"
-#include "mlops/serve.hpp"
 #include "mlops/trainer.hpp"
 #include "mlops/version.hpp"
 #if MLOPS_WITH_DOLT
@@ -17,6 +16,7 @@
 #endif
 #if MLOPS_WITH_MLFLOW
 #include "mlops/mlflow.hpp"
+#include "mlops/serve.hpp"
 #endif
 #if MLOPS_WITH_PIPELINE
 #include "mlops/catalog.hpp"

@@ -8,7 +8,7 @@
 
 namespace mlops::detail {
 
-/// The adapter of the MLflow model directory at or under `dir` (the folder holding MLmodel).
+/// The adapter of the MLflow model directory (read by lib/mlflow/model_dir) at or under `dir`.
 /// @throws NotFoundError if there is none; IntegrityError if its weights are corrupted
 Adapter load_model_dir(const std::filesystem::path& dir, const std::string& name);
 

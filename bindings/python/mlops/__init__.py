@@ -26,9 +26,7 @@ from ._core import (
     ManifestDiff,
     MlopsError,
     NotFoundError,
-    Release,
     ReleaseManifest,
-    Server,
     TrackingError,
     TrainedAdapter,
 )
@@ -42,7 +40,7 @@ _Mapping.register(ReleaseManifest)
 __all__ = [
     "Adapter", "AdapterSpec", "ConfigError", "ConflictError", "CudaTrainer", "DataError", "DataSourceError",
     "Dataset", "DeviceError", "EpochMetrics", "Featurizer", "History", "IntegrityError", "InternalError", "ManifestDiff",
-    "MlopsError", "NotFoundError", "Release", "ReleaseManifest", "Server", "TrackingError", "TrainedAdapter",
+    "MlopsError", "NotFoundError", "ReleaseManifest", "TrackingError", "TrainedAdapter",
     "components", "__version__",
 ]
 
@@ -72,9 +70,13 @@ if "dolt" in components:
     _find_doltlite()
 
 if "mlflow" in components:
-    from ._core import ArtifactInfo, MlflowTracker, ModelVersion, Run, SourceInfo, detect_source_info
+    from ._core import (ArtifactInfo, MlflowTracker, ModelVersion, RegisteredModel, Run, RunInfo, SourceInfo,
+                        detect_source_info, tags)
 
-    __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "Run", "SourceInfo", "detect_source_info"]
+    from ._core import Release, Server  # serving reads MLflow model directories
+
+    __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "RegisteredModel", "Release", "Run", "RunInfo",
+                "Server", "SourceInfo", "detect_source_info", "tags"]
 
 if hasattr(_core, "Pipeline"):
     from ._core import Catalog, CatalogEntry, Pipeline, Plan, PlanItem, ReleaseReport, TrainReport, load_catalog_table

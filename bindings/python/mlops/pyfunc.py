@@ -1,9 +1,12 @@
 """MLflow ``python_function`` loader for mlops adapters.
 
-A model directory written by ``Run.log_adapter`` / ``Run.log_model_file`` names this module as its
-``loader_module``, so ``mlflow.pyfunc.load_model("models:/<name>@<alias>")`` calls :func:`_load_pyfunc`
-with the weights file. Prediction is :class:`mlops.Adapter`'s, so the pyfunc, ``mlops serve`` and
-``Adapter.predict`` give the same labels for the same input.
+The model directory (``Run.log_adapter``, ``Run.log_model_file``) has one owner, the C++ unit
+``lib/mlflow/model_dir.hpp``, whose header documents the layout this module reads: ``MLmodel`` (YAML whose
+``flavors.python_function.data`` names the weights file, as a JSON-quoted scalar, and whose
+``loader_module`` is this module), the weights file, ``requirements.txt`` and ``lineage.json``.
+``mlflow.pyfunc.load_model("models:/<name>@<alias>")`` calls :func:`_load_pyfunc` with the weights file;
+:func:`load` takes the directory itself. Prediction is :class:`mlops.Adapter`'s, so the pyfunc,
+``mlops serve`` and ``Adapter.predict`` give the same labels for the same input.
 
 Input follows scikit-learn and MLflow: a text adapter takes raw text (a pandas DataFrame with the training
 text column, a Series, a list or array of ``str``); a numeric adapter takes rows of its feature columns.
@@ -24,6 +27,14 @@ from typing import Any, Optional
 import numpy as np
 
 FORMAT = "mlops.adapter.v1"
+MLMODEL = "MLmodel"  # the model directory's description; its python_function `data` names the weights
+
+
+def _errors():
+    # The typed errors of mlops; imported late so that this module loads fast inside MLflow.
+    from . import DataError, IntegrityError
+
+    return DataError, IntegrityError
 
 
 class AdapterModel:
@@ -77,21 +88,30 @@ def load(path: str | os.PathLike[str]) -> AdapterModel:
     """Loads an adapter from a safetensors file, or from a model directory (reads its MLmodel)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        mlmodel = os.path.join(path, "MLmodel")
-        data = None
-        if os.path.exists(mlmodel):
-            with open(mlmodel, encoding="utf-8") as f:
-                for line in f:
-                    s = line.strip()
-                    if s.startswith("data:"):
-                        data = json.loads(s[len("data:"):].strip())
-                        break
-        if data is None:
-            from . import IntegrityError
-
-            raise IntegrityError(f"{path!r} is not an mlops model directory (no MLmodel with a data entry)")
-        path = os.path.join(path, data)
+        path = os.path.join(path, _weights_name(path))
     return AdapterModel(path)
+
+
+def _weights_name(directory: str) -> str:
+    """The weights file a model directory's MLmodel names (its python_function ``data``), read as
+    ``model_dir::read`` reads it: the first ``data:`` line, its value a JSON string or plain text."""
+    mlmodel = os.path.join(directory, MLMODEL)
+    if os.path.exists(mlmodel):
+        with open(mlmodel, encoding="utf-8") as f:
+            for line in f:
+                s = line.strip()
+                if s.startswith("data:"):
+                    value = s[len("data:"):].strip()
+                    try:
+                        name = json.loads(value)
+                    except ValueError:
+                        name = value
+                    if not isinstance(name, str):
+                        name = value
+                    if name:
+                        return name
+    _, IntegrityError = _errors()
+    raise IntegrityError(f"{directory!r} is not an mlops model directory (no MLmodel with a data entry)")
 
 
 def _load_pyfunc(data_path: str) -> AdapterModel:
