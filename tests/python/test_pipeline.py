@@ -154,7 +154,7 @@ def test_plan_train_release_change_retrain_rollback(world):
     # The image installs what the models' own requirements.txt ask for, each once.
     assert (ctx / "requirements.txt").read_text().splitlines() == ["mlops", "numpy", "pandas", "safetensors"]
     assert dockerfile.startswith(f"# Release {first.md5}: {len(first.manifest)} adapter models.\n")
-    assert dockerfile.endswith(f"ENV MLOPS_RELEASE_MD5={first.md5} MLOPS_RELEASE_DIR=/srv/release\n")
+    assert dockerfile.endswith(f"ENV MLOPS_RELEASE_MD5={first.md5} MLOPS_RELEASE_DIR=/srv/release MLOPS_IMAGE={first.image}\n")
 
 
 def test_rows_moving_between_slices_make_both_stale(world):
