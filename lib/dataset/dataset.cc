@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/hash.hpp"
+#include "core/uri.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops {
@@ -23,7 +24,7 @@ DatasetLineage DatasetLineage::from_json(const nlohmann::json& j) {
   try {
     l.commit = j.value("commit", "");
     l.ref = j.value("ref", "");
-    l.uri = j.value("uri", "");
+    l.uri = detail::redact_uri(j.value("uri", ""));
     l.table = j.value("table", "");
     l.query = j.value("query", "");
     l.params = j.value("params", nlohmann::json::array());
@@ -80,6 +81,7 @@ Dataset::Dataset(std::vector<float> X, std::size_t rows, std::size_t cols, std::
   if (y.size() != rows)
     throw DataError("dataset y has " + std::to_string(y.size()) + " labels, expected " + std::to_string(rows));
   lineage.rows = static_cast<std::int64_t>(rows);
+  lineage.uri = detail::redact_uri(lineage.uri);  // a source URI never carries its secrets onward
   lineage.digest = dataset_digest(X, rows, cols, y, classes);
   x_ = std::make_shared<const std::vector<float>>(std::move(X));
   y_ = std::make_shared<const std::vector<std::int32_t>>(std::move(y));

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/text.hpp"
+#include "core/uri.hpp"
 #include "mlflow/internal.hpp"
 #include "mlops/error.hpp"
 
@@ -123,11 +124,20 @@ ModelVersion ModelVersion::from_json(const nlohmann::json& j) {
 MlflowTracker::Impl::Impl(MlflowOptions opts) : options(std::move(opts)) {
   base = options.tracking_uri;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  shown = detail::redact_url(base);
+  shown = detail::redact_uri(base);
   if (base.empty())
     throw ConfigError("no MLflow tracking URI: pass one or set MLFLOW_TRACKING_URI");
-  if (base.rfind("http://", 0) != 0 && base.rfind("https://", 0) != 0)
+  const auto uri = detail::Uri::parse(base);
+  if (!uri || (uri->scheme != "http" && uri->scheme != "https"))
     throw ConfigError("MLflow tracking URI must be http:// or https://, got " + detail::quote_for_message(shown));
+  // user:password@ in the URI is basic auth unless the options name a user; it never stays in the URL.
+  if (uri->has_userinfo) {
+    if (options.username.empty()) {
+      options.username = detail::percent_decode(uri->user);
+      options.password = detail::percent_decode(uri->password);
+    }
+    base = uri->without_userinfo();
+  }
   if (options.insecure_tls && !options.server_cert_path.empty())
     throw ConfigError(
         "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH cannot be used together");

@@ -8,6 +8,7 @@
 
 #include "core/text.hpp"
 #include "mlops/error.hpp"
+#include "mlops/manifest.hpp"
 
 namespace mlops {
 
@@ -136,9 +137,7 @@ CatalogEntry read_entry(const json& fields, const std::string& who, std::vector<
     if (!kKnownFields.count(key)) r.problem(key, "unknown field");
   e.name = r.text("name", true);
   if (!e.name.empty()) {
-    if (auto bad = detail::utf8_error(e.name)) r.problem("name", "is not valid UTF-8 (" + *bad + ")");
-    else if (detail::find_control_character(e.name)) r.problem("name", "has a control character");
-    else if (e.name.size() > 256) r.problem("name", "is longer than 256 bytes");
+    if (auto why = model_name_problem(e.name)) r.problem("name", *why);
   }
   e.table = r.identifier("table", true);
   e.label = r.identifier("label", true);
@@ -303,11 +302,24 @@ Catalog Catalog::from_json_value(const json& document, const std::string& origin
 
 Catalog Catalog::from_json(std::string_view text, const std::string& origin) {
   json doc;
+  // A key given twice in one object would silently keep the last value: refused, naming the key.
+  std::vector<std::set<std::string>> keys;
+  std::string duplicate;
+  auto check = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    else if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    else if (event == json::parse_event_t::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+             duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    doc = json::parse(text.begin(), text.end());
+    doc = json::parse(text.begin(), text.end(), check);
   } catch (const json::parse_error& e) {
     throw DataError(origin + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
   }
+  if (!duplicate.empty())
+    throw DataError(origin + ": key " + detail::quote_for_message(duplicate) + " appears twice in one object");
   return from_json_value(doc, origin);
 }
 

@@ -28,6 +28,7 @@ from ._core import (
     ReleaseManifest,
     TrackingError,
     TrainedAdapter,
+    redact_uri,
 )
 
 __version__: str = _core.__version__
@@ -40,7 +41,7 @@ __all__ = [
     "Adapter", "AdapterSpec", "ConfigError", "ConflictError", "CudaTrainer", "DataError", "DataSourceError",
     "Dataset", "DeviceError", "EpochMetrics", "History", "IntegrityError", "InternalError", "ManifestDiff",
     "MlopsError", "NotFoundError", "ReleaseManifest", "TrackingError", "TrainedAdapter",
-    "components", "__version__",
+    "components", "redact_uri", "__version__",
 ]
 
 if "dolt" in components:
