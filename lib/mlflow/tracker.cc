@@ -299,7 +299,7 @@ MlflowTracker::MlflowTracker(MlflowOptions options) : impl_(std::make_shared<Imp
 
 MlflowTracker::~MlflowTracker() = default;
 
-const std::string& MlflowTracker::tracking_uri() const { return impl_->base; }
+const std::string& MlflowTracker::tracking_uri() const { return impl_->shown; }
 const MlflowOptions& MlflowTracker::options() const { return impl_->options; }
 
 std::string MlflowTracker::experiment_id(const std::string& name) { return impl_->experiment_id(name); }

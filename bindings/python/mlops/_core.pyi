@@ -256,6 +256,7 @@ class DoltSource:
         read_timeout: int = 600,
         write_timeout: int = 600,
         max_retries: int = 3,
+        create: bool = True,
     ) -> None: ...
     @property
     def uri(self) -> str: ...

@@ -148,8 +148,9 @@ def _progress(message: str) -> None:
     print(f"[mlops] {message}", file=sys.stderr, flush=True)
 
 
-def _source(args):
-    return mlops.DoltSource(args.data)
+def _source(args, create: bool = False):
+    """Only init-demo and sync write data; every other command needs the database to exist already."""
+    return mlops.DoltSource(args.data, create=create)
 
 
 def _catalog(args, source, at: str = "HEAD"):
@@ -237,7 +238,7 @@ def _print_json(obj) -> None:
 def _cmd_init_demo(args) -> int:
     from . import demo
 
-    source = _source(args)
+    source = _source(args, create=True)
     _progress(f"creating demo data in {source.uri}: {args.customers} customers x {args.rows} tickets")
     commit = demo.init_demo(source, customers=args.customers, rows_per_customer=args.rows, seed=args.seed)
     if args.format == "json":
@@ -248,7 +249,7 @@ def _cmd_init_demo(args) -> int:
 
 
 def _cmd_sync(args) -> int:
-    source = _source(args)
+    source = _source(args, create=True)
     _progress(f"importing {mlops.redact_uri(args.csv)} into {args.table} ({args.mode})")
     commit = source.import_csv(args.table, args.csv, primary_key=args.primary_key,
                                message=args.message or f"Sync {args.table} from {mlops._core._uri_file_name(args.csv)}",
