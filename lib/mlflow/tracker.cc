@@ -183,20 +183,42 @@ nlohmann::json MlflowTracker::Impl::create_once(const std::string& path, const n
   req.method = "POST";
   req.url = api_url(path);
   req.body = body.dump();
-  auto before_retry = [&]() -> std::optional<detail::HttpResponse> {
-    try {
-      if (auto found = find()) {
-        detail::HttpResponse r;
-        r.status = 200;
-        r.body = found->dump();
-        return r;
+  // An attempt whose answer was lost may have been applied: create again only after a lookup has
+  // answered "not there". A lookup that fails is retried; when it never answers, nothing is created
+  // again and the caller gets a TrackingError.
+  detail::RetryPolicy policy;
+  policy.backoff_factor = options.backoff_factor;
+  policy.backoff_jitter = options.backoff_jitter;
+  auto lookup = [&]() -> std::optional<nlohmann::json> {
+    for (int n = 1;; ++n) {
+      try {
+        return find();
+      } catch (const Error& e) {
+        const auto* t = dynamic_cast<const TrackingError*>(&e);
+        const int status = t ? t->http_status() : 0;
+        const bool retryable = t && (status == 0 || status == 429 || status >= 500);
+        if (!retryable || n > options.max_retries)
+          throw TrackingError(what + ": an attempt's answer was lost and the lookup that would tell whether it was "
+                                     "applied failed (" + std::string(e.detail()) + "); not creating it again",
+                              status, t ? t->error_code() : std::string());
+        std::this_thread::sleep_for(std::chrono::duration<double>(policy.backoff(n)));
       }
-    } catch (const Error&) {
-      // Not reachable yet: the retry itself will tell.
     }
+  };
+  auto as_response = [](const nlohmann::json& found) {
+    detail::HttpResponse r;
+    r.status = 200;
+    r.body = found.dump();
+    return r;
+  };
+  auto before_retry = [&]() -> std::optional<detail::HttpResponse> {
+    if (auto found = lookup()) return as_response(*found);
     return std::nullopt;
   };
   auto r = http->send(req, before_retry);
+  // The last attempt's answer lost too: it may still have been applied.
+  if (r.retryable())
+    if (auto found = lookup()) r = as_response(*found);
   if (r.status < 200 || r.status >= 300) raise(r, what);
   return nlohmann::json::parse(r.body);
 }
