@@ -1,8 +1,10 @@
 #include "dolt/dialect.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 #include "core/text.hpp"
+#include "dolt/connection.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops::detail {
@@ -100,6 +102,26 @@ std::string Dialect::call(std::string_view procedure, std::size_t nargs) const {
 
 std::string Dialect::table_status() const { return "SELECT table_name FROM dolt_status WHERE table_name = ?"; }
 
+std::string Dialect::status() const { return "SELECT table_name FROM dolt_status ORDER BY table_name"; }
+
+std::string Dialect::diff_summary() const {
+  return std::string("SELECT from_table_name, to_table_name, data_change FROM ") +
+         (backend_ == Backend::DoltLite ? "dolt_diff_summary" : "DOLT_DIFF_SUMMARY") + "(?, ?)";
+}
+
+std::string Dialect::merge_base() const {
+  return backend_ == Backend::DoltLite ? "SELECT dolt_merge_base(?, ?)" : "SELECT DOLT_MERGE_BASE(?, ?)";
+}
+
+std::string Dialect::conflicts() const {
+  return "SELECT " + quote("table") + ", num_conflicts FROM dolt_conflicts ORDER BY " + quote("table");
+}
+
+std::string Dialect::conflict_rows(std::string_view t) const {
+  check_table(t);
+  return "SELECT * FROM " + quote("dolt_conflicts_" + std::string(t));
+}
+
 std::string Dialect::diff(std::string_view t, std::string_view from_hash, std::string_view to_hash) const {
   check_table(t);
   check_hash(from_hash);
@@ -112,8 +134,28 @@ std::string Dialect::diff(std::string_view t, std::string_view from_hash, std::s
 }
 
 std::string Dialect::primary_key(std::string_view t) const {
-  if (backend_ == Backend::DoltLite) return "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk";
+  // The name is checked (letters, digits, '_', '$'), so it is safe inside a string literal.
+  if (backend_ == Backend::DoltLite)
+    return "SELECT name FROM pragma_table_info('" + (check_table(t), std::string(t)) + "') WHERE pk > 0 ORDER BY pk";
   return "SHOW KEYS FROM " + table(t) + " WHERE Key_name = 'PRIMARY'";
+}
+
+std::vector<std::string> key_columns(RowReader& r) {
+  // SHOW KEYS names its columns and may list them out of order; pragma_table_info gives one, in order.
+  std::size_t col = 0, seq = r.columns();
+  for (std::size_t i = 0; i < r.columns(); ++i) {
+    if (r.name(i) == "Column_name") col = i;
+    if (r.name(i) == "Seq_in_index") seq = i;
+  }
+  std::vector<std::pair<std::int64_t, std::string>> keys;
+  while (r.next()) {
+    const std::int64_t at = seq < r.columns() ? r.get_int(seq) : static_cast<std::int64_t>(keys.size());
+    keys.emplace_back(at, r.kind(col) == CellKind::Null ? std::string() : std::string(r.get_text(col)));
+  }
+  std::stable_sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  for (auto& k : keys) out.push_back(std::move(k.second));
+  return out;
 }
 
 std::string Dialect::select(const std::vector<std::string>& columns, std::string_view t, std::string_view hash,
