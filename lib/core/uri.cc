@@ -107,7 +107,10 @@ std::optional<Uri> Uri::parse(std::string_view text) {
     colon = authority.rfind(':');
   }
   u.host = std::string(authority.substr(0, colon));
-  if (colon != std::string_view::npos) u.port = std::string(authority.substr(colon + 1));
+  if (colon != std::string_view::npos) {
+    u.has_port = true;
+    u.port = std::string(authority.substr(colon + 1));
+  }
   const auto hash = rest.find('#');
   if (hash != std::string_view::npos) {
     u.has_fragment = true;
@@ -124,7 +127,7 @@ std::optional<Uri> Uri::parse(std::string_view text) {
   return u;
 }
 
-std::string Uri::authority() const { return port.empty() ? host : host + ":" + port; }
+std::string Uri::authority() const { return has_port ? host + ":" + port : host; }
 
 std::string Uri::without_userinfo() const {
   std::string out = scheme + "://" + authority() + path;

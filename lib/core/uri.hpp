@@ -24,7 +24,8 @@ struct Uri {
   bool has_password = false;     ///< a ':' was present in the userinfo
   std::string password;          ///< as written; a secret, never shown
   std::string host;              ///< as written; an IPv6 literal keeps its brackets
-  std::string port;              ///< as written (not checked to be a number), empty when absent
+  bool has_port = false;         ///< a ':' followed the host
+  std::string port;              ///< as written (not checked to be a number); may be empty
   std::string path;              ///< from the '/' after the host, as written; may be empty
   bool has_query = false;        ///< a '?' was present
   std::string query;             ///< without the '?'
