@@ -53,7 +53,8 @@ def own_source(tmp_path, prefix: str, customers: int, rows: int, seed: int):
 
     source = mlops.DoltSource(f"doltlite:{tmp_path / 'data.db'}")
     demo.init_demo(source, customers=customers, rows_per_customer=rows, seed=seed, epochs=1)
-    source.execute("UPDATE adapters SET name = ? || name", (prefix,))
+    for i in range(1, customers + 1):
+        source.execute("UPDATE adapters SET name = ? WHERE name = ?", (prefix + demo.customer_name(i), demo.customer_name(i)))
     source.commit("Own names")
     return source
 
@@ -126,9 +127,9 @@ def test_a_killed_lease_holder_blocks_no_longer_than_its_time_to_live(server, tm
         "tags": [{"key": "mlops.lease.holder", "value": "dead-host:1:1"},
                  {"key": "mlops.lease.expires_ms", "value": str(int(time.time() * 1000) + 3000)}]})
     with pytest.raises(mlops.ConflictError, match="dead-host"):
-        pipe(release_wait_seconds=0.5).release(IMAGE)
+        pipe(release_wait_seconds=0.5).release(image=IMAGE)
     start = time.monotonic()
-    report = pipe(release_wait_seconds=30).release(IMAGE)
+    report = pipe(release_wait_seconds=30).release(image=IMAGE)
     assert report.complete and time.monotonic() - start < 30
 
 
@@ -170,7 +171,7 @@ def test_plan_marks_an_adapter_stale_when_its_data_commit_is_gone(server, tmp_pa
     pipe = mlops.Pipeline(source, tracker, mlops.CudaTrainer(device="cpu"), mlops.load_catalog_table(source),
                           experiment="gone-adapters", releases_experiment="gone-releases", code_commit="c0de")
     pipe.train(pipe.plan(at="main"))
-    assert pipe.release(IMAGE).complete
+    assert pipe.release(image=IMAGE).complete
     name = "gone-" + demo.customer_name(2)
     tracker.set_model_version_tag(name, 1, "mlops.data.commit", "v" * 32)  # a commit this database never had
     source.execute("UPDATE tickets SET body = body || '.' WHERE customer = ?", (demo.customer_name(1),))
