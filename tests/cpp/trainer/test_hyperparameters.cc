@@ -69,7 +69,7 @@ TEST_CASE("one validator: the trainer refuses what the catalog refuses, naming t
     FAIL("no error");
   } catch (const ConfigError& e) {
     const std::string msg = e.what();
-    CHECK(msg.find("adapter 'big': ") == 0);
+    CHECK(msg.find("adapter 'big': field") != std::string::npos);
     CHECK(msg.find("field 'epochs': must be <= 100000 (the trainer's limit kMaxEpochs), got 4294967297") !=
           std::string::npos);
     CHECK(msg.find("field 'hidden': must be >= 0, got -1") != std::string::npos);
@@ -114,10 +114,12 @@ TEST_CASE("a dataset's values are checked once, when it is made, and remembered"
   const Dataset bad_x(X, 3, 5000, {0, 1, 0}, {"a", "b"});
   CHECK_FALSE(bad_x.values_valid());
   CHECK_THROWS_WITH_AS(bad_x.validate("adapter 'x'"),
-                       "adapter 'x': field X, row 2, column 4321: value is not finite (NaN or Inf)", DataError);
+                       doctest::Contains("adapter 'x': field X, row 2, column 4321: value is not finite (NaN or Inf)"),
+                       DataError);
   const Dataset bad_y({1, 2, 3, 4}, 2, 2, {0, 2}, {"a", "b"});
   CHECK_FALSE(bad_y.values_valid());
-  CHECK_THROWS_WITH_AS(bad_y.validate("d"), "d: field y, row 1: label index 2 is out of range [0, 2)", DataError);
+  CHECK_THROWS_WITH_AS(bad_y.validate("d"), doctest::Contains("d: field y, row 1: label index 2 is out of range [0, 2)"),
+                       DataError);
   // A subset made of good rows is good again.
   const std::size_t good_rows[] = {0, 1};
   CHECK(bad_x.take(good_rows).values_valid());
