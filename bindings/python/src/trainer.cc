@@ -52,26 +52,28 @@ py::array proba(const Adapter& a, const py::handle& Xh) {
 
 // A Python integer (or anything with __index__, such as a NumPy integer) as a 64-bit hyperparameter;
 // ConfigError for another type or a value outside 64 bits (the range check is Hyperparameters').
-std::int64_t integer_arg(const py::handle& v, const char* field) {
+std::int64_t integer_arg(const py::handle& v, const AdapterSpec& s, const char* field) {
+  const std::string who = "adapter " + detail::quote_for_message(s.name) + ": field '" + field + "': ";
   if (PyBool_Check(v.ptr()) || !PyIndex_Check(v.ptr()))
-    throw ConfigError(std::string("field '") + field + "': must be an integer, got " +
+    throw ConfigError(who + "must be an integer, got " +
                       py::str(py::type::of(v).attr("__name__")).cast<std::string>());
   int overflow = 0;
   auto index = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
   if (!index) throw py::error_already_set();
   const long long x = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
   if (overflow != 0)
-    throw ConfigError(std::string("field '") + field + "': " + py::str(index).cast<std::string>() +
+    throw ConfigError(who + py::str(index).cast<std::string>() +
                       " is outside the 64-bit range (the trainer's limits are far smaller)");
   if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
   return x;
 }
 
-Optimizer optimizer_arg(const std::string& name) {
+Optimizer optimizer_arg(const std::string& name, const AdapterSpec& s) {
   if (auto o = parse_optimizer(name)) return *o;
   std::string choices;
   for (const auto& n : optimizer_names()) choices += (choices.empty() ? "'" : ", '") + n + "'";
-  throw ConfigError("field 'optimizer': must be one of " + choices + ", got " + detail::quote_for_message(name));
+  throw ConfigError("adapter " + detail::quote_for_message(s.name) + ": field 'optimizer': must be one of " + choices +
+                    ", got " + detail::quote_for_message(name));
 }
 
 py::dict metrics_dict(const EpochMetrics& m) {
@@ -209,15 +211,15 @@ a value too large, the trainer's limit); fit() checks them again together with t
              AdapterSpec s;
              s.name = std::move(name);
              s.dataset = std::move(dataset);
-             s.hidden = integer_arg(hidden, "hidden");
-             s.epochs = integer_arg(epochs, "epochs");
-             s.batch_size = integer_arg(batch_size, "batch_size");
+             s.hidden = integer_arg(hidden, s, "hidden");
+             s.epochs = integer_arg(epochs, s, "epochs");
+             s.batch_size = integer_arg(batch_size, s, "batch_size");
              s.learning_rate = learning_rate;
              s.l2 = l2;
              s.validation_fraction = validation_fraction;
-             s.optimizer = optimizer_arg(optimizer);
+             s.optimizer = optimizer_arg(optimizer, s);
              s.momentum = momentum;
-             s.patience = integer_arg(patience, "patience");
+             s.patience = integer_arg(patience, s, "patience");
              if (class_weights) s.class_weights = std::move(*class_weights);
              s.code_commit = std::move(code_commit);
              s.Hyperparameters::validate("adapter " + detail::quote_for_message(s.name));
@@ -230,19 +232,19 @@ a value too large, the trainer's limit); fit() checks them again together with t
       .def_readwrite("name", &AdapterSpec::name)
       .def_readwrite("dataset", &AdapterSpec::dataset)
       .def_property("hidden", [](const AdapterSpec& s) { return s.hidden; },
-                    [](AdapterSpec& s, const py::handle& v) { s.hidden = integer_arg(v, "hidden"); })
+                    [](AdapterSpec& s, const py::handle& v) { s.hidden = integer_arg(v, s, "hidden"); })
       .def_property("epochs", [](const AdapterSpec& s) { return s.epochs; },
-                    [](AdapterSpec& s, const py::handle& v) { s.epochs = integer_arg(v, "epochs"); })
+                    [](AdapterSpec& s, const py::handle& v) { s.epochs = integer_arg(v, s, "epochs"); })
       .def_property("batch_size", [](const AdapterSpec& s) { return s.batch_size; },
-                    [](AdapterSpec& s, const py::handle& v) { s.batch_size = integer_arg(v, "batch_size"); })
+                    [](AdapterSpec& s, const py::handle& v) { s.batch_size = integer_arg(v, s, "batch_size"); })
       .def_readwrite("learning_rate", &AdapterSpec::learning_rate)
       .def_readwrite("l2", &AdapterSpec::l2)
       .def_readwrite("validation_fraction", &AdapterSpec::validation_fraction)
       .def_property("optimizer", [](const AdapterSpec& s) { return std::string(to_string(s.optimizer)); },
-                    [](AdapterSpec& s, const std::string& v) { s.optimizer = optimizer_arg(v); })
+                    [](AdapterSpec& s, const std::string& v) { s.optimizer = optimizer_arg(v, s); })
       .def_readwrite("momentum", &AdapterSpec::momentum)
       .def_property("patience", [](const AdapterSpec& s) { return s.patience; },
-                    [](AdapterSpec& s, const py::handle& v) { s.patience = integer_arg(v, "patience"); })
+                    [](AdapterSpec& s, const py::handle& v) { s.patience = integer_arg(v, s, "patience"); })
       .def_readwrite("class_weights", &AdapterSpec::class_weights)
       .def_readwrite("code_commit", &AdapterSpec::code_commit)
       .def("params", &AdapterSpec::params, "Hyperparameters as a flat dict of strings (deterministic).")
