@@ -21,7 +21,8 @@
 #
 # Environment: GPU_CHECK_DIR (work folder, default build/gpu-check), GPU_CHECK_DEBS (default .gpu-debs),
 # GPU_CHECK_STAGES (default "build cpp python sanitizer bench"), GPU_CHECK_BENCH_ARGS (extra bench flags),
-# GPU_CHECK_TIME_SCALE (multiplies each stage's time limit), PYTHON (default python3), JOBS (default nproc).
+# GPU_CHECK_TIME_SCALE (multiplies each stage's time limit), GPU_CHECK_ALLOW_CPU=1 (no GPU is not a
+# failure: for trying the script on a machine without one), PYTHON (default python3), JOBS (default nproc).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -121,6 +122,14 @@ if wants build; then
   run_stage build 300 configure_and_build || exit 1
   grep -E '^(\(|cuda|cpu|dolt|mlflow)|->' "$work/logs/build.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
 fi
+# Without a usable GPU every GPU test would skip and the bench would say why: that is a failed check,
+# unless asked for (GPU_CHECK_ALLOW_CPU=1, to try the script where there is no GPU).
+if [ "${GPU_CHECK_ALLOW_CPU:-0}" != 1 ]; then
+  run_stage device 60 env PYTHONPATH="$work/py" "$python" -c \
+    'import mlops, sys; t = mlops.CudaTrainer(progress=False); print(t.device, "|", t.device_reason); sys.exit(t.device == "cpu")' ||
+    exit 1
+  bench_require=--require-gpu
+fi
 
 tests_bin=$work/build/tests/cpp/mlops_tests
 # ---- 3. tests -----------------------------------------------------------------------------------------
@@ -139,7 +148,12 @@ if wants python; then
 fi
 # ---- 4. compute-sanitizer ---------------------------------------------------------------------------------
 if wants sanitizer; then
-  sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
+  cuda_home=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}
+  sanitizer=$(command -v compute-sanitizer)
+  for candidate in "$cuda_home/bin/compute-sanitizer" "$cuda_home/compute-sanitizer/compute-sanitizer"; do
+    [ -z "$sanitizer" ] && [ -x "$candidate" ] && sanitizer=$candidate
+  done
+  sanitizer=${sanitizer:-compute-sanitizer}  # not found: the stage fails and says so
   run_stage memcheck 120 "$sanitizer" --tool memcheck --error-exitcode 99 --leak-check full \
     "$tests_bin" --no-intro -tc="GPU: a small fit for compute-sanitizer*"
   grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$work/logs/memcheck.log" | sed 's/^/      /' | tee -a "$summary"
@@ -154,7 +168,7 @@ if wants bench; then
     # shellcheck disable=SC2086
     run_stage bench $((left / scale)) env PYTHONPATH="$work/py" XLA_PYTHON_CLIENT_PREALLOCATE=false \
       "$python" "$root/bench/train/bench.py" --skip-cpu --gpu-batch-sizes 256,32 --summary "$work/bench.json" \
-      ${GPU_CHECK_BENCH_ARGS:-}
+      ${bench_require:-} ${GPU_CHECK_BENCH_ARGS:-}
     sed -n '/^== GPU/,$p' "$work/logs/bench.log" | sed 's/^/      /' | tee -a "$summary"
   fi
 fi

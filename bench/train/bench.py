@@ -401,6 +401,7 @@ def main() -> int:
     p.add_argument("--loop-adapters", type=int, default=30, help="adapters the PyTorch loop is timed on (a third at batch < 128)")
     p.add_argument("--gpu-batch-sizes", default="256", help="comma-separated batch sizes of the GPU part, e.g. 256,32")
     p.add_argument("--summary", default=None, help="write the figures as JSON to this file")
+    p.add_argument("--require-gpu", action="store_true", help="exit 2 when the GPU part is skipped")
     p.add_argument("--skip-cpu", action="store_true")
     p.add_argument("--skip-gpu", action="store_true")
     args = p.parse_args()
@@ -417,6 +418,9 @@ def main() -> int:
 
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=1)
+    if args.require_gpu and (args.skip_gpu or "skipped" in summary.get("gpu", {})):
+        print("the GPU part was required and did not run", file=sys.stderr)
+        return 2
     return 0
 
 
