@@ -142,19 +142,12 @@ def test_plan_train_release_change_retrain_rollback(world):
     assert [r["md5"] for r in pipe.releases()][0] in (rolled.md5, second.md5, first.md5)
     assert {r["md5"] for r in pipe.releases()} == {first.md5, second.md5, rolled.md5}
 
-    # A Docker build context for the release.
+    # A Docker build context needs the wheel the image installs (test_image.py builds and runs one); without
+    # it nothing is written.
     ctx = world["tmp"] / "image"
-    assert pipe.write_build_context(ctx, first.md5) == first.image
-    assert (ctx / "manifest.json").read_text() == first.manifest.to_json()
-    dockerfile = (ctx / "Dockerfile").read_text()
-    assert f'LABEL "io.mlops.release.md5"="{first.md5}"' in dockerfile
-    assert f'"io.mlops.model.{name(3)}"="v1 data=' in dockerfile
-    assert list((ctx / "models" / name(3)).rglob("MLmodel"))
-    assert json.loads((ctx / "lineage.json").read_text())[name(3)]["version"] == 1
-    # The image installs what the models' own requirements.txt ask for, each once.
-    assert (ctx / "requirements.txt").read_text().splitlines() == ["mlops", "numpy", "pandas", "safetensors"]
-    assert dockerfile.startswith(f"# Release {first.md5}: {len(first.manifest)} adapter models.\n")
-    assert dockerfile.endswith(f"ENV MLOPS_RELEASE_MD5={first.md5} MLOPS_RELEASE_DIR=/srv/release\n")
+    with pytest.raises(mlops.ConfigError, match="does not exist"):
+        pipe.write_build_context(ctx, first.md5, wheel=world["tmp"] / "mlops_dolt-0.1.0-cp311-cp311-linux_x86_64.whl")
+    assert not ctx.exists()
 
 
 def test_rows_moving_between_slices_make_both_stale(world):
