@@ -9,8 +9,8 @@
 
 #include "core/hash.hpp"
 #include "core/text.hpp"
-#include "dolt/featurizer.hpp"
 #include "dolt/source_impl.hpp"
+#include "mlops/featurizer.hpp"
 
 namespace mlops {
 
@@ -92,7 +92,7 @@ struct ScanPlan {
   std::vector<std::string> key;
   std::size_t nk = 0, label_at = 0, first_feature = 0, nf = 0;
   bool use_text = false;
-  const detail::HashingFeaturizer* featurizer = nullptr;
+  const Featurizer* featurizer = nullptr;
 };
 
 // The rows of the scan: X rows, label ids in order of first appearance, dropped rows.
@@ -307,8 +307,8 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
                       (use_text ? "both" : "neither"));
   for (const auto& f : spec.features) detail::Dialect::check_column(f);
   if (use_text) detail::Dialect::check_column(spec.text);
-  std::optional<detail::HashingFeaturizer> featurizer;
-  if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed);
+  std::optional<Featurizer> featurizer;
+  if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed, spec.text);
   if (spec.at && !dialect.versioned())
     throw DataSourceError(display + " is a MySQL server without Dolt: it cannot read at " + quote_for_message(*spec.at) +
                           "; pass at=None to read the current rows unpinned");

@@ -455,7 +455,7 @@ def test_run_log_adapter_gives_a_model_mlflow_loads(server, tmp_path, monkeypatc
     tracker.set_alias("log-adapter-model", "champion", version)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # not mlflow.set_tracking_uri: it outlives the test
     model = mlflow.pyfunc.load_model("models:/log-adapter-model@champion")
-    labels, probabilities = trained.adapter.predict(X)
+    labels = trained.adapter.predict(X)
     got = np.asarray(model.predict(X))
     assert list(got) == list(labels) and set(labels) == {"no", "yes"}
     assert (np.asarray(labels) == np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")).mean() > 0.9
