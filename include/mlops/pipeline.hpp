@@ -126,7 +126,7 @@ struct ReleaseRecord {
 /// wheel and its runtime dependencies from their wheels, all copied into the build context and pinned by
 /// SHA-256: nothing is installed by name from a package index.
 struct BuildContextOptions {
-  std::filesystem::path wheel;                           ///< this project's wheel (mlops_dolt-*.whl); required
+  std::filesystem::path wheel;  ///< this project's wheel (mlops_dolt-*.whl); empty: the release folder only
   std::vector<std::filesystem::path> dependency_wheels;  ///< wheels of its runtime dependencies (numpy, ...)
   std::string base_image;  ///< needs python3 with venv; default python:<the wheel's X.Y>-slim-bookworm
 };
@@ -199,7 +199,8 @@ class Pipeline {
   /// wheels/requirements.txt pinning each by SHA-256, and a Dockerfile: OCI labels (release MD5, previous
   /// release, per-model version and commits), an install with `pip --no-index --require-hashes` into a venv,
   /// a non-root user, `EXPOSE 8080`, a HEALTHCHECK on /health and `mlops serve /srv/release` as its command.
-  /// `docker build -t <image tag> <dir>` builds the release image.
+  /// `docker build -t <image tag> <dir>` builds the release image. Without `options.wheel` only the release
+  /// folder is written (manifest.json, lineage.json, models/): what `mlops serve DIR` reads.
   /// @throws ConfigError naming the file when a wheel is missing or is not a wheel (before anything is written)
   /// @return the image tag
   std::string write_build_context(const std::filesystem::path& dir, const std::string& md5,

@@ -161,17 +161,24 @@ std::string dockerfile(const ReleaseRecord& rec, const json& summary, const std:
 std::string Pipeline::write_build_context(const std::filesystem::path& dir, const std::string& md5,
                                           const BuildContextOptions& options) {
   // Every wheel is read and hashed before anything is written.
-  std::vector<Wheel> wheels{read_wheel(options.wheel, "the wheel")};
-  if (normalized(wheels.front().name) != "mlops-dolt")
-    throw ConfigError("the wheel " + detail::quote_for_message(options.wheel.filename().string(), 300) +
-                      " is not this project's (mlops_dolt-<version>-<tags>.whl)");
+  const bool image = !options.wheel.empty();
+  std::vector<Wheel> wheels;
+  if (image) {
+    wheels.push_back(read_wheel(options.wheel, "the wheel"));
+    if (normalized(wheels.front().name) != "mlops-dolt")
+      throw ConfigError("the wheel " + detail::quote_for_message(options.wheel.filename().string(), 300) +
+                        " is not this project's (mlops_dolt-<version>-<tags>.whl)");
+  } else if (!options.dependency_wheels.empty()) {
+    throw ConfigError("dependency wheels given without the wheel of this project");
+  }
   std::set<std::string> names{"mlops-dolt"};
   for (const auto& p : options.dependency_wheels) {
     wheels.push_back(read_wheel(p, "the dependency wheel"));
     if (!names.insert(normalized(wheels.back().name)).second)
       throw ConfigError("two wheels of " + detail::quote_for_message(wheels.back().name, 100) + " given");
   }
-  const std::string base_image = options.base_image.empty() ? default_base_image(wheels.front()) : options.base_image;
+  const std::string base_image =
+      !image || !options.base_image.empty() ? options.base_image : default_base_image(wheels.front());
 
   ReleaseRecord rec;
   if (md5.empty()) {
@@ -197,6 +204,7 @@ std::string Pipeline::write_build_context(const std::filesystem::path& dir, cons
                      {"run_id", v.run_id}};
   }
   detail::write_file_atomically(dir / "lineage.json", summary.dump(2));
+  if (!image) return rec.image;  // the release folder only
   write_wheels(dir, wheels);
   detail::write_file_atomically(dir / "Dockerfile", dockerfile(rec, summary, base_image));
   return rec.image;

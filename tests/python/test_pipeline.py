@@ -148,6 +148,12 @@ def test_plan_train_release_change_retrain_rollback(world):
     with pytest.raises(mlops.ConfigError, match="does not exist"):
         pipe.write_build_context(ctx, first.md5, wheel=world["tmp"] / "mlops_dolt-0.1.0-cp311-cp311-linux_x86_64.whl")
     assert not ctx.exists()
+    # Without a wheel: the release folder that `mlops serve DIR` reads, and no Dockerfile.
+    assert pipe.write_build_context(ctx, first.md5) == first.image
+    assert (ctx / "manifest.json").read_text() == first.manifest.to_json()
+    assert list((ctx / "models" / name(3)).rglob("MLmodel"))
+    assert json.loads((ctx / "lineage.json").read_text())[name(3)]["version"] == 1
+    assert not (ctx / "Dockerfile").exists() and not (ctx / "wheels").exists()
 
 
 def test_rows_moving_between_slices_make_both_stale(world):
