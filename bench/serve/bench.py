@@ -141,9 +141,16 @@ def main() -> int:
 
     # The anchor: MLflow's own server on the same adapter (its pyfunc takes the text too).
     mport = free_port()
+    # MLflow starts `uvicorn` from PATH: make it this interpreter's, so its pyfunc imports this mlops.
+    shim = WORK / "bin"
+    shim.mkdir(exist_ok=True)
+    (shim / "uvicorn").write_text(f"#!/bin/sh\nexec {sys.executable} -m uvicorn \"$@\"\n")
+    (shim / "uvicorn").chmod(0o755)
+    anchor_env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
     anchor = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(a_dir / "models" / name(7) / "model"),
                                "-p", str(mport), "-h", "127.0.0.1", "--env-manager", "local"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env=anchor_env)
     try:
         wait_http(mport, "/ping")
         murl = f"http://127.0.0.1:{mport}/invocations"

@@ -67,17 +67,10 @@ class AdapterModel:
         """Class probabilities, float32 (rows, classes), in the order of ``classes``."""
         return self.adapter.predict_proba(self._input(model_input))
 
-    def predict(self, model_input: Any, params: Optional[dict] = None):
-        """Predicted labels: a pandas Series for a DataFrame input, else a NumPy array."""
-        labels = self.adapter.predict(self._input(model_input))
-        try:
-            import pandas as pd
-
-            if isinstance(model_input, pd.DataFrame):
-                return pd.Series(labels, index=model_input.index, name="prediction")
-        except ImportError:  # pragma: no cover
-            pass
-        return labels
+    def predict(self, model_input: Any, params: Optional[dict] = None) -> np.ndarray:
+        """Predicted labels, a NumPy array typed like the training labels (so MLflow's scoring server
+        answers ``{"predictions": [label, ...]}``, as ``mlops serve`` does)."""
+        return self.adapter.predict(self._input(model_input))
 
     def __repr__(self) -> str:
         kind = "text" if self.adapter.takes_text else f"features={self.n_features}"
