@@ -78,13 +78,16 @@ class FaultProxy:
     drop_answer: a predicate on (method, path); a matching request is forwarded, then answered 503 as if
       the answer was lost on the way (each predicate match counts once unless it keeps returning True).
     basic_auth: "user:password" that requests must carry, else 401.
+    refuse: a predicate on (method, path, body); a matching request is answered 403 PERMISSION_DENIED
+      without forwarding it (for as long as the predicate says so).
     certfile/keyfile: serve HTTPS with this certificate.
     delay: seconds to wait before forwarding each request (a slow server).
     """
 
     def __init__(self, upstream: str, fail_first: int = 0, fail_status: int = 503, retry_after: Optional[str] = "0",
                  drop_answer: Optional[Callable[[str, str], bool]] = None, basic_auth: Optional[str] = None,
-                 certfile: Optional[str] = None, keyfile: Optional[str] = None, delay: float = 0.0) -> None:
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None, delay: float = 0.0,
+                 refuse: Optional[Callable[[str, str, bytes], bool]] = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.fail_first = fail_first
         self.fail_status = fail_status
@@ -92,6 +95,7 @@ class FaultProxy:
         self.drop_answer = drop_answer
         self.basic_auth = basic_auth
         self.delay = delay
+        self.refuse = refuse
         self.requests: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
         proxy = self
@@ -124,6 +128,12 @@ class FaultProxy:
                         self._answer(401, b'{"error_code": "UNAUTHENTICATED", "message": "bad credentials"}',
                                      {"Content-Type": "application/json"})
                         return
+                if proxy.refuse is not None and proxy.refuse(self.command, self.path, body):
+                    with proxy.lock:
+                        proxy.requests.append((self.command, self.path, 403))
+                    self._answer(403, b'{"error_code": "PERMISSION_DENIED", "message": "refused by the proxy"}',
+                                 {"Content-Type": "application/json"})
+                    return
                 if inject:
                     with proxy.lock:
                         proxy.requests.append((self.command, self.path, proxy.fail_status))
