@@ -5,6 +5,7 @@
 #include <fstream>
 #include <cstdlib>
 #include <thread>
+#include <set>
 
 #include "core/text.hpp"
 #include "mlflow/internal.hpp"
@@ -487,10 +488,17 @@ nlohmann::json MlflowTracker::get_registered_model(const std::string& name) {
 std::vector<ModelVersion> MlflowTracker::search_model_versions(const std::string& filter, int page_size) {
   if (page_size <= 0 || page_size > 10000) throw ConfigError("page_size must be in 1..10000");
   std::vector<ModelVersion> out;
-  nlohmann::json q = {{"max_results", page_size}};
+  // The server pages by offset. Its default order puts the last updated first, so a version created
+  // while the pages are read pushes the rest down (the next page repeats what was read) and an updated
+  // one moves up (the next page skips a version). By name and version the order never changes, and a
+  // version created meanwhile only repeats one that was read, which is dropped here.
+  nlohmann::json q = {{"max_results", page_size}, {"order_by", {"name ASC", "version_number ASC"}}};
   if (!filter.empty()) q["filter"] = filter;
-  impl_->each_page("GET", "mlflow/model-versions/search", q, "model_versions",
-                   [&](nlohmann::json& mv) { out.push_back(ModelVersion::from_json(mv)); });
+  std::set<std::pair<std::string, std::int64_t>> seen;
+  impl_->each_page("GET", "mlflow/model-versions/search", q, "model_versions", [&](nlohmann::json& mv) {
+    auto v = ModelVersion::from_json(mv);
+    if (seen.emplace(v.name, v.version).second) out.push_back(std::move(v));
+  });
   return out;
 }
 
@@ -499,8 +507,11 @@ std::vector<nlohmann::json> MlflowTracker::search_registered_models(const std::s
   std::vector<nlohmann::json> out;
   nlohmann::json q = {{"max_results", page_size}};
   if (!filter.empty()) q["filter"] = filter;
-  impl_->each_page("GET", "mlflow/registered-models/search", q, "registered_models",
-                   [&](nlohmann::json& m) { out.push_back(std::move(m)); });
+  // Ordered by name (the server's default); a model created while the pages are read repeats one.
+  std::set<std::string> seen;
+  impl_->each_page("GET", "mlflow/registered-models/search", q, "registered_models", [&](nlohmann::json& m) {
+    if (seen.insert(m.value("name", "")).second) out.push_back(std::move(m));
+  });
   std::lock_guard lock(impl_->models_mutex);
   for (const auto& m : out)
     if (m.contains("name") && m["name"].is_string()) impl_->known_models.insert(m["name"].get<std::string>());
