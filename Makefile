@@ -10,10 +10,11 @@ PY      := $(VENV)/bin/python
 BUILD   := build
 export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
 
-.PHONY: setup build install demo test test-cpp test-python test-asan fuzz bench clean help
+.PHONY: setup build install wheel demo test test-cpp test-python test-asan fuzz bench clean help
 
 help:
 	@echo "make demo    run the main job (installs what it needs)"
+	@echo "make wheel   build dist/mlops_dolt-<version>-<python>-manylinux_*.whl with its own shared libraries"
 	@echo "make test    build and run all tests: C++ (ctest), Python (pytest), C++ under ASan+UBSan"
 	@echo "make fuzz    run the manifest JSON fuzzer for a minute (clang, libFuzzer)"
 	@echo "make bench   run the benchmarks under bench/"
@@ -30,6 +31,16 @@ build: setup
 # The Python package, installed into .venv from this checkout (incremental: the build folder is kept).
 install: setup
 	$(PY) -m pip install -q --no-build-isolation -Cbuild-dir=$(BUILD)/py .
+
+# A wheel that carries the shared libraries it links (auditwheel repair), built from the same build folder as
+# `make install`. The CUDA module stays outside: it is loaded at run time where a driver and cuBLAS exist.
+wheel: setup
+	rm -rf $(BUILD)/wheel && mkdir -p $(BUILD)/wheel dist
+	$(PY) -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=$(BUILD)/py -w $(BUILD)/wheel .
+	rm -f dist/mlops_dolt-*.whl
+	PATH="$(abspath $(VENV))/bin:$$PATH" auditwheel repair -w dist \
+	  --exclude 'libcublas.so.*' --exclude 'libcublasLt.so.*' --exclude 'libcuda.so.*' $(BUILD)/wheel/*.whl
+	ls -l dist/mlops_dolt-*.whl
 
 test-cpp: build
 	ctest --test-dir $(BUILD)/cpp --output-on-failure -j $(JOBS)

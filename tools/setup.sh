@@ -10,6 +10,7 @@ DEB_PACKAGES=(
   default-libmysqlclient-dev mariadb-server
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libopenblas-dev libtomlplusplus-dev
   openssl python3-venv
+  podman runc mmdebstrap uidmap
   slurm-wlm munge
 )
 

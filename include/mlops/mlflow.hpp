@@ -84,6 +84,39 @@ struct ModelVersion {
   static ModelVersion from_json(const nlohmann::json& j);
 };
 
+/// A run as the server records it: its info, tags, params and latest metric values.
+struct RunInfo {
+  std::string run_id;
+  std::string experiment_id;
+  std::string name;                 ///< run name (empty when none)
+  std::string status;               ///< RUNNING, SCHEDULED, FINISHED, FAILED or KILLED
+  std::string artifact_uri;         ///< e.g. `mlflow-artifacts:/1/<run id>/artifacts`
+  std::int64_t start_time = 0;      ///< ms since the epoch
+  std::int64_t end_time = 0;        ///< ms since the epoch (0 while running)
+  std::map<std::string, std::string> tags;
+  std::map<std::string, std::string> params;
+  std::map<std::string, double> metrics;  ///< the latest value of each metric
+
+  /// The value of tag `key`, empty when the run has none.
+  [[nodiscard]] std::string tag(const std::string& key) const;
+  [[nodiscard]] nlohmann::json to_json() const;
+  /// From MLflow's run object (`{"info": ..., "data": ...}`). Missing fields stay empty.
+  static RunInfo from_json(const nlohmann::json& run);
+};
+
+/// A registered model: its name, tags and aliases.
+struct RegisteredModel {
+  std::string name;
+  std::string description;
+  std::map<std::string, std::string> tags;
+  std::map<std::string, std::int64_t> aliases;  ///< alias -> version
+  std::int64_t creation_timestamp = 0;          ///< ms since the epoch
+  std::int64_t last_updated_timestamp = 0;      ///< ms since the epoch
+
+  [[nodiscard]] nlohmann::json to_json() const;
+  static RegisteredModel from_json(const nlohmann::json& j);
+};
+
 /// One entry of an artifact listing.
 struct ArtifactInfo {
   std::string path;         ///< path relative to the run's artifact root
@@ -125,6 +158,10 @@ class Run {
   /// `mlops.data.digest`. @param name the dataset's name (empty: the table)
   void log_dataset(const Dataset& dataset, const std::string& context = "training", const std::string& name = "");
 
+  /// Uploads `bytes` from memory as the artifact file `artifact_file` (a path in the run's artifacts,
+  /// e.g. "manifest.json" or "model/lineage.json"). @throws ConfigError for a path with ".."
+  /// @throws TrackingError when the upload fails
+  void log_bytes(const std::string& bytes, const std::string& artifact_file);
   /// Uploads a file (streamed) to `<artifact_path>/<file name>` in the run's artifacts.
   /// @throws ConfigError when the file cannot be read
   void log_artifact(const std::filesystem::path& local_file, const std::string& artifact_path = "");
@@ -193,12 +230,18 @@ class MlflowTracker {
   Run start_run(const std::string& experiment, const std::string& run_name = "",
                 const std::map<std::string, std::string>& tags = {});
 
-  /// The run as the server returns it (`info`, `data`, `inputs`). @throws NotFoundError
-  [[nodiscard]] nlohmann::json get_run(const std::string& run_id);
-  /// Runs of the experiments matching `filter` (MLflow search syntax), every page.
-  [[nodiscard]] std::vector<nlohmann::json> search_runs(const std::vector<std::string>& experiment_ids,
-                                                        const std::string& filter = "",
-                                                        int page_size = 1000);
+  /// @throws NotFoundError
+  [[nodiscard]] RunInfo get_run(const std::string& run_id);
+  /// Runs of the experiments matching `filter` (MLflow search syntax), every page, in the server's order
+  /// (newest start time first).
+  [[nodiscard]] std::vector<RunInfo> search_runs(const std::vector<std::string>& experiment_ids,
+                                                 const std::string& filter = "", int page_size = 1000);
+  /// Ends a run that this process may not hold a Run handle for (e.g. one an interrupted process left
+  /// RUNNING): sets its status and its end time (`end_time_ms` < 0: now). @throws NotFoundError
+  void end_run(const std::string& run_id, RunStatus status, std::int64_t end_time_ms = -1);
+  /// Sets tag `key` of any run (a later value replaces an earlier one).
+  /// @throws DataError for a key MLflow refuses; NotFoundError for an unknown run
+  void set_run_tag(const std::string& run_id, const std::string& key, const std::string& value);
   /// Every point of metric `key` of a run (all pages), each {key, value, timestamp, step}.
   [[nodiscard]] std::vector<nlohmann::json> metric_history(const std::string& run_id, const std::string& key);
 
@@ -220,14 +263,14 @@ class MlflowTracker {
   void set_registered_model_tag(const std::string& name, const std::string& key, const std::string& value);
   void set_model_version_tag(const std::string& name, std::int64_t version, const std::string& key,
                              const std::string& value);
-  /// Registered model as the server returns it (name, tags, aliases, latest_versions).
-  [[nodiscard]] nlohmann::json get_registered_model(const std::string& name);
+  /// @throws NotFoundError
+  [[nodiscard]] RegisteredModel get_registered_model(const std::string& name);
   /// Model versions matching `filter` (e.g. "name='m'"), following every page of `page_size`, by name and
   /// version, each once (versions created while the pages are read may or may not be among them).
   [[nodiscard]] std::vector<ModelVersion> search_model_versions(const std::string& filter = "",
                                                                 int page_size = 200);
   /// Registered models matching `filter` (e.g. "name LIKE 'cust%'"), every page.
-  [[nodiscard]] std::vector<nlohmann::json> search_registered_models(const std::string& filter = "",
+  [[nodiscard]] std::vector<RegisteredModel> search_registered_models(const std::string& filter = "",
                                                                      int page_size = 100);
 
   /// Where version `version` of `name` came from: {name, version, run_id, source, code {commit, branch,
@@ -236,12 +279,16 @@ class MlflowTracker {
 
   /// Downloads an artifact URI (`mlflow-artifacts:/...`, a file or a folder) into `dest_dir`.
   std::filesystem::path download_artifacts(const std::string& artifact_uri, const std::filesystem::path& dest_dir);
+  /// The bytes of the artifact file at `artifact_uri`, read into memory (for small files such as a
+  /// manifest). @throws NotFoundError when it does not exist
+  [[nodiscard]] std::string read_artifact(const std::string& artifact_uri);
 
   /// Delivers batches that an earlier process left in the spool folder; returns how many were delivered.
   std::size_t deliver_spooled();
 
   /// One REST call: `path` after `/api/2.0/` (e.g. "mlflow/runs/get"); GET sends `body`'s fields as the
-  /// query string. Retries as configured. @throws NotFoundError, ConflictError, TrackingError
+  /// query string. Retries as configured. For calls the typed methods above do not cover; mlops itself
+  /// uses only those. @throws NotFoundError, ConflictError, TrackingError
   nlohmann::json call(const std::string& method, const std::string& path, const nlohmann::json& body = {});
 
   struct Impl;

@@ -6,13 +6,13 @@
 /// version, alias and release in MLflow. Any machine (a CI runner, a GPU box, a laptop) that points at
 /// the same two URIs sees the same plan and the same releases.
 ///
-/// Conventions in MLflow:
+/// Conventions in MLflow (every name is spelled in mlops/tags.hpp):
 /// - each adapter is a registered model of the same name; training runs go to `options.experiment`;
-/// - a model version carries tags `mlops.fingerprint` (SHA-256 of adapter, data commit, code commit and
-///   hyperparameters), `mlops.data.commit`, `mlops.code.commit`, `mlops.params` (JSON), `mlops.rows`;
+/// - a model version carries the fingerprint (SHA-256 of adapter, data commit, code commit,
+///   hyperparameters and slice), the data and code commits, the hyperparameters and slice (JSON) and rows;
 /// - the alias `staging` marks the newest trained version, `production` the released one;
 /// - each release is a run named by its MD5 in the experiment `mlops-releases`, with the canonical
-///   manifest as the artifact `manifest.json` and tags `mlops.release.md5`, `.image`, `.previous`, `.state`.
+///   manifest as the artifact `manifest.json` and its md5, image, previous release and state as tags.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,7 @@
 
 #include "mlops/catalog.hpp"
 #include "mlops/manifest.hpp"
+#include "mlops/tags.hpp"
 
 namespace mlops {
 
@@ -46,10 +47,10 @@ using TrainProgress = std::function<void(const std::string& stage, std::size_t d
 
 /// Settings of a Pipeline.
 struct PipelineOptions {
-  std::string experiment = "mlops-adapters";           ///< MLflow experiment of the training runs
-  std::string releases_experiment = "mlops-releases";  ///< MLflow experiment of the release records
-  std::string staging_alias = "staging";               ///< set on every newly trained version
-  std::string production_alias = "production";         ///< moved by release() and rollback()
+  std::string experiment = tags::kAdaptersExperiment;           ///< MLflow experiment of the training runs
+  std::string releases_experiment = tags::kReleasesExperiment;  ///< MLflow experiment of the release records
+  std::string staging_alias = tags::kStagingAlias;              ///< set on every newly trained version
+  std::string production_alias = tags::kProductionAlias;        ///< moved by release() and rollback()
   std::string code_commit;          ///< commit of the training code (empty: detected from git / GitHub Actions)
   bool retrain_on_code_change = false;  ///< plan(): a different code commit makes an adapter stale
   /// Requests to MLflow at once: adapters recorded by train(), aliases moved by release() and rollback().

@@ -56,6 +56,38 @@ class Connection {
   virtual std::int64_t execute(const std::string& sql, const std::vector<SqlValue>& params) = 0;
   /// Starts a query; the reader must be destroyed before the next call on this connection.
   virtual std::unique_ptr<RowReader> query(const std::string& sql, const std::vector<SqlValue>& params) = 0;
+
+  /// Between statements: catches up when another writer may have moved HEAD under this connection
+  /// (DoltLite keeps the HEAD it saw; it reopens when the file changed since settle()).
+  virtual void refresh() {}
+  /// Notes the database as this connection last wrote or saw it, so refresh() reopens only for others.
+  virtual void settle() {}
+  /// After ConnectionLost: opens a new connection. False when this kind cannot reconnect; a failed
+  /// attempt is not an error here (the next statement reports it).
+  virtual bool reconnect_after_loss() { return false; }
+  /// Keeps this connection, and any later reconnection, on `branch` (a server with a branch per
+  /// connection; the embedded database switches with the checkout itself).
+  virtual void follow_branch(const std::string& /*branch*/) {}
+  /// A new, read-only connection to the database as it was at commit `hash` (already validated).
+  [[nodiscard]] virtual std::unique_ptr<Connection> open_at(const std::string& hash) const = 0;
+  /// Whether statements see one snapshot only inside an explicit transaction (DoltLite); a server read
+  /// pins every statement to a commit hash instead.
+  [[nodiscard]] virtual bool snapshot_needs_transaction() const { return false; }
+};
+
+/// Several reads that must see one snapshot: begins a transaction where the connection needs one,
+/// commits at end(), rolls back when left by an exception.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(Connection& c);
+  ~ReadSnapshot();
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+  void end();
+
+ private:
+  Connection& c_;
+  bool open_ = false;
 };
 
 /// Appends the cell `i` of the reader's current row to `c`, widening the column's type when needed.

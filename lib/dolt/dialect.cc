@@ -1,8 +1,10 @@
 #include "dolt/dialect.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 #include "core/text.hpp"
+#include "dolt/connection.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops::detail {
@@ -112,8 +114,28 @@ std::string Dialect::diff(std::string_view t, std::string_view from_hash, std::s
 }
 
 std::string Dialect::primary_key(std::string_view t) const {
-  if (backend_ == Backend::DoltLite) return "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk";
+  // The name is checked (letters, digits, '_', '$'), so it is safe inside a string literal.
+  if (backend_ == Backend::DoltLite)
+    return "SELECT name FROM pragma_table_info('" + (check_table(t), std::string(t)) + "') WHERE pk > 0 ORDER BY pk";
   return "SHOW KEYS FROM " + table(t) + " WHERE Key_name = 'PRIMARY'";
+}
+
+std::vector<std::string> key_columns(RowReader& r) {
+  // SHOW KEYS names its columns and may list them out of order; pragma_table_info gives one, in order.
+  std::size_t col = 0, seq = r.columns();
+  for (std::size_t i = 0; i < r.columns(); ++i) {
+    if (r.name(i) == "Column_name") col = i;
+    if (r.name(i) == "Seq_in_index") seq = i;
+  }
+  std::vector<std::pair<std::int64_t, std::string>> keys;
+  while (r.next()) {
+    const std::int64_t at = seq < r.columns() ? r.get_int(seq) : static_cast<std::int64_t>(keys.size());
+    keys.emplace_back(at, r.kind(col) == CellKind::Null ? std::string() : std::string(r.get_text(col)));
+  }
+  std::stable_sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  for (auto& k : keys) out.push_back(std::move(k.second));
+  return out;
 }
 
 std::string Dialect::select(const std::vector<std::string>& columns, std::string_view t, std::string_view hash,

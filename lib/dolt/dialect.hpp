@@ -18,6 +18,11 @@ class Dialect {
   [[nodiscard]] const char* name() const noexcept;
   /// Whether the server keeps versions (DoltLite, Dolt).
   [[nodiscard]] bool versioned() const noexcept { return backend_ != Backend::MySql; }
+  /// Whether a table scan returns rows in primary-key order without ORDER BY (DoltLite's tables do).
+  [[nodiscard]] bool scans_in_key_order() const noexcept { return backend_ == Backend::DoltLite; }
+  /// Whether reading a table at a commit materialises a copy (DoltLite's dolt_at_*), so reading the
+  /// live table is worth it when the commit is the unchanged HEAD.
+  [[nodiscard]] bool history_read_copies() const noexcept { return backend_ == Backend::DoltLite; }
 
   /// A table name: 1–64 characters of letters, digits, `_`, `$`, not starting with a digit.
   /// @throws ConfigError naming it otherwise
@@ -45,7 +50,8 @@ class Dialect {
   /// Tables with uncommitted changes matching one value (the table name).
   [[nodiscard]] std::string table_status() const;
   [[nodiscard]] std::string diff(std::string_view table, std::string_view from_hash, std::string_view to_hash) const;
-  [[nodiscard]] std::string primary_key(std::string_view table) const;  // DoltLite: one value (the table)
+  /// The primary key of `table`; read its result with key_columns().
+  [[nodiscard]] std::string primary_key(std::string_view table) const;
   [[nodiscard]] std::string select(const std::vector<std::string>& columns, std::string_view table,
                                    std::string_view hash, std::string_view where,
                                    const std::vector<std::string>& order_by) const;
@@ -63,5 +69,9 @@ class Dialect {
  private:
   Backend backend_;
 };
+
+class RowReader;
+/// The key column names, in key order, from the result of Dialect::primary_key().
+std::vector<std::string> key_columns(RowReader& r);
 
 }  // namespace mlops::detail

@@ -1,6 +1,7 @@
 #include "dolt/doltlite.hpp"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <map>
@@ -158,34 +159,40 @@ class LiteReader final : public RowReader {
   bool done_ = false;
 };
 
+// When the database file last changed, as far as this process can tell.
+struct FileStamp {
+  std::int64_t mtime_ns = -1, size = -1, ino = -1;
+  bool operator==(const FileStamp&) const = default;
+};
+
+FileStamp stamp_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+          static_cast<std::int64_t>(st.st_size), static_cast<std::int64_t>(st.st_ino)};
+}
+
 class LiteConnection final : public Connection {
  public:
-  LiteConnection(const Api& api, const std::string& name, bool read_only) : api_(api), name_(name) {
-    // No per-call locking inside SQLite: a connection is used by one thread at a time (DoltSource
-    // serialises its calls), and the lock on every sqlite3_column_* call costs a tenth of a large read.
-    const int flags = (read_only ? kOpenReadOnly : (kOpenReadWrite | kOpenCreate)) | kOpenNoMutex;
-    const int rc = api_.open_v2(name.c_str(), &db_, flags, nullptr);
-    if (rc != kOk) {
-      std::string why = db_ ? api_.errmsg(db_) : "out of memory";
-      if (db_) api_.close_v2(db_);
-      db_ = nullptr;
-      throw DataSourceError("cannot open DoltLite database " + quote_for_message(name, 300) + ": " + why);
-    }
-    api_.busy_timeout(db_, 30000);
-    // DoltLite's default page cache is 64 MiB per connection; a dataset read is one sequential scan that
-    // gains nothing from it (measured), while the cache would add to the read's peak memory.
-    try {
-      execute("PRAGMA cache_size = -16384", {});
-    } catch (...) {
-      api_.close_v2(db_);
-      throw;
-    }
+  LiteConnection(const Api& api, std::string lib_path, std::string name, bool read_only)
+      : api_(api), lib_path_(std::move(lib_path)), name_(std::move(name)), read_only_(read_only) {
+    open_db();
   }
-  ~LiteConnection() override {
-    if (db_) api_.close_v2(db_);
-  }
+  ~LiteConnection() override { close_db(); }
   LiteConnection(const LiteConnection&) = delete;
   LiteConnection& operator=(const LiteConnection&) = delete;
+
+  // A connection that saw another writer's commit may hold a stale HEAD: reopen then.
+  void refresh() override {
+    if (db_ != nullptr && stamp_of(name_) == stamp_) return;
+    close_db();
+    open_db();
+  }
+  void settle() override { stamp_ = stamp_of(name_); }
+  std::unique_ptr<Connection> open_at(const std::string& hash) const override {
+    return std::make_unique<LiteConnection>(api_, lib_path_, name_ + "@" + hash, true);
+  }
+  bool snapshot_needs_transaction() const override { return true; }
 
   std::int64_t execute(const std::string& sql, const std::vector<SqlValue>& params) override {
     auto r = query(sql, params);
@@ -231,9 +238,38 @@ class LiteConnection final : public Connection {
   }
 
  private:
+  void open_db() {
+    // No per-call locking inside SQLite: a connection is used by one thread at a time (DoltSource
+    // serialises its calls), and the lock on every sqlite3_column_* call costs a tenth of a large read.
+    const int flags = (read_only_ ? kOpenReadOnly : (kOpenReadWrite | kOpenCreate)) | kOpenNoMutex;
+    const int rc = api_.open_v2(name_.c_str(), &db_, flags, nullptr);
+    if (rc != kOk) {
+      std::string why = db_ ? api_.errmsg(db_) : "out of memory";
+      close_db();
+      throw DataSourceError("cannot open DoltLite database " + quote_for_message(name_, 300) + ": " + why);
+    }
+    api_.busy_timeout(db_, 30000);
+    // DoltLite's default page cache is 64 MiB per connection; a dataset read is one sequential scan that
+    // gains nothing from it (measured), while the cache would add to the read's peak memory.
+    try {
+      execute("PRAGMA cache_size = -16384", {});
+    } catch (...) {
+      close_db();
+      throw;
+    }
+    stamp_ = stamp_of(name_);
+  }
+  void close_db() {
+    if (db_) api_.close_v2(db_);
+    db_ = nullptr;
+  }
+
   const Api& api_;
+  std::string lib_path_;
   std::string name_;
+  bool read_only_;
   Db* db_ = nullptr;
+  FileStamp stamp_;
 };
 
 std::string self_directory() {
@@ -272,7 +308,7 @@ std::string find_doltlite_library(const std::string& explicit_path) {
 }
 
 std::unique_ptr<Connection> open_doltlite(const std::string& lib_path, const std::string& name, bool read_only) {
-  return std::make_unique<LiteConnection>(load_api(lib_path), name, read_only);
+  return std::make_unique<LiteConnection>(load_api(lib_path), lib_path, name, read_only);
 }
 
 }  // namespace detail

@@ -181,7 +181,26 @@ class MyReader final : public RowReader {
 
 }  // namespace
 
-MySqlConnection::MySqlConnection(MySqlConfig config) : config_(std::move(config)) { reconnect(); }
+MySqlConnection::MySqlConnection(MySqlConfig config) : config_(std::move(config)), base_database_(config_.database) {
+  reconnect();
+}
+
+bool MySqlConnection::reconnect_after_loss() {
+  try {
+    reconnect();
+  } catch (const DataSourceError&) {
+    // counted as an attempt by the caller; the next try reports if it persists
+  }
+  return true;
+}
+
+void MySqlConnection::follow_branch(const std::string& branch) { reconnect(base_database_ + "/" + branch); }
+
+std::unique_ptr<Connection> MySqlConnection::open_at(const std::string& hash) const {
+  auto cfg = config_;
+  cfg.database = base_database_ + "/" + hash;
+  return std::make_unique<MySqlConnection>(std::move(cfg));
+}
 
 MySqlConnection::~MySqlConnection() = default;
 

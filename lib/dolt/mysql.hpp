@@ -32,6 +32,10 @@ class MySqlConnection : public Connection {
 
   std::int64_t execute(const std::string& sql, const std::vector<SqlValue>& params) override;
   std::unique_ptr<RowReader> query(const std::string& sql, const std::vector<SqlValue>& params) override;
+  bool reconnect_after_loss() override;
+  /// Reconnects to `<database>/<branch>`, the branch's own database on a Dolt sql-server.
+  void follow_branch(const std::string& branch) override;
+  std::unique_ptr<Connection> open_at(const std::string& hash) const override;
   /// Drops the connection and opens a new one, to `database` when not empty.
   void reconnect(const std::string& database = {});
   /// The server's connection id (for KILL).
@@ -41,6 +45,7 @@ class MySqlConnection : public Connection {
 
  private:
   MySqlConfig config_;
+  std::string base_database_;  // the database named at construction, without a branch
   std::unique_ptr<Handle> h_;
   std::int64_t last_affected_ = 0;
 };

@@ -144,5 +144,25 @@ std::optional<std::string> query_scalar(Connection& c, const std::string& sql, c
   return out;
 }
 
+ReadSnapshot::ReadSnapshot(Connection& c) : c_(c) {
+  if (!c_.snapshot_needs_transaction()) return;
+  c_.execute("BEGIN", {});
+  open_ = true;
+}
+
+ReadSnapshot::~ReadSnapshot() {
+  if (!open_) return;
+  try {
+    c_.execute("ROLLBACK", {});
+  } catch (const Error&) {
+  }
+}
+
+void ReadSnapshot::end() {
+  if (!open_) return;
+  open_ = false;
+  c_.execute("COMMIT", {});
+}
+
 }  // namespace detail
 }  // namespace mlops

@@ -54,6 +54,20 @@ std::string random_hex_id();
 /// Milliseconds since the epoch.
 std::int64_t now_ms();
 
+/// MLflow's tag/param lists ([{key, value}] or an object) as a map.
+std::map<std::string, std::string> tag_map(const nlohmann::json& tags);
+/// A map as MLflow's [{key, value}] list.
+nlohmann::json tag_list(const std::map<std::string, std::string>& tags);
+/// `s` as a quoted literal of MLflow's search syntax.
+std::string query_literal(const std::string& s);
+/// A number MLflow sends as a number or a string; 0 when it is neither.
+std::int64_t to_int64(const nlohmann::json& j);
+/// A metric value (MLflow sends NaN and the infinities as strings).
+double to_double(const nlohmann::json& j);
+
+/// MLflow's name of a run status.
+const char* status_name(RunStatus status);
+
 }  // namespace detail
 
 struct MlflowTracker::Impl {
@@ -95,6 +109,10 @@ struct MlflowTracker::Impl {
   void upload_bytes(const std::string& bytes, const std::string& rel_path);
   std::vector<ArtifactInfo> list(const std::string& rel_path);
   std::filesystem::path download(const std::string& rel_path, const std::filesystem::path& dest_dir);
+  /// The bytes of one artifact file. @throws NotFoundError when it does not exist
+  std::string read(const std::string& rel_path);
+  /// Sets a run's status and end time.
+  void end_run(const std::string& run_id, RunStatus status, std::int64_t end_time_ms);
 };
 
 /// The background sender of one run: a bounded queue, batches, retries and the spool file.

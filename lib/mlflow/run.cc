@@ -1,7 +1,5 @@
 // Run: logging, dataset lineage, artifacts and pyfunc model directories.
 
-#include <chrono>
-#include <ctime>
 #include <exception>
 #include <fstream>
 #include <functional>
@@ -9,9 +7,10 @@
 #include "core/hash.hpp"
 #include "core/text.hpp"
 #include "mlflow/internal.hpp"
-#include "mlops/config.hpp"
+#include "mlflow/model_dir.hpp"
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
+#include "mlops/tags.hpp"
 #include "mlops/trainer.hpp"
 
 namespace mlops {
@@ -20,15 +19,6 @@ namespace {
 
 constexpr std::size_t kMaxParamValue = 6000;
 constexpr std::size_t kMaxTagValue = 8000;
-
-std::string status_name(RunStatus s) {
-  switch (s) {
-    case RunStatus::Finished: return "FINISHED";
-    case RunStatus::Failed: return "FAILED";
-    case RunStatus::Killed: return "KILLED";
-  }
-  return "FINISHED";
-}
 
 // Joins artifact path parts with '/', without empty parts; refuses "..".
 std::string join_path(const std::string& a, const std::string& b) {
@@ -64,10 +54,16 @@ std::string file_sha256(const std::filesystem::path& path) {
   return d.hex();
 }
 
-// A JSON string is a valid YAML scalar, whatever it holds.
-std::string yaml_str(const std::string& s) { return nlohmann::json(s).dump(); }
-
 }  // namespace
+
+const char* detail::status_name(RunStatus s) {
+  switch (s) {
+    case RunStatus::Finished: return "FINISHED";
+    case RunStatus::Failed: return "FAILED";
+    case RunStatus::Killed: return "KILLED";
+  }
+  return "FINISHED";
+}
 
 // ---- Artifacts (Impl) --------------------------------------------------------------------------------
 
@@ -156,6 +152,21 @@ std::filesystem::path MlflowTracker::Impl::download(const std::string& rel_path,
   return dest;
 }
 
+std::string MlflowTracker::Impl::read(const std::string& rel_path) {
+  detail::HttpRequest req;
+  req.method = "GET";
+  req.url = artifact_url(rel_path);
+  auto r = http->send(req);
+  if (r.status == 404) throw NotFoundError("artifact " + rel_path + " does not exist at " + shown);
+  if (r.status < 200 || r.status >= 300) raise(r, "reading artifact " + rel_path);
+  return std::move(r.body);
+}
+
+void MlflowTracker::Impl::end_run(const std::string& run_id, RunStatus status, std::int64_t end_time_ms) {
+  call("POST", "mlflow/runs/update",
+       {{"run_id", run_id}, {"status", detail::status_name(status)}, {"end_time", end_time_ms}});
+}
+
 // ---- Run::State --------------------------------------------------------------------------------------
 
 void Run::State::deliver(std::vector<detail::LogEntry> entries) {
@@ -211,8 +222,7 @@ void Run::State::finish(RunStatus status) {
     if (ended) return;
     ended = true;
   }
-  tracker->call("POST", "mlflow/runs/update",
-                {{"run_id", run_id}, {"status", status_name(status)}, {"end_time", detail::now_ms()}});
+  tracker->end_run(run_id, status, detail::now_ms());
   if (error) std::rethrow_exception(error);
 }
 
@@ -303,24 +313,31 @@ void Run::log_dataset(const Dataset& dataset, const std::string& context, const 
   const nlohmann::json body = {
       {"run_id", state_->run_id},
       {"datasets",
-       {{{"tags", {{{"key", "mlflow.data.context"}, {"value", ctx}}}},
+       {{{"tags", {{{"key", tags::kDataContext}, {"value", ctx}}}},
          {"dataset",
           {{"name", ds_name},
            {"digest", dataset.content_digest().substr(0, 36)},
-           {"source_type", "dolt"},
+           {"source_type", tags::kDatasetSourceType},
            {"source", source.dump()},
            {"schema", schema.dump()},
            {"profile", profile.dump()}}}}}}};
   state_->tracker->call("POST", "mlflow/runs/log-inputs", body);
-  std::map<std::string, std::string> tags = {{"mlops.data.commit", l.commit},
-                                             {"mlops.data.uri", uri},
-                                             {"mlops.data.table", l.table},
-                                             {"mlops.data.query_sha256", detail::sha256_hex(l.query)},
-                                             {"mlops.data.digest", dataset.content_digest()},
-                                             {"mlops.data.rows", std::to_string(dataset.rows())}};
-  for (auto& [k, v] : tags)
+  std::map<std::string, std::string> lineage_tags = {{tags::kDataCommit, l.commit},
+                                                     {tags::kDataUri, uri},
+                                                     {tags::kDataTable, l.table},
+                                                     {tags::kDataQuerySha256, detail::sha256_hex(l.query)},
+                                                     {tags::kDataDigest, dataset.content_digest()},
+                                                     {tags::kDataRows, std::to_string(dataset.rows())}};
+  for (auto& [k, v] : lineage_tags)
     if (v.size() > kMaxTagValue) v.resize(kMaxTagValue);
-  set_tags(tags);
+  set_tags(lineage_tags);
+}
+
+void Run::log_bytes(const std::string& bytes, const std::string& artifact_file) {
+  auto& t = *state_->tracker;
+  const std::string file = join_path(artifact_file, "");
+  if (file.empty()) throw ConfigError("artifact file name must not be empty");
+  t.upload_bytes(bytes, join_path(t.artifact_root(state_->artifact_uri), file));
 }
 
 void Run::log_artifact(const std::filesystem::path& local_file, const std::string& artifact_path) {
@@ -361,41 +378,19 @@ std::filesystem::path Run::download_artifacts(const std::string& path, const std
 
 namespace {
 
-// Uploads a pyfunc model directory: the weights (by `upload_weights`), then requirements.txt, lineage.json
-// and MLmodel from memory, and tags the run with the weights' SHA-256. MLmodel goes last: a directory
-// with an MLmodel is complete.
+// Uploads a model directory (layout in model_dir.hpp): the weights (by `upload_weights`), then
+// requirements.txt, lineage.json and MLmodel from memory, and tags the run with the weights' SHA-256.
 void upload_model_dir(Run& run, MlflowTracker::Impl& t, const std::string& artifact_path,
                       const std::string& weights_name, const std::string& sha, const nlohmann::json& lineage,
                       const std::function<void(const std::string&)>& upload_weights) {
-  if (!lineage.is_object() && !lineage.is_null())
-    throw DataError("model lineage must be a JSON object, got " + std::string(lineage.type_name()));
-  const std::string dir_name = artifact_path.empty() ? "model" : artifact_path;
-  std::time_t now = std::time(nullptr);
-  char when[64];
-  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S.000000", std::gmtime(&now));
-  std::string mlmodel;
-  mlmodel += "artifact_path: " + yaml_str(dir_name) + "\n";
-  mlmodel += "flavors:\n";
-  mlmodel += "  python_function:\n";
-  mlmodel += "    data: " + yaml_str(weights_name) + "\n";
-  mlmodel += "    loader_module: mlops.pyfunc\n";
-  mlmodel += "  mlops:\n";
-  mlmodel += "    format: mlops.adapter.v1\n";
-  mlmodel += "    mlops_version: " + yaml_str(MLOPS_VERSION_STRING) + "\n";
-  mlmodel += "    weights_sha256: " + yaml_str(sha) + "\n";
-  mlmodel += "model_uuid: " + yaml_str(detail::random_hex_id()) + "\n";
-  mlmodel += "run_id: " + yaml_str(run.id()) + "\n";
-  mlmodel += "utc_time_created: " + yaml_str(when) + "\n";
-  nlohmann::json lineage_doc = lineage.is_null() ? nlohmann::json::object() : lineage;
-  lineage_doc["weights_sha256"] = sha;
-  lineage_doc["run_id"] = run.id();
-
+  const std::string dir_name = artifact_path.empty() ? tags::kModelArtifactPath : artifact_path;
+  const model_dir::TextFiles files = model_dir::text_files(dir_name, weights_name, sha, run.id(), lineage);
   const std::string root = join_path(t.artifact_root(run.artifact_uri()), dir_name);
   upload_weights(join_path(root, weights_name));
-  t.upload_bytes("mlops\nnumpy\nsafetensors\npandas\n", join_path(root, "requirements.txt"));
-  t.upload_bytes(lineage_doc.dump(2) + "\n", join_path(root, "lineage.json"));
-  t.upload_bytes(mlmodel, join_path(root, "MLmodel"));
-  run.set_tag("mlops.model." + dir_name + ".sha256", sha);
+  t.upload_bytes(files.requirements, join_path(root, model_dir::kRequirements));
+  t.upload_bytes(files.lineage, join_path(root, model_dir::kLineage));
+  t.upload_bytes(files.mlmodel, join_path(root, model_dir::kMlmodel));
+  run.set_tag(tags::model_sha256(dir_name), sha);
 }
 
 }  // namespace
@@ -403,7 +398,7 @@ void upload_model_dir(Run& run, MlflowTracker::Impl& t, const std::string& artif
 void Run::log_adapter(const TrainedAdapter& trained, const std::string& artifact_path) {
   auto& t = *state_->tracker;
   const std::string bytes = trained.adapter.to_bytes();
-  upload_model_dir(*this, t, artifact_path, "adapter.safetensors", detail::sha256_hex(bytes), trained.lineage,
+  upload_model_dir(*this, t, artifact_path, model_dir::kAdapterWeights, detail::sha256_hex(bytes), trained.lineage,
                    [&](const std::string& rel) { t.upload_bytes(bytes, rel); });
 }
 

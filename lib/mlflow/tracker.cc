@@ -5,11 +5,11 @@
 #include <fstream>
 #include <cstdlib>
 #include <thread>
-#include <set>
 
 #include "core/text.hpp"
 #include "mlflow/internal.hpp"
 #include "mlops/error.hpp"
+#include "mlops/tags.hpp"
 
 namespace mlops {
 
@@ -42,44 +42,11 @@ bool env_bool(const char* name) {
   throw ConfigError(std::string(name) + " must be true or false, got " + detail::quote_for_message(v));
 }
 
-std::map<std::string, std::string> tag_map(const nlohmann::json& tags) {
-  std::map<std::string, std::string> out;
-  if (tags.is_array()) {
-    for (const auto& t : tags) out[t.value("key", "")] = t.value("value", "");
-  } else if (tags.is_object()) {
-    for (auto it = tags.begin(); it != tags.end(); ++it)
-      out[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
-  }
-  return out;
-}
-
-nlohmann::json tag_list(const std::map<std::string, std::string>& tags) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& [k, v] : tags) out.push_back({{"key", k}, {"value", v}});
-  return out;
-}
-
-std::string query_literal(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "\\'";
-    else out += c;
-  }
-  return out + "'";
-}
-
-std::int64_t to_int64(const nlohmann::json& j) {
-  if (j.is_number_integer()) return j.get<std::int64_t>();
-  if (j.is_string()) {
-    try {
-      return std::stoll(j.get<std::string>());
-    } catch (...) {
-    }
-  }
-  return 0;
-}
-
 }  // namespace
+
+using detail::query_literal;
+using detail::tag_list;
+using detail::tag_map;
 
 // ---- Options, value types ---------------------------------------------------------------------------
 
@@ -97,26 +64,6 @@ MlflowOptions MlflowOptions::from_env(const std::string& tracking_uri) {
   o.backoff_jitter = env_number<double>("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", 1.0);
   o.timeout_seconds = env_number<long>("MLFLOW_HTTP_REQUEST_TIMEOUT", 120);
   return o;
-}
-
-nlohmann::json ModelVersion::to_json() const {
-  return {{"name", name},         {"version", version}, {"run_id", run_id},
-          {"source", source},     {"status", status},   {"aliases", aliases},
-          {"tags", tags},         {"creation_timestamp", creation_timestamp}};
-}
-
-ModelVersion ModelVersion::from_json(const nlohmann::json& j) {
-  ModelVersion v;
-  v.name = j.value("name", "");
-  v.version = to_int64(j.value("version", nlohmann::json(0)));
-  v.run_id = j.value("run_id", "");
-  v.source = j.value("source", "");
-  v.status = j.value("status", "");
-  if (j.contains("aliases"))
-    for (const auto& a : j["aliases"]) v.aliases.push_back(a.get<std::string>());
-  v.tags = tag_map(j.value("tags", nlohmann::json::array()));
-  v.creation_timestamp = to_int64(j.value("creation_timestamp", nlohmann::json(0)));
-  return v;
 }
 
 // ---- Impl: HTTP and errors -------------------------------------------------------------------------
@@ -306,30 +253,30 @@ Run MlflowTracker::start_run(const std::string& experiment, const std::string& r
   const SourceInfo& src = impl_->source;
   std::map<std::string, std::string> all;
   const char* user = std::getenv("USER");
-  all["mlflow.user"] = user ? user : std::to_string(::getuid());
-  if (!src.source_name.empty()) all["mlflow.source.name"] = src.source_name;
-  all["mlflow.source.type"] = src.source_type.empty() ? "LOCAL" : src.source_type;
+  all[tags::kUser] = user ? user : std::to_string(::getuid());
+  if (!src.source_name.empty()) all[tags::kSourceName] = src.source_name;
+  all[tags::kSourceType] = src.source_type.empty() ? "LOCAL" : src.source_type;
   if (!src.commit.empty()) {
-    all["mlflow.source.git.commit"] = src.commit;
-    all["mlflow.source.git.dirty"] = src.dirty ? "true" : "false";
+    all[tags::kGitCommit] = src.commit;
+    all[tags::kGitDirty] = src.dirty ? "true" : "false";
   }
-  if (!src.branch.empty()) all["mlflow.source.git.branch"] = src.branch;
-  if (!src.repo_url.empty()) all["mlflow.source.git.repoURL"] = src.repo_url;
+  if (!src.branch.empty()) all[tags::kGitBranch] = src.branch;
+  if (!src.repo_url.empty()) all[tags::kGitRepoUrl] = src.repo_url;
   for (const auto& [k, v] : tags) {
     detail::validate_key(k, "tag");
     all[k] = v;
   }
-  if (!run_name.empty()) all["mlflow.runName"] = run_name;
+  if (!run_name.empty()) all[tags::kRunName] = run_name;
   // A client-made id: a create whose answer was lost is found again instead of creating a second run.
   const std::string request_id = detail::random_hex_id();
-  all["mlops.client_request_id"] = request_id;
+  all[tags::kClientRequestId] = request_id;
 
   nlohmann::json body = {{"experiment_id", exp}, {"start_time", detail::now_ms()}, {"tags", tag_list(all)}};
   if (!run_name.empty()) body["run_name"] = run_name;
   auto find_created = [&]() -> std::optional<nlohmann::json> {
     auto found = impl_->call("POST", "mlflow/runs/search",
                              {{"experiment_ids", {exp}},
-                              {"filter", "tags.`mlops.client_request_id` = " + query_literal(request_id)},
+                              {"filter", std::string("tags.`") + tags::kClientRequestId + "` = " + query_literal(request_id)},
                               {"max_results", 1}},
                              0);
     if (found.contains("runs") && !found["runs"].empty()) return nlohmann::json{{"run", found["runs"][0]}};
@@ -349,18 +296,28 @@ Run MlflowTracker::start_run(const std::string& experiment, const std::string& r
   return Run(state);
 }
 
-nlohmann::json MlflowTracker::get_run(const std::string& run_id) {
-  return impl_->call("GET", "mlflow/runs/get", {{"run_id", run_id}}).at("run");
+RunInfo MlflowTracker::get_run(const std::string& run_id) {
+  return RunInfo::from_json(impl_->call("GET", "mlflow/runs/get", {{"run_id", run_id}}).at("run"));
 }
 
-std::vector<nlohmann::json> MlflowTracker::search_runs(const std::vector<std::string>& experiment_ids,
-                                                       const std::string& filter, int page_size) {
+std::vector<RunInfo> MlflowTracker::search_runs(const std::vector<std::string>& experiment_ids,
+                                                const std::string& filter, int page_size) {
   if (page_size <= 0 || page_size > 50000) throw ConfigError("page_size must be in 1..50000");
-  std::vector<nlohmann::json> out;
+  std::vector<RunInfo> out;
   nlohmann::json body = {{"experiment_ids", experiment_ids}, {"max_results", page_size}};
   if (!filter.empty()) body["filter"] = filter;
-  impl_->each_page("POST", "mlflow/runs/search", body, "runs", [&](nlohmann::json& r) { out.push_back(std::move(r)); });
+  impl_->each_page("POST", "mlflow/runs/search", body, "runs",
+                   [&](nlohmann::json& r) { out.push_back(RunInfo::from_json(r)); });
   return out;
+}
+
+void MlflowTracker::end_run(const std::string& run_id, RunStatus status, std::int64_t end_time_ms) {
+  impl_->end_run(run_id, status, end_time_ms < 0 ? detail::now_ms() : end_time_ms);
+}
+
+void MlflowTracker::set_run_tag(const std::string& run_id, const std::string& key, const std::string& value) {
+  detail::validate_key(key, "tag");
+  impl_->call("POST", "mlflow/runs/set-tag", {{"run_id", run_id}, {"key", key}, {"value", value}});
 }
 
 std::vector<nlohmann::json> MlflowTracker::metric_history(const std::string& run_id, const std::string& key) {
@@ -370,181 +327,32 @@ std::vector<nlohmann::json> MlflowTracker::metric_history(const std::string& run
   return out;
 }
 
-// ---- Registry ---------------------------------------------------------------------------------------
-
-void MlflowTracker::create_registered_model(const std::string& name, const std::map<std::string, std::string>& tags,
-                                            const std::string& description) {
-  if (name.empty()) throw ConfigError("registered model name must not be empty");
-  nlohmann::json body = {{"name", name}};
-  if (!tags.empty()) body["tags"] = tag_list(tags);
-  if (!description.empty()) body["description"] = description;
-  try {
-    impl_->call("POST", "mlflow/registered-models/create", body);
-  } catch (const ConflictError&) {
-    // Exists already (maybe created by a concurrent process): that is what was asked for.
-  }
-  std::lock_guard lock(impl_->models_mutex);
-  impl_->known_models.insert(name);
-}
-
-ModelVersion MlflowTracker::register_model(const std::string& name, const Run& run, const std::string& artifact_path,
-                                           const std::map<std::string, std::string>& tags, double wait_seconds) {
-  bool known = false;
-  {
-    std::lock_guard lock(impl_->models_mutex);
-    known = impl_->known_models.count(name) > 0;
-  }
-  if (!known) create_registered_model(name);
-  std::string source = run.artifact_uri();
-  if (!artifact_path.empty()) source += "/" + artifact_path;
-  auto all = tags;
-  const std::string request_id = detail::random_hex_id();
-  all["mlops.client_request_id"] = request_id;
-  nlohmann::json body = {{"name", name}, {"source", source}, {"run_id", run.id()}, {"tags", tag_list(all)}};
-  auto find_created = [&]() -> std::optional<nlohmann::json> {
-    auto found = impl_->call("GET", "mlflow/model-versions/search",
-                             {{"filter", "name = " + query_literal(name) + " and run_id = " + query_literal(run.id())},
-                              {"max_results", 1000}},
-                             0);
-    for (const auto& mv : found.value("model_versions", nlohmann::json::array()))
-      if (tag_map(mv.value("tags", nlohmann::json::array()))["mlops.client_request_id"] == request_id)
-        return nlohmann::json{{"model_version", mv}};
-    return std::nullopt;
-  };
-  const std::string what = "registering " + source + " as model " + detail::quote_for_message(name);
-  nlohmann::json created;
-  try {
-    created = impl_->create_once("mlflow/model-versions/create", body, find_created, what);
-  } catch (const NotFoundError&) {
-    if (!known) throw;
-    // Deleted since this tracker saw it: create it again.
-    {
-      std::lock_guard lock(impl_->models_mutex);
-      impl_->known_models.erase(name);
-    }
-    create_registered_model(name);
-    created = impl_->create_once("mlflow/model-versions/create", body, find_created, what);
-  }
-  ModelVersion v = ModelVersion::from_json(created.at("model_version"));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
-  double pause = 0.02;
-  while (v.status != "READY") {
-    if (v.status == "FAILED_REGISTRATION")
-      throw TrackingError("registration of " + name + " version " + std::to_string(v.version) + " failed");
-    if (std::chrono::steady_clock::now() > deadline)
-      throw TrackingError("model " + name + " version " + std::to_string(v.version) + " not READY after " +
-                          std::to_string(wait_seconds) + " s (status " + v.status + ")");
-    std::this_thread::sleep_for(std::chrono::duration<double>(pause));
-    pause = std::min(pause * 2, 1.0);
-    v = get_model_version(name, v.version);
-  }
-  return v;
-}
-
-ModelVersion MlflowTracker::get_model_version(const std::string& name, std::int64_t version) {
-  auto j = impl_->call("GET", "mlflow/model-versions/get", {{"name", name}, {"version", std::to_string(version)}});
-  return ModelVersion::from_json(j.at("model_version"));
-}
-
-void MlflowTracker::set_alias(const std::string& name, const std::string& alias, std::int64_t version) {
-  impl_->call("POST", "mlflow/registered-models/alias",
-              {{"name", name}, {"alias", alias}, {"version", std::to_string(version)}});
-}
-
-ModelVersion MlflowTracker::get_by_alias(const std::string& name, const std::string& alias) {
-  try {
-    auto j = impl_->call("GET", "mlflow/registered-models/alias", {{"name", name}, {"alias", alias}});
-    return ModelVersion::from_json(j.at("model_version"));
-  } catch (const TrackingError& e) {
-    // The server answers a missing alias with INVALID_PARAMETER_VALUE ("... alias x not found.").
-    if (e.http_status() == 400 && std::string(e.what()).find("not found") != std::string::npos)
-      throw NotFoundError("alias " + detail::quote_for_message(alias) + " of model " + detail::quote_for_message(name) +
-                          " does not exist");
-    throw;
-  }
-}
-
-void MlflowTracker::delete_alias(const std::string& name, const std::string& alias) {
-  impl_->call("DELETE", "mlflow/registered-models/alias", {{"name", name}, {"alias", alias}});
-}
-
-void MlflowTracker::set_registered_model_tag(const std::string& name, const std::string& key,
-                                             const std::string& value) {
-  detail::validate_key(key, "registered model tag");
-  impl_->call("POST", "mlflow/registered-models/set-tag", {{"name", name}, {"key", key}, {"value", value}});
-}
-
-void MlflowTracker::set_model_version_tag(const std::string& name, std::int64_t version, const std::string& key,
-                                          const std::string& value) {
-  detail::validate_key(key, "model version tag");
-  impl_->call("POST", "mlflow/model-versions/set-tag",
-              {{"name", name}, {"version", std::to_string(version)}, {"key", key}, {"value", value}});
-}
-
-nlohmann::json MlflowTracker::get_registered_model(const std::string& name) {
-  return impl_->call("GET", "mlflow/registered-models/get", {{"name", name}}).at("registered_model");
-}
-
-std::vector<ModelVersion> MlflowTracker::search_model_versions(const std::string& filter, int page_size) {
-  if (page_size <= 0 || page_size > 10000) throw ConfigError("page_size must be in 1..10000");
-  std::vector<ModelVersion> out;
-  // The server pages by offset. Its default order puts the last updated first, so a version created
-  // while the pages are read pushes the rest down (the next page repeats what was read) and an updated
-  // one moves up (the next page skips a version). By name and version the order never changes, and a
-  // version created meanwhile only repeats one that was read, which is dropped here.
-  nlohmann::json q = {{"max_results", page_size}, {"order_by", {"name ASC", "version_number ASC"}}};
-  if (!filter.empty()) q["filter"] = filter;
-  std::set<std::pair<std::string, std::int64_t>> seen;
-  impl_->each_page("GET", "mlflow/model-versions/search", q, "model_versions", [&](nlohmann::json& mv) {
-    auto v = ModelVersion::from_json(mv);
-    if (seen.emplace(v.name, v.version).second) out.push_back(std::move(v));
-  });
-  return out;
-}
-
-std::vector<nlohmann::json> MlflowTracker::search_registered_models(const std::string& filter, int page_size) {
-  if (page_size <= 0 || page_size > 1000) throw ConfigError("page_size must be in 1..1000");
-  std::vector<nlohmann::json> out;
-  nlohmann::json q = {{"max_results", page_size}};
-  if (!filter.empty()) q["filter"] = filter;
-  // Ordered by name (the server's default); a model created while the pages are read repeats one.
-  std::set<std::string> seen;
-  impl_->each_page("GET", "mlflow/registered-models/search", q, "registered_models", [&](nlohmann::json& m) {
-    if (seen.insert(m.value("name", "")).second) out.push_back(std::move(m));
-  });
-  std::lock_guard lock(impl_->models_mutex);
-  for (const auto& m : out)
-    if (m.contains("name") && m["name"].is_string()) impl_->known_models.insert(m["name"].get<std::string>());
-  return out;
-}
-
 nlohmann::json MlflowTracker::lineage(const std::string& name, std::int64_t version) {
   const ModelVersion mv = get_model_version(name, version);
   nlohmann::json out = {{"name", name}, {"version", version}, {"run_id", mv.run_id}, {"model_source", mv.source}};
   if (mv.run_id.empty()) return out;
-  const auto run = get_run(mv.run_id);
-  const auto data = run.value("data", nlohmann::json::object());
-  auto tags = tag_map(data.value("tags", nlohmann::json::array()));
-  auto tag = [&](const char* k) { return tags.count(k) ? tags[k] : std::string(); };
-  out["code_commit"] = tag("mlflow.source.git.commit");
-  out["code_branch"] = tag("mlflow.source.git.branch");
-  out["code_repo_url"] = tag("mlflow.source.git.repoURL");
-  out["code_dirty"] = tag("mlflow.source.git.dirty") == "true";
-  out["data_commit"] = tag("mlops.data.commit");
-  out["data_uri"] = tag("mlops.data.uri");
-  out["table"] = tag("mlops.data.table");
-  out["query_sha256"] = tag("mlops.data.query_sha256");
-  out["digest"] = tag("mlops.data.digest");
+  // The run's dataset inputs are read here only: RunInfo has the rest.
+  const auto raw = impl_->call("GET", "mlflow/runs/get", {{"run_id", mv.run_id}}).at("run");
+  const RunInfo run = RunInfo::from_json(raw);
+  out["code_commit"] = run.tag(tags::kGitCommit);
+  out["code_branch"] = run.tag(tags::kGitBranch);
+  out["code_repo_url"] = run.tag(tags::kGitRepoUrl);
+  out["code_dirty"] = run.tag(tags::kGitDirty) == "true";
+  out["data_commit"] = run.tag(tags::kDataCommit);
+  out["data_uri"] = run.tag(tags::kDataUri);
+  out["table"] = run.tag(tags::kDataTable);
+  out["query_sha256"] = run.tag(tags::kDataQuerySha256);
+  out["digest"] = run.tag(tags::kDataDigest);
   out["query"] = "";
   nlohmann::json datasets = nlohmann::json::array();
-  for (const auto& in : run.value("inputs", nlohmann::json::object()).value("dataset_inputs", nlohmann::json::array())) {
+  for (const auto& in : raw.value("inputs", nlohmann::json::object()).value("dataset_inputs", nlohmann::json::array())) {
     const auto& ds = in.value("dataset", nlohmann::json::object());
     nlohmann::json entry = {{"name", ds.value("name", "")}, {"digest", ds.value("digest", "")},
                             {"source_type", ds.value("source_type", "")}};
     auto source = nlohmann::json::parse(ds.value("source", "{}"), nullptr, false);
     entry["source"] = source.is_discarded() ? nlohmann::json(ds.value("source", "")) : source;
     auto itags = tag_map(in.value("tags", nlohmann::json::array()));
-    entry["context"] = itags["mlflow.data.context"];
+    entry["context"] = itags[tags::kDataContext];
     if (source.is_object() && out["query"] == "" && source.value("commit", "") == out["data_commit"]) {
       out["query"] = source.value("query", "");
       out["query_params"] = source.value("params", nlohmann::json::array());
@@ -553,15 +361,14 @@ nlohmann::json MlflowTracker::lineage(const std::string& name, std::int64_t vers
     datasets.push_back(std::move(entry));
   }
   out["datasets"] = std::move(datasets);
-  nlohmann::json params = nlohmann::json::object();
-  for (const auto& p : data.value("params", nlohmann::json::array())) params[p.value("key", "")] = p.value("value", "");
-  out["params"] = std::move(params);
+  out["params"] = run.params;
   nlohmann::json metrics = nlohmann::json::object();
-  for (const auto& m : data.value("metrics", nlohmann::json::array())) metrics[m.value("key", "")] = m.value("value", nlohmann::json());
+  for (const auto& m : raw.value("data", nlohmann::json::object()).value("metrics", nlohmann::json::array()))
+    metrics[m.value("key", "")] = m.value("value", nlohmann::json());
   out["metrics"] = std::move(metrics);
   nlohmann::json user_tags = nlohmann::json::object();
-  for (const auto& [k, v] : tags)
-    if (k.rfind("mlflow.", 0) != 0 && k.rfind("mlops.", 0) != 0) user_tags[k] = v;
+  for (const auto& [k, v] : run.tags)
+    if (k.rfind(tags::kMlflowPrefix, 0) != 0 && k.rfind(tags::kMlopsPrefix, 0) != 0) user_tags[k] = v;
   out["tags"] = std::move(user_tags);
   return out;
 }
@@ -569,6 +376,10 @@ nlohmann::json MlflowTracker::lineage(const std::string& name, std::int64_t vers
 std::filesystem::path MlflowTracker::download_artifacts(const std::string& artifact_uri,
                                                         const std::filesystem::path& dest_dir) {
   return impl_->download(impl_->artifact_root(artifact_uri), dest_dir);
+}
+
+std::string MlflowTracker::read_artifact(const std::string& artifact_uri) {
+  return impl_->read(impl_->artifact_root(artifact_uri));
 }
 
 std::size_t MlflowTracker::deliver_spooled() {

@@ -159,7 +159,7 @@ def test_run_logging_reads_back_through_mlflow(tracker, client):
     assert len(nan) == 1 and math.isnan(nan[0].value) and nan[0].timestamp == 1234
     # The same through the tracker's own REST reads.
     assert len(tracker.metric_history(run.id, "acc")) == 5
-    assert tracker.get_run(run.id)["info"]["status"] == "FINISHED"
+    assert tracker.get_run(run.id).status == "FINISHED"
 
 
 def test_context_manager_marks_failed_on_exception(tracker, client):
@@ -269,7 +269,7 @@ def test_register_recreates_a_model_deleted_since_it_was_seen(tracker, client, t
     with tracker.start_run(unique("gone")) as run:
         run.log_model_file(weights, {})
     assert tracker.register(name, run).version == 1
-    assert name in [m["name"] for m in tracker.search_registered_models(f"name = '{name}'")]
+    assert name in [m.name for m in tracker.search_registered_models(f"name = '{name}'")]
     client.delete_registered_model(name)  # by someone else
     assert tracker.register(name, run).version == 1
     assert client.get_model_version(name, "1").run_id == run.id
@@ -283,8 +283,71 @@ def test_search_runs_follows_pages(tracker):
             ids.add(run.id)
     eid = tracker.experiment_id(exp)
     found = tracker.search_runs([eid], page_size=2)
-    assert {r["info"]["run_id"] for r in found} == ids
+    assert {r.run_id for r in found} == ids
     assert len(tracker.search_runs([eid], filter="tags.`mlflow.runName` = 'r3'")) == 1
+
+
+def test_runs_read_back_typed_and_end_and_tag_by_id(tracker, client):
+    exp = unique("typed")
+    eid = tracker.experiment_id(exp)
+    left = client.create_run(eid, run_name="left", tags={mlops.tags.FINGERPRINT: "fp"})  # a process that died
+    client.log_param(left.info.run_id, "epochs", "3")
+    client.log_metric(left.info.run_id, "loss", 0.5, step=0)
+    client.log_metric(left.info.run_id, "loss", 0.25, step=1)
+    (info,) = tracker.search_runs([eid], filter="attributes.status = 'RUNNING'")
+    assert isinstance(info, mlops.RunInfo)
+    assert (info.run_id, info.name, info.status, info.experiment_id) == (left.info.run_id, "left", "RUNNING", eid)
+    assert info.tags[mlops.tags.FINGERPRINT] == "fp" and info.tags[mlops.tags.RUN_NAME] == "left"
+    assert info.params == {"epochs": "3"} and info.metrics == {"loss": 0.25}
+    assert info.start_time > 0 and info.end_time == 0
+
+    tracker.end_run(info.run_id, "KILLED", end_time=info.start_time + 5)
+    ended = tracker.get_run(info.run_id)
+    assert (ended.status, ended.end_time) == ("KILLED", info.start_time + 5)
+    assert client.get_run(info.run_id).info.status == "KILLED"
+    with pytest.raises(mlops.ConfigError):
+        tracker.end_run(info.run_id, "DONE")
+    tracker.set_run_tag(info.run_id, mlops.tags.RELEASE_STATE, mlops.tags.STATE_COMPLETE)
+    assert client.get_run(info.run_id).data.tags["mlops.release.state"] == "complete"
+    with pytest.raises(mlops.NotFoundError):
+        tracker.set_run_tag("0" * 32, "k", "v")
+
+
+def test_bytes_upload_and_read_back_without_files(tracker, client, tmp_path):
+    with tracker.start_run(unique("bytes")) as run:
+        run.log_bytes(b"\x00\xffbinary", "blobs/raw.bin")
+        run.log_bytes("text ü", "notes.txt")
+    assert tracker.read_artifact(run.artifact_uri + "/blobs/raw.bin") == b"\x00\xffbinary"
+    assert tracker.read_artifact(run.artifact_uri + "/notes.txt") == "text ü".encode()
+    local = client.download_artifacts(run.id, "blobs/raw.bin", str(tmp_path))
+    assert pathlib.Path(local).read_bytes() == b"\x00\xffbinary"
+    with pytest.raises(mlops.NotFoundError):
+        tracker.read_artifact(run.artifact_uri + "/absent.txt")
+    with pytest.raises(TypeError):
+        tracker.start_run(unique("bytes")).log_bytes(3, "x.txt")
+
+
+def test_registered_models_are_typed(tracker, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    write_adapter(weights, d=3, classes=["0", "1"])
+    name = unique("typedreg")
+    tracker.create_registered_model(name, tags={"owner": "team"}, description="adapters")
+    with tracker.start_run(unique("typedreg")) as run:
+        run.log_model_file(weights, {})
+    tracker.set_alias(name, "production", tracker.register(name, run))
+    model = tracker.get_registered_model(name)
+    assert isinstance(model, mlops.RegisteredModel)
+    assert (model.name, model.description, model.tags, model.aliases) == (name, "adapters", {"owner": "team"},
+                                                                          {"production": 1})
+    assert model.to_dict()["aliases"] == {"production": 1}
+    with pytest.raises(mlops.NotFoundError):
+        tracker.get_registered_model(name + "-absent")
+
+
+def test_tag_names_come_from_the_library():
+    assert mlops.tags.DATA_COMMIT == "mlops.data.commit"
+    assert mlops.tags.RELEASE_MD5 == "mlops.release.md5"
+    assert mlops.tags.model_sha256("model") == "mlops.model.model.sha256"
 
 
 def test_errors_are_typed(tracker):
@@ -487,4 +550,4 @@ def test_registry_aliases_tags_and_pagination(tracker, client, tmp_path):
     for i in range(3):
         tracker.create_registered_model(f"{prefix}-{i}")
     models = tracker.search_registered_models(f"name LIKE '{prefix}-%'", page_size=2)
-    assert sorted(m["name"] for m in models) == [f"{prefix}-{i}" for i in range(3)]
+    assert sorted(m.name for m in models) == [f"{prefix}-{i}" for i in range(3)]

@@ -68,7 +68,7 @@ def test_server_restart_loses_no_metric_and_duplicates_none(own_server, tmp_path
         assert sorted(p["step"] for p in points) == list(range(steps)), key
     runs = check.search_runs([check.experiment_id(exp)])
     assert len(runs) == 1
-    assert runs[0]["info"]["status"] == "FINISHED"
+    assert runs[0].status == "FINISHED"
     assert not list(spool.glob("*.jsonl"))  # delivered, so removed
 
 
@@ -116,7 +116,7 @@ def test_lost_create_answer_leaves_no_ghost_run(mlflow_server):
     assert lost["n"] == 1  # the first answer was lost; the retry found the run instead of creating another
     direct = mlops.MlflowTracker(mlflow_server.url)
     runs = direct.search_runs([direct.experiment_id(exp)])
-    assert [r["info"]["run_id"] for r in runs] == [run.id]
+    assert [r.run_id for r in runs] == [run.id]
 
 
 def test_lost_register_answer_leaves_no_extra_version(mlflow_server, tmp_path):

@@ -174,6 +174,10 @@ def test_plan_train_release_change_retrain_rollback(world):
     assert f'"io.mlops.model.{name(3)}"="v1 data=' in dockerfile
     assert list((ctx / "models" / name(3)).rglob("MLmodel"))
     assert json.loads((ctx / "lineage.json").read_text())[name(3)]["version"] == 1
+    # The image installs what the models' own requirements.txt ask for, each once.
+    assert (ctx / "requirements.txt").read_text().splitlines() == ["mlops", "numpy", "pandas", "safetensors"]
+    assert dockerfile.startswith(f"# Release {first.md5}: {len(first.manifest)} adapter models.\n")
+    assert dockerfile.endswith(f"ENV MLOPS_RELEASE_MD5={first.md5} MLOPS_RELEASE_DIR=/srv/release\n")
 
 
 def test_rows_moving_between_slices_make_both_stale(world):
@@ -229,9 +233,9 @@ def test_threaded_recording_registers_every_adapter_once_and_reports_progress(wo
         assert versions[0].status == "READY"
         assert tracker.get_by_alias(item["name"], "staging").version == 1
         run = tracker.get_run(item["run_id"])
-        assert {p["key"] for p in run["data"]["params"]} >= {"epochs", "learning_rate"}
-        assert {m["key"] for m in run["data"]["metrics"]} >= {"loss", "val_accuracy"}
-        assert run["info"]["status"] == "FINISHED"
+        assert set(run.params) >= {"epochs", "learning_rate"}
+        assert set(run.metrics) >= {"loss", "val_accuracy"}
+        assert run.status == "FINISHED"
     stages = [e[0] for e in events]
     assert stages == sorted(stages, key=["load", "fit", "record"].index)  # in order, each stage once
     for stage, expected_total in (("load", CUSTOMERS), ("record", CUSTOMERS)):
@@ -390,11 +394,11 @@ def test_a_shard_killed_while_recording_is_completed_by_a_rerun(world, server, k
         assert len(versions) == 1, [v.version for v in versions]
         assert tracker.get_by_alias(name(i), "staging").version == versions[0].version
         run = tracker.get_run(versions[0].run_id)  # complete: params, metrics, model, and ended
-        assert run["info"]["status"] == "FINISHED"
-        assert run["data"]["params"] and run["data"]["metrics"]
+        assert run.status == "FINISHED"
+        assert run.params and run.metrics
     for run_id in report["abandoned_runs"]:
         run = tracker.get_run(run_id)
-        assert run["info"]["status"] == "KILLED"
+        assert run.status == "KILLED"
         assert not any(v.run_id == run_id for i in range(1, CUSTOMERS + 1) for v in versions_of(tracker, name(i)))
 
 

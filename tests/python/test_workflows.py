@@ -226,6 +226,48 @@ def test_kubernetes_indexed_job_fans_out_the_same_shards():
     assert args.command == "train" and args.plan == "/plan/plan.json"
 
 
+def test_kubernetes_trainer_image_installs_the_published_wheel():
+    version = re.search(r"project\(mlops VERSION ([0-9.]+)", (ROOT / "CMakeLists.txt").read_text()).group(1)
+    dockerfile = (K8S_JOB.parent / "trainer.Dockerfile").read_text()
+    assert re.search(rf"^ARG MLOPS_PACKAGE=mlops-dolt=={re.escape(version)}$", dockerfile, re.M), dockerfile
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert installs and all('"$MLOPS_PACKAGE"' in line and " . " not in line for line in installs), installs
+    container = yaml.safe_load(K8S_JOB.read_text())["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].endswith(f":{version}") and f"mlops-trainer:{version}" in dockerfile
+
+
+def install_commands(text: str):
+    return [line.strip() for line in text.splitlines() if re.search(r"\bpip\s+(install|download)\b", line)]
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_install_the_published_distribution_not_a_source_build(workflow):
+    """No `pip install .` (a compile that needs Debian -dev packages), never the bare name `mlops` (an
+    unrelated package on the public index): the distribution by its own name, or its downloaded wheel."""
+    doc = yaml.safe_load(workflow.read_text())
+    package = (doc.get("env") or {}).get("MLOPS_PACKAGE", "")
+    installs = [c for job in doc["jobs"].values() for s in job.get("steps", []) for c in install_commands(s.get("run", ""))]
+    assert installs, f"{workflow.name} does not install mlops"
+    version = re.search(r"project\(mlops VERSION ([0-9.]+)", (ROOT / "CMakeLists.txt").read_text()).group(1)
+    assert re.fullmatch(rf"mlops-dolt(\[[\w,]+\])?=={re.escape(version)}", package), package
+    for cmd in installs:
+        argv = shlex.split(cmd)
+        args, targets = iter(argv[argv.index("pip") + 2:]), []
+        for a in args:
+            if a in ("-r", "--requirement"):
+                targets.append(next(args))
+            elif a in ("-d", "--dest", "-c", "--constraint"):
+                next(args)
+            elif not a.startswith("-"):
+                targets.append(a)
+        assert targets, cmd
+        for target in targets:
+            assert not re.match(r"\.(/|$)|mlops($|[^-])", target), f"{cmd}: installs {target!r}"
+            if "mlops" in target:
+                assert target in ("$MLOPS_PACKAGE", "dist/mlops_dolt-*.whl"), cmd
+    assert not re.search(r"apt(-get)? install[^\n]*-dev\b", workflow.read_text()), "Debian -dev packages are installed"
+
+
 @pytest.mark.parametrize(
     "env, expected",
     [

@@ -69,9 +69,11 @@ if "dolt" in components:
     _find_doltlite()
 
 if "mlflow" in components:
-    from ._core import ArtifactInfo, MlflowTracker, ModelVersion, Run, SourceInfo, detect_source_info
+    from ._core import (ArtifactInfo, MlflowTracker, ModelVersion, RegisteredModel, Run, RunInfo, SourceInfo,
+                        detect_source_info, tags)
 
-    __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "Run", "SourceInfo", "detect_source_info"]
+    __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "RegisteredModel", "Run", "RunInfo", "SourceInfo",
+                "detect_source_info", "tags"]
 
 if hasattr(_core, "Pipeline"):
     from ._core import Catalog, CatalogEntry, Pipeline, Plan, PlanItem, ReleaseReport, TrainReport, load_catalog_table

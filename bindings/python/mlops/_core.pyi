@@ -332,6 +332,71 @@ class ArtifactInfo:
     is_dir: bool
     file_size: int
 
+class RunInfo:
+    run_id: str
+    experiment_id: str
+    name: str
+    status: str
+    artifact_uri: str
+    start_time: int
+    end_time: int
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+    def to_dict(self) -> dict[str, Any]: ...
+
+class RegisteredModel:
+    name: str
+    description: str
+    tags: dict[str, str]
+    aliases: dict[str, int]
+    creation_timestamp: int
+    last_updated_timestamp: int
+    def to_dict(self) -> dict[str, Any]: ...
+
+class tags:  # the submodule mlops.tags: names mlops gives things in MLflow (include/mlops/tags.hpp)
+    RUN_NAME: str
+    USER: str
+    SOURCE_NAME: str
+    SOURCE_TYPE: str
+    GIT_COMMIT: str
+    GIT_BRANCH: str
+    GIT_REPO_URL: str
+    GIT_DIRTY: str
+    DATA_CONTEXT: str
+    MLFLOW_PREFIX: str
+    MLOPS_PREFIX: str
+    CLIENT_REQUEST_ID: str
+    DATA_COMMIT: str
+    DATA_URI: str
+    DATA_TABLE: str
+    DATA_QUERY_SHA256: str
+    DATA_DIGEST: str
+    DATA_ROWS: str
+    DATASET_SOURCE_TYPE: str
+    ADAPTER: str
+    FINGERPRINT: str
+    CODE_COMMIT: str
+    DEVICE: str
+    PARAMS: str
+    SLICE: str
+    ROWS: str
+    RELEASE_MD5: str
+    RELEASE_IMAGE: str
+    RELEASE_PREVIOUS: str
+    RELEASE_MODELS: str
+    RELEASE_STATE: str
+    STATE_RECORDING: str
+    STATE_COMPLETE: str
+    MANIFEST_ARTIFACT: str
+    MODEL_ARTIFACT_PATH: str
+    ADAPTERS_EXPERIMENT: str
+    RELEASES_EXPERIMENT: str
+    STAGING_ALIAS: str
+    PRODUCTION_ALIAS: str
+    @staticmethod
+    def model_sha256(artifact_path: str) -> str: ...
+
 class Run:
     @property
     def id(self) -> str: ...
@@ -350,6 +415,7 @@ class Run:
     def set_tag(self, key: str, value: Any) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
     def log_dataset(self, dataset: Dataset, context: str = "training", name: str = "") -> None: ...
+    def log_bytes(self, data: bytes | str, artifact_file: str) -> None: ...
     def log_artifact(self, local_file: str | os.PathLike[str], artifact_path: str = "") -> None: ...
     def log_artifacts(self, local_dir: str | os.PathLike[str], artifact_path: str = "") -> None: ...
     def list_artifacts(self, path: str = "") -> list[ArtifactInfo]: ...
@@ -391,8 +457,10 @@ class MlflowTracker:
     def start_run(
         self, experiment: str, run_name: Optional[str] = None, tags: Optional[Mapping[str, Any]] = None
     ) -> Run: ...
-    def get_run(self, run_id: str) -> dict[str, Any]: ...
-    def search_runs(self, experiment_ids: Sequence[str], filter: str = "", page_size: int = 1000) -> list[dict]: ...
+    def get_run(self, run_id: str) -> RunInfo: ...
+    def search_runs(self, experiment_ids: Sequence[str], filter: str = "", page_size: int = 1000) -> list[RunInfo]: ...
+    def end_run(self, run_id: str, status: str = "FINISHED", end_time: Optional[int] = None) -> None: ...
+    def set_run_tag(self, run_id: str, key: str, value: str) -> None: ...
     def metric_history(self, run_id: str, key: str) -> list[dict]: ...
     def create_registered_model(
         self, name: str, tags: Optional[Mapping[str, Any]] = None, description: str = ""
@@ -411,11 +479,12 @@ class MlflowTracker:
     def delete_alias(self, name: str, alias: str) -> None: ...
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None: ...
     def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None: ...
-    def get_registered_model(self, name: str) -> dict[str, Any]: ...
+    def get_registered_model(self, name: str) -> RegisteredModel: ...
     def search_model_versions(self, filter: str = "", page_size: int = 200) -> list[ModelVersion]: ...
-    def search_registered_models(self, filter: str = "", page_size: int = 100) -> list[dict]: ...
+    def search_registered_models(self, filter: str = "", page_size: int = 100) -> list[RegisteredModel]: ...
     def lineage(self, name: str, version: int) -> dict[str, Any]: ...
     def download_artifacts(self, artifact_uri: str, dest_dir: str | os.PathLike[str]) -> os.PathLike[str]: ...
+    def read_artifact(self, artifact_uri: str) -> bytes: ...
     def deliver_spooled(self) -> int: ...
     def call(self, method: str, path: str, body: Optional[dict] = None) -> dict[str, Any]: ...
 class EpochMetrics:

@@ -1,8 +1,11 @@
 """MLflow ``python_function`` loader for mlops adapters.
 
-A model directory written by ``Run.log_model_file`` names this module as its ``loader_module``, so
-``mlflow.pyfunc.load_model("models:/<name>@<alias>")`` calls :func:`_load_pyfunc` with the weights file.
-Serving needs only NumPy and the ``safetensors`` package.
+The model directory (``Run.log_adapter``, ``Run.log_model_file``) has one owner, the C++ unit
+``lib/mlflow/model_dir.hpp``, whose header documents the layout this module reads: ``MLmodel`` (YAML whose
+``flavors.python_function.data`` names the weights file, as a JSON-quoted scalar, and whose
+``loader_module`` is this module), the weights file, ``requirements.txt`` and ``lineage.json``.
+``mlflow.pyfunc.load_model("models:/<name>@<alias>")`` calls :func:`_load_pyfunc` with the weights file;
+:func:`load` takes the directory itself. Serving needs only NumPy and the ``safetensors`` package.
 
 Weights layout (``mlops.adapter.v1``, float32 little-endian): ``hidden == 0``: ``W`` [d, k], ``b`` [k];
 ``hidden > 0``: ``W1`` [d, h], ``b1`` [h], ``W2`` [h, k], ``b2`` [k]. ``__metadata__`` (strings):
@@ -18,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 FORMAT = "mlops.adapter.v1"
+MLMODEL = "MLmodel"  # the model directory's description; its python_function `data` names the weights
 
 
 def _errors():
@@ -144,20 +148,30 @@ def load(path: str | os.PathLike[str]) -> AdapterModel:
     """Loads an adapter from a safetensors file, or from a model directory (reads its MLmodel)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        mlmodel = os.path.join(path, "MLmodel")
-        data = None
-        if os.path.exists(mlmodel):
-            with open(mlmodel, encoding="utf-8") as f:
-                for line in f:
-                    s = line.strip()
-                    if s.startswith("data:"):
-                        data = json.loads(s[len("data:"):].strip())
-                        break
-        if data is None:
-            _, IntegrityError = _errors()
-            raise IntegrityError(f"{path!r} is not an mlops model directory (no MLmodel with a data entry)")
-        path = os.path.join(path, data)
+        path = os.path.join(path, _weights_name(path))
     return AdapterModel(path)
+
+
+def _weights_name(directory: str) -> str:
+    """The weights file a model directory's MLmodel names (its python_function ``data``), read as
+    ``model_dir::read`` reads it: the first ``data:`` line, its value a JSON string or plain text."""
+    mlmodel = os.path.join(directory, MLMODEL)
+    if os.path.exists(mlmodel):
+        with open(mlmodel, encoding="utf-8") as f:
+            for line in f:
+                s = line.strip()
+                if s.startswith("data:"):
+                    value = s[len("data:"):].strip()
+                    try:
+                        name = json.loads(value)
+                    except ValueError:
+                        name = value
+                    if not isinstance(name, str):
+                        name = value
+                    if name:
+                        return name
+    _, IntegrityError = _errors()
+    raise IntegrityError(f"{directory!r} is not an mlops model directory (no MLmodel with a data entry)")
 
 
 def _load_pyfunc(data_path: str) -> AdapterModel:

@@ -27,6 +27,23 @@ nlohmann::json py_to_json(const py::handle& obj);
 
 }  // namespace mlops::python
 
+// nlohmann::json as a pybind11 argument and return type, converted as json_to_py/py_to_json do. A
+// function returning JSON can then be bound with a GIL-releasing call guard directly: the result is
+// converted after the call, with the GIL held again.
+namespace pybind11::detail {
+template <>
+struct type_caster<nlohmann::json> {
+  PYBIND11_TYPE_CASTER(nlohmann::json, const_name("object"));
+  bool load(handle src, bool) {
+    value = mlops::python::py_to_json(src);
+    return true;
+  }
+  static handle cast(const nlohmann::json& j, return_value_policy, handle) {
+    return mlops::python::json_to_py(j).release();
+  }
+};
+}  // namespace pybind11::detail
+
 namespace mlops {
 class Dataset;
 }

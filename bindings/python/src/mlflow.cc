@@ -4,6 +4,7 @@
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
 #include "mlops/mlflow.hpp"
+#include "mlops/tags.hpp"
 #include "mlops/trainer.hpp"
 
 namespace mlops::python {
@@ -56,6 +57,50 @@ std::int64_t timestamp_arg(const py::object& t) { return t.is_none() ? -1 : t.ca
 }  // namespace
 
 void bind_mlflow(py::module_& m) {
+  // The tag names and conventions of include/mlops/tags.hpp, as mlops.tags.
+  py::module_ t = m.def_submodule("tags", "The names mlops gives things in MLflow (tags, artifacts, defaults).");
+  t.attr("RUN_NAME") = tags::kRunName;
+  t.attr("USER") = tags::kUser;
+  t.attr("SOURCE_NAME") = tags::kSourceName;
+  t.attr("SOURCE_TYPE") = tags::kSourceType;
+  t.attr("GIT_COMMIT") = tags::kGitCommit;
+  t.attr("GIT_BRANCH") = tags::kGitBranch;
+  t.attr("GIT_REPO_URL") = tags::kGitRepoUrl;
+  t.attr("GIT_DIRTY") = tags::kGitDirty;
+  t.attr("DATA_CONTEXT") = tags::kDataContext;
+  t.attr("MLFLOW_PREFIX") = tags::kMlflowPrefix;
+  t.attr("MLOPS_PREFIX") = tags::kMlopsPrefix;
+  t.attr("CLIENT_REQUEST_ID") = tags::kClientRequestId;
+  t.attr("DATA_COMMIT") = tags::kDataCommit;
+  t.attr("DATA_URI") = tags::kDataUri;
+  t.attr("DATA_TABLE") = tags::kDataTable;
+  t.attr("DATA_QUERY_SHA256") = tags::kDataQuerySha256;
+  t.attr("DATA_DIGEST") = tags::kDataDigest;
+  t.attr("DATA_ROWS") = tags::kDataRows;
+  t.attr("DATASET_SOURCE_TYPE") = tags::kDatasetSourceType;
+  t.attr("ADAPTER") = tags::kAdapter;
+  t.attr("FINGERPRINT") = tags::kFingerprint;
+  t.attr("CODE_COMMIT") = tags::kCodeCommit;
+  t.attr("DEVICE") = tags::kDevice;
+  t.attr("PARAMS") = tags::kParams;
+  t.attr("SLICE") = tags::kSlice;
+  t.attr("ROWS") = tags::kRows;
+  t.attr("RELEASE_MD5") = tags::kReleaseMd5;
+  t.attr("RELEASE_IMAGE") = tags::kReleaseImage;
+  t.attr("RELEASE_PREVIOUS") = tags::kReleasePrevious;
+  t.attr("RELEASE_MODELS") = tags::kReleaseModels;
+  t.attr("RELEASE_STATE") = tags::kReleaseState;
+  t.attr("STATE_RECORDING") = tags::kStateRecording;
+  t.attr("STATE_COMPLETE") = tags::kStateComplete;
+  t.attr("MANIFEST_ARTIFACT") = tags::kManifestArtifact;
+  t.attr("MODEL_ARTIFACT_PATH") = tags::kModelArtifactPath;
+  t.attr("ADAPTERS_EXPERIMENT") = tags::kAdaptersExperiment;
+  t.attr("RELEASES_EXPERIMENT") = tags::kReleasesExperiment;
+  t.attr("STAGING_ALIAS") = tags::kStagingAlias;
+  t.attr("PRODUCTION_ALIAS") = tags::kProductionAlias;
+  t.def("model_sha256", &tags::model_sha256, py::arg("artifact_path"),
+        "The run tag holding the SHA-256 of the weights of the model directory at artifact_path.");
+
   py::class_<SourceInfo>(m, "SourceInfo", "The code version: git commit, branch, remote, dirty, program.")
       .def_readonly("commit", &SourceInfo::commit)
       .def_readonly("branch", &SourceInfo::branch)
@@ -63,7 +108,7 @@ void bind_mlflow(py::module_& m) {
       .def_readonly("dirty", &SourceInfo::dirty)
       .def_readonly("source_name", &SourceInfo::source_name)
       .def_readonly("source_type", &SourceInfo::source_type)
-      .def("to_dict", [](const SourceInfo& s) { return json_to_py(s.to_json()); })
+      .def("to_dict", &SourceInfo::to_json)
       .def("__repr__", [](const SourceInfo& s) {
         return "SourceInfo(commit='" + s.commit + "', branch='" + s.branch + "', dirty=" + (s.dirty ? "True" : "False") +
                ")";
@@ -81,7 +126,7 @@ void bind_mlflow(py::module_& m) {
       .def_readonly("aliases", &ModelVersion::aliases)
       .def_readonly("tags", &ModelVersion::tags)
       .def_readonly("creation_timestamp", &ModelVersion::creation_timestamp)
-      .def("to_dict", [](const ModelVersion& v) { return json_to_py(v.to_json()); })
+      .def("to_dict", &ModelVersion::to_json)
       .def("__int__", [](const ModelVersion& v) { return v.version; })
       // So that a ModelVersion goes wherever a version number does: set_alias(name, alias, mv).
       .def("__index__", [](const ModelVersion& v) { return v.version; })
@@ -97,6 +142,34 @@ void bind_mlflow(py::module_& m) {
       .def("__repr__", [](const ArtifactInfo& a) {
         return "ArtifactInfo(path='" + a.path + "', is_dir=" + (a.is_dir ? "True" : "False") +
                ", file_size=" + std::to_string(a.file_size) + ")";
+      });
+
+  py::class_<RunInfo>(m, "RunInfo", "A run as the server records it: info, tags, params, latest metrics.")
+      .def_readonly("run_id", &RunInfo::run_id)
+      .def_readonly("experiment_id", &RunInfo::experiment_id)
+      .def_readonly("name", &RunInfo::name)
+      .def_readonly("status", &RunInfo::status)
+      .def_readonly("artifact_uri", &RunInfo::artifact_uri)
+      .def_readonly("start_time", &RunInfo::start_time)
+      .def_readonly("end_time", &RunInfo::end_time)
+      .def_readonly("tags", &RunInfo::tags)
+      .def_readonly("params", &RunInfo::params)
+      .def_readonly("metrics", &RunInfo::metrics)
+      .def("to_dict", &RunInfo::to_json)
+      .def("__repr__", [](const RunInfo& r) {
+        return "RunInfo(run_id='" + r.run_id + "', name='" + r.name + "', status='" + r.status + "')";
+      });
+
+  py::class_<RegisteredModel>(m, "RegisteredModel", "A registered model: name, description, tags, aliases.")
+      .def_readonly("name", &RegisteredModel::name)
+      .def_readonly("description", &RegisteredModel::description)
+      .def_readonly("tags", &RegisteredModel::tags)
+      .def_readonly("aliases", &RegisteredModel::aliases)
+      .def_readonly("creation_timestamp", &RegisteredModel::creation_timestamp)
+      .def_readonly("last_updated_timestamp", &RegisteredModel::last_updated_timestamp)
+      .def("to_dict", &RegisteredModel::to_json)
+      .def("__repr__", [](const RegisteredModel& r) {
+        return "RegisteredModel(name='" + r.name + "', aliases=" + std::to_string(r.aliases.size()) + ")";
       });
 
   py::class_<Run>(m, "Run", R"doc(
@@ -161,16 +234,26 @@ manager the run ends FINISHED, or FAILED when the block raises.
       .def("log_dataset", &Run::log_dataset, py::arg("dataset"), py::arg("context") = "training",
            py::arg("name") = "", Release(),
            "Records the dataset as a run input (source type dolt) and sets the mlops.data.* tags.")
+      .def(
+          "log_bytes",
+          [](Run& r, const py::object& data, const std::string& artifact_file) {
+            if (!py::isinstance<py::bytes>(data) && !py::isinstance<py::str>(data))
+              throw py::type_error("log_bytes takes bytes or str");
+            std::string bytes = data.cast<std::string>();
+            py::gil_scoped_release release;
+            r.log_bytes(bytes, artifact_file);
+          },
+          py::arg("data"), py::arg("artifact_file"),
+          "Uploads bytes (or str, as UTF-8) from memory as the artifact file `artifact_file`.")
       .def("log_artifact", &Run::log_artifact, py::arg("local_file"), py::arg("artifact_path") = "", Release())
       .def("log_artifacts", &Run::log_artifacts, py::arg("local_dir"), py::arg("artifact_path") = "", Release())
       .def("list_artifacts", &Run::list_artifacts, py::arg("path") = "", Release())
       .def("download_artifacts", &Run::download_artifacts, py::arg("path"), py::arg("dest_dir"), Release())
       .def(
           "log_model_file",
-          [](Run& r, const std::filesystem::path& weights, const py::object& lineage, const std::string& artifact_path) {
-            nlohmann::json l = lineage.is_none() ? nlohmann::json::object() : py_to_json(lineage);
+          [](Run& r, const std::filesystem::path& weights, const nlohmann::json& lineage, const std::string& artifact_path) {
             py::gil_scoped_release release;
-            r.log_model_file(weights, l, artifact_path);
+            r.log_model_file(weights, lineage.is_null() ? nlohmann::json::object() : lineage, artifact_path);
           },
           py::arg("weights_path"), py::arg("lineage") = py::none(), py::arg("artifact_path") = "model",
           "Uploads a pyfunc model directory (MLmodel, weights, requirements.txt, lineage.json).")
@@ -255,43 +338,22 @@ MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_HTTP_
             return t.start_run(experiment, run_name.value_or(""), tg);
           },
           py::arg("experiment"), py::arg("run_name") = py::none(), py::arg("tags") = py::none())
+      .def("get_run", &MlflowTracker::get_run, py::arg("run_id"), Release())
+      .def("search_runs", &MlflowTracker::search_runs, py::arg("experiment_ids"), py::arg("filter") = "",
+           py::arg("page_size") = 1000, Release(), "Runs of the experiments matching `filter`, every page.")
       .def(
-          "get_run",
-          [](MlflowTracker& t, const std::string& run_id) {
-            nlohmann::json j;
-            {
-              py::gil_scoped_release release;
-              j = t.get_run(run_id);
-            }
-            return json_to_py(j);
+          "end_run",
+          [](MlflowTracker& t, const std::string& run_id, const std::string& status, const py::object& end_time) {
+            const auto s = parse_status(status);
+            const auto ts = timestamp_arg(end_time);
+            py::gil_scoped_release release;
+            t.end_run(run_id, s, ts);
           },
-          py::arg("run_id"))
-      .def(
-          "search_runs",
-          [](MlflowTracker& t, const std::vector<std::string>& ids, const std::string& filter, int page_size) {
-            std::vector<nlohmann::json> runs;
-            {
-              py::gil_scoped_release release;
-              runs = t.search_runs(ids, filter, page_size);
-            }
-            py::list out;
-            for (const auto& r : runs) out.append(json_to_py(r));
-            return out;
-          },
-          py::arg("experiment_ids"), py::arg("filter") = "", py::arg("page_size") = 1000)
-      .def(
-          "metric_history",
-          [](MlflowTracker& t, const std::string& run_id, const std::string& key) {
-            std::vector<nlohmann::json> pts;
-            {
-              py::gil_scoped_release release;
-              pts = t.metric_history(run_id, key);
-            }
-            py::list out;
-            for (const auto& p : pts) out.append(json_to_py(p));
-            return out;
-          },
-          py::arg("run_id"), py::arg("key"))
+          py::arg("run_id"), py::arg("status") = "FINISHED", py::arg("end_time") = py::none(),
+          "Ends any run (e.g. one an interrupted process left RUNNING); end_time in ms (None: now).")
+      .def("set_run_tag", &MlflowTracker::set_run_tag, py::arg("run_id"), py::arg("key"), py::arg("value"), Release())
+      .def("metric_history", &MlflowTracker::metric_history, py::arg("run_id"), py::arg("key"), Release(),
+           "Every point of a metric: dicts with key, value, timestamp, step.")
       .def(
           "create_registered_model",
           [](MlflowTracker& t, const std::string& name, const py::object& tags, const std::string& description) {
@@ -318,60 +380,28 @@ MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_HTTP_
            py::arg("value"), Release())
       .def("set_model_version_tag", &MlflowTracker::set_model_version_tag, py::arg("name"), py::arg("version"),
            py::arg("key"), py::arg("value"), Release())
-      .def(
-          "get_registered_model",
-          [](MlflowTracker& t, const std::string& name) {
-            nlohmann::json j;
-            {
-              py::gil_scoped_release release;
-              j = t.get_registered_model(name);
-            }
-            return json_to_py(j);
-          },
-          py::arg("name"))
+      .def("get_registered_model", &MlflowTracker::get_registered_model, py::arg("name"), Release())
       .def("search_model_versions", &MlflowTracker::search_model_versions, py::arg("filter") = "",
            py::arg("page_size") = 200, Release())
-      .def(
-          "search_registered_models",
-          [](MlflowTracker& t, const std::string& filter, int page_size) {
-            std::vector<nlohmann::json> models;
-            {
-              py::gil_scoped_release release;
-              models = t.search_registered_models(filter, page_size);
-            }
-            py::list out;
-            for (const auto& mm : models) out.append(json_to_py(mm));
-            return out;
-          },
-          py::arg("filter") = "", py::arg("page_size") = 100)
-      .def(
-          "lineage",
-          [](MlflowTracker& t, const std::string& name, std::int64_t version) {
-            nlohmann::json j;
-            {
-              py::gil_scoped_release release;
-              j = t.lineage(name, version);
-            }
-            return json_to_py(j);
-          },
-          py::arg("name"), py::arg("version"),
-          "Code commit, data commit, source, query, digest, params and final metrics of a model version.")
+      .def("search_registered_models", &MlflowTracker::search_registered_models, py::arg("filter") = "",
+           py::arg("page_size") = 100, Release())
+      .def("lineage", &MlflowTracker::lineage, py::arg("name"), py::arg("version"), Release(),
+           "Code commit, data commit, source, query, digest, params and final metrics of a model version.")
       .def("download_artifacts", &MlflowTracker::download_artifacts, py::arg("artifact_uri"), py::arg("dest_dir"),
            Release())
       .def("deliver_spooled", &MlflowTracker::deliver_spooled, Release())
-      .def(
-          "call",
-          [](MlflowTracker& t, const std::string& method, const std::string& path, const py::object& body) {
-            nlohmann::json b = body.is_none() ? nlohmann::json::object() : py_to_json(body);
-            nlohmann::json j;
-            {
-              py::gil_scoped_release release;
-              j = t.call(method, path, b);
-            }
-            return json_to_py(j);
-          },
-          py::arg("method"), py::arg("path"), py::arg("body") = py::none(),
-          "One REST call, path after /api/2.0/ (e.g. 'mlflow/runs/get').");
+      .def("read_artifact",
+           [](MlflowTracker& t, const std::string& uri) {
+             std::string bytes;
+             {
+               py::gil_scoped_release release;
+               bytes = t.read_artifact(uri);
+             }
+             return py::bytes(bytes);
+           },
+           py::arg("artifact_uri"), "The bytes of one artifact file.")
+      .def("call", &MlflowTracker::call, py::arg("method"), py::arg("path"), py::arg("body") = py::none(), Release(),
+           "One REST call, path after /api/2.0/ (e.g. 'mlflow/runs/get'), for what the typed methods do not cover.");
 }
 
 }  // namespace mlops::python

@@ -20,7 +20,7 @@ void bind_pipeline(py::module_& m) {
       .def_property_readonly("hyperparameters",
                              [](const CatalogEntry& e) { return json_to_py(e.hyperparameters.to_json()); })
       .def_property_readonly("featurizer", [](const CatalogEntry& e) { return json_to_py(e.featurizer.to_json()); })
-      .def("to_dict", [](const CatalogEntry& e) { return json_to_py(e.to_json()); })
+      .def("to_dict", &CatalogEntry::to_json)
       .def("__eq__", [](const CatalogEntry& a, const CatalogEntry& b) { return a == b; })
       .def("__repr__", [](const CatalogEntry& e) {
         return "CatalogEntry(name='" + e.name + "', table='" + e.table + "', label='" + e.label + "')";
@@ -39,7 +39,7 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
           "from_dict",
           [](const py::object& doc, const std::string& origin) { return Catalog::from_json_value(py_to_json(doc), origin); },
           py::arg("document"), py::arg("origin") = "catalog", "From {'defaults': {...}, 'adapters': [...]} or a list.")
-      .def("to_dict", [](const Catalog& c) { return json_to_py(c.to_json()); })
+      .def("to_dict", &Catalog::to_json)
       .def("names",
            [](const Catalog& c) {
              std::vector<std::string> out;
@@ -70,7 +70,7 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def_readonly("added", &PlanItem::added)
       .def_readonly("modified", &PlanItem::modified)
       .def_readonly("removed", &PlanItem::removed)
-      .def("to_dict", [](const PlanItem& i) { return json_to_py(i.to_json()); })
+      .def("to_dict", &PlanItem::to_json)
       .def("__repr__", [](const PlanItem& i) {
         return "PlanItem(name='" + i.name + "', stale=" + (i.stale ? "True" : "False") + ")";
       });
@@ -89,8 +89,8 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def("shard", [copy_items](const Plan& p, int index, int count) { return copy_items(p.shard(index, count)); },
            py::arg("index"), py::arg("count"),
            "The stale adapters of shard `index` of `count`, balanced by rows; the same on every machine.")
-      .def("to_dict", [](const Plan& p) { return json_to_py(p.to_json()); })
-      .def_static("from_dict", [](const py::object& d) { return Plan::from_json(py_to_json(d)); }, py::arg("document"))
+      .def("to_dict", &Plan::to_json)
+      .def_static("from_dict", &Plan::from_json, py::arg("document"))
       .def("__repr__", [](const Plan& p) {
         return "Plan(commit='" + p.commit.substr(0, 12) + "', adapters=" + std::to_string(p.items.size()) +
                ", stale=" + std::to_string(p.stale().size()) + ")";
@@ -103,7 +103,7 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def_readonly("fit_seconds", &TrainReport::fit_seconds)
       .def_readonly("record_seconds", &TrainReport::record_seconds)
       .def_readonly("abandoned_runs", &TrainReport::abandoned_runs)
-      .def("to_dict", [](const TrainReport& r) { return json_to_py(r.to_json()); })
+      .def("to_dict", &TrainReport::to_json)
       .def_property_readonly("items", [](const TrainReport& r) {
         py::list out;
         for (const auto& i : r.items) out.append(json_to_py(i.to_json()));
@@ -119,7 +119,7 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def_readonly("pending", &ReleaseReport::pending)
       .def_readonly("error", &ReleaseReport::error)
       .def_property_readonly("complete", &ReleaseReport::complete)
-      .def("to_dict", [](const ReleaseReport& r) { return json_to_py(r.to_json()); })
+      .def("to_dict", &ReleaseReport::to_json)
       .def("__repr__", [](const ReleaseReport& r) {
         return "ReleaseReport(md5='" + r.release.md5 + "', moved=" + std::to_string(r.moved.size()) +
                ", pending=" + std::to_string(r.pending.size()) + ")";
@@ -147,8 +147,8 @@ holds none, so any machine pointing at the same two places sees the same plan an
              return std::make_unique<Pipeline>(source, tracker, trainer, std::move(catalog), std::move(o));
            }),
            py::arg("source"), py::arg("tracker"), py::arg("trainer"), py::arg("catalog"), py::kw_only(),
-           py::arg("experiment") = "mlops-adapters", py::arg("releases_experiment") = "mlops-releases",
-           py::arg("staging_alias") = "staging", py::arg("production_alias") = "production",
+           py::arg("experiment") = tags::kAdaptersExperiment, py::arg("releases_experiment") = tags::kReleasesExperiment,
+           py::arg("staging_alias") = tags::kStagingAlias, py::arg("production_alias") = tags::kProductionAlias,
            py::arg("code_commit") = "", py::arg("retrain_on_code_change") = false, py::arg("record_threads") = 1,
            py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::keep_alive<1, 4>())
       .def_property_readonly("catalog", &Pipeline::catalog)
@@ -214,27 +214,19 @@ holds none, so any machine pointing at the same two places sees the same plan an
       .def("current_manifest", &Pipeline::current_manifest, py::call_guard<py::gil_scoped_release>())
       .def("releases",
            [](Pipeline& p) {
-             std::vector<ReleaseRecord> all;
-             {
-               py::gil_scoped_release release;
-               all = p.releases();
-             }
-             py::list out;
-             for (const auto& r : all) out.append(json_to_py(r.to_json()));
+             nlohmann::json out = nlohmann::json::array();
+             for (const auto& r : p.releases()) out.push_back(r.to_json());
              return out;
-           })
+           },
+           py::call_guard<py::gil_scoped_release>(), "Recorded releases, newest first, as dicts.")
       .def("diff_releases", &Pipeline::diff_releases, py::arg("a"), py::arg("b"),
            py::call_guard<py::gil_scoped_release>())
       .def(
           "lineage",
           [](Pipeline& p, const std::string& name, const py::object& version) {
             std::string v = py::str(version).cast<std::string>();
-            nlohmann::json j;
-            {
-              py::gil_scoped_release release;
-              j = p.lineage(name, v);
-            }
-            return json_to_py(j);
+            py::gil_scoped_release release;
+            return p.lineage(name, v);
           },
           py::arg("name"), py::arg("version") = "production")
       .def("write_build_context", &Pipeline::write_build_context, py::arg("directory"), py::arg("release") = "",

@@ -13,9 +13,11 @@
 #include <thread>
 
 #include "http/client.hpp"
+#include "mlflow/model_dir.hpp"
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
 #include "mlops/mlflow.hpp"
+#include "mlops/tags.hpp"
 
 using namespace mlops;
 namespace fs = std::filesystem;
@@ -86,6 +88,14 @@ class Server {
   bool up_ = false;
 };
 
+// Options of a tracker of the started server (its spool inside the server's folder).
+MlflowOptions options_for(const Server& server) {
+  REQUIRE(server.up());
+  MlflowOptions o = MlflowOptions::from_env(server.url());
+  o.spool_dir = server.root() / "spool";
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts, registry, aliases") {
@@ -94,10 +104,7 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
     MESSAGE("no .venv/bin/mlflow in the source tree (run `make setup`): nothing to test against");
     return;
   }
-  REQUIRE(server.up());
-  MlflowOptions o = MlflowOptions::from_env(server.url());
-  o.spool_dir = server.root() / "spool";
-  MlflowTracker tracker(o);
+  MlflowTracker tracker(options_for(server));
 
   DatasetLineage lineage;
   lineage.commit = "abc123";
@@ -121,7 +128,7 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
     CHECK(run.ended());
   }
   const auto got = tracker.get_run(run_id);
-  CHECK(got["info"]["status"] == "FINISHED");
+  CHECK(got.status == "FINISHED");
   CHECK(tracker.metric_history(run_id, "loss").size() == 50);
 
   // A run dropped while an exception propagates ends FAILED.
@@ -132,7 +139,7 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
     throw std::runtime_error("training diverged");
   } catch (const std::runtime_error&) {
   }
-  CHECK(tracker.get_run(failed_id)["info"]["status"] == "FAILED");
+  CHECK(tracker.get_run(failed_id).status == "FAILED");
 
   // Held logging: nothing reaches the server until end(), then all of it at once.
   {
@@ -142,12 +149,12 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
     for (int epoch = 0; epoch < 3; ++epoch) run.log_metrics({{"loss", 1.0 / (epoch + 1)}}, epoch);
     run.set_tag("stage", "recorded");
     auto before = tracker.get_run(run.id());
-    CHECK(before["data"].value("params", nlohmann::json::array()).empty());
-    CHECK(before["data"].value("metrics", nlohmann::json::array()).empty());
+    CHECK(before.params.empty());
+    CHECK(before.metrics.empty());
     run.end();
     auto after = tracker.get_run(run.id());
-    CHECK(after["info"]["status"] == "FINISHED");
-    CHECK(after["data"]["params"].size() == 1);
+    CHECK(after.status == "FINISHED");
+    CHECK(after.params.size() == 1);
     CHECK(tracker.metric_history(run.id(), "loss").size() == 3);
     CHECK_THROWS_AS(run.hold_logging(), ConfigError);
   }
@@ -181,4 +188,108 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
   std::string content;
   in >> content;
   CHECK(content == "w2");
+}
+
+TEST_CASE("MlflowTracker typed records against a real MLflow server: RunInfo, end_run, set_run_tag, bytes, models") {
+  Server server;
+  if (!server.available()) {
+    MESSAGE("no .venv/bin/mlflow in the source tree (run `make setup`): nothing to test against");
+    return;
+  }
+  MlflowTracker tracker(options_for(server));
+  const std::string exp = tracker.experiment_id("typed");
+
+  // A run that an interrupted process left RUNNING (created with no Run handle here): found by a search,
+  // read back typed, and ended by id.
+  const auto created = tracker.call(
+      "POST", "mlflow/runs/create",
+      {{"experiment_id", exp},
+       {"start_time", 1700000000000},
+       {"run_name", "left-running"},
+       {"tags", {{{"key", "team"}, {"value", "core"}}, {{"key", tags::kFingerprint}, {"value", "fp-1"}}}}});
+  const std::string left = created.at("run").at("info").at("run_id").get<std::string>();
+  tracker.call("POST", "mlflow/runs/log-batch",
+               {{"run_id", left},
+                {"params", {{{"key", "epochs"}, {"value", "3"}}}},
+                {"metrics",
+                 {{{"key", "loss"}, {"value", 0.5}, {"timestamp", 1700000000001}, {"step", 0}},
+                  {{"key", "loss"}, {"value", 0.25}, {"timestamp", 1700000000002}, {"step", 1}}}}});
+  const RunInfo info = tracker.get_run(left);
+  CHECK(info.run_id == left);
+  CHECK(info.experiment_id == exp);
+  CHECK(info.name == "left-running");
+  CHECK(info.status == "RUNNING");
+  CHECK(info.start_time == 1700000000000);
+  CHECK(info.end_time == 0);
+  CHECK(info.tag("team") == "core");
+  CHECK(info.tag(tags::kRunName) == "left-running");
+  CHECK(info.tag("absent").empty());
+  CHECK(info.params.at("epochs") == "3");
+  CHECK(info.metrics.at("loss") == 0.25);  // the latest step's value
+  CHECK(info.artifact_uri.rfind("mlflow-artifacts:", 0) == 0);
+
+  {
+    Run finished = tracker.start_run("typed", "finished");
+    finished.end();
+  }
+  const auto running = tracker.search_runs({exp}, "attributes.status = 'RUNNING'");
+  REQUIRE(running.size() == 1);
+  CHECK(running[0].run_id == left);
+  CHECK(running[0].tag(tags::kFingerprint) == "fp-1");
+  const auto all = tracker.search_runs({exp}, "", 1);  // one run a page: both pages followed, newest first
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].name == "finished");
+  CHECK(all[1].run_id == left);
+
+  tracker.end_run(left, RunStatus::Killed, 1700000000500);
+  const RunInfo killed = tracker.get_run(left);
+  CHECK(killed.status == "KILLED");
+  CHECK(killed.end_time == 1700000000500);
+  CHECK(tracker.search_runs({exp}, "attributes.status = 'RUNNING'").empty());
+  CHECK_THROWS_AS(tracker.end_run(std::string(32, '0'), RunStatus::Finished), NotFoundError);
+
+  // Tags of any run, by id; a later value replaces an earlier one.
+  tracker.set_run_tag(left, tags::kReleaseState, tags::kStateRecording);
+  tracker.set_run_tag(left, tags::kReleaseState, tags::kStateComplete);
+  CHECK(tracker.get_run(left).tag(tags::kReleaseState) == "complete");
+  CHECK_THROWS_AS(tracker.set_run_tag(left, "no!good", "x"), DataError);
+  CHECK_THROWS_AS(tracker.set_run_tag(std::string(32, '0'), "k", "v"), NotFoundError);
+
+  // Bytes go up from memory and come back byte for byte, binary included.
+  Run run = tracker.start_run("typed", "bytes");
+  const std::string payload = std::string("{\"a\":1}\n") + std::string("\0\xff", 2);
+  run.log_bytes(payload, "docs/manifest.json");
+  CHECK(tracker.read_artifact(run.artifact_uri() + "/docs/manifest.json") == payload);
+  const auto listed = run.list_artifacts("docs");
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].file_size == static_cast<std::int64_t>(payload.size()));
+  CHECK_THROWS_AS(tracker.read_artifact(run.artifact_uri() + "/docs/absent.json"), NotFoundError);
+  CHECK_THROWS_AS(run.log_bytes("x", "../escape.txt"), ConfigError);
+  CHECK_THROWS_AS(run.log_bytes("x", ""), ConfigError);
+
+  // A model directory as the run writes it reads back through its one owner.
+  const auto weights = server.root() / "typed.safetensors";
+  std::ofstream(weights) << "weights";
+  run.log_model_file(weights, {{"adapter", "a1"}});
+  run.end();
+  const model_dir::Contents model = model_dir::read(run.download_artifacts("model", server.root() / "typed-dl"));
+  CHECK(model.weights == "typed.safetensors");
+  CHECK(model.requirements == std::vector<std::string>{"mlops", "numpy", "safetensors", "pandas"});
+  CHECK(tracker.get_run(run.id()).tag(tags::model_sha256("model")).size() == 64);
+
+  // Registered models, typed: description, tags and aliases.
+  const std::string name = "typed-model-" + std::to_string(::getpid());
+  tracker.create_registered_model(name, {{"owner", "team"}}, "adapters");
+  CHECK(tracker.register_model(name, run).version == 1);
+  tracker.set_alias(name, "production", 1);
+  const RegisteredModel m = tracker.get_registered_model(name);
+  CHECK(m.name == name);
+  CHECK(m.description == "adapters");
+  CHECK(m.tags == std::map<std::string, std::string>{{"owner", "team"}});
+  CHECK(m.aliases == std::map<std::string, std::int64_t>{{"production", 1}});
+  CHECK(m.creation_timestamp > 0);
+  const auto found = tracker.search_registered_models("name = '" + name + "'");
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].aliases.at("production") == 1);
+  CHECK_THROWS_AS(tracker.get_registered_model(name + "-absent"), NotFoundError);
 }

@@ -1,0 +1,432 @@
+// DoltSource, reading: datasets (rows → X, y in one streamed scan), counts, table shapes.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <unordered_map>
+
+#include "core/hash.hpp"
+#include "core/text.hpp"
+#include "dolt/featurizer.hpp"
+#include "dolt/source_impl.hpp"
+
+namespace mlops {
+
+using detail::CellKind;
+using detail::cell_text;
+using detail::quote_for_message;
+
+namespace {
+
+nlohmann::json params_json(const std::vector<SqlValue>& params) {
+  auto out = nlohmann::json::array();
+  for (const auto& p : params)
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::nullptr_t>) out.push_back(nullptr);
+          else if constexpr (std::is_same_v<T, Blob>) out.push_back(nlohmann::json{{"bytes_sha256", detail::sha256_hex(v.bytes)}});
+          else out.push_back(v);
+        },
+        p);
+  return out;
+}
+
+// X in blocks of rows, mapped straight from the kernel: growing never copies, and each block goes back
+// to the system as soon as it is copied into the final array, so the peak stays near one final array
+// (std::vector growth would peak at three times, and small heap blocks are not returned at once).
+class BlockBuffer {
+ public:
+  explicit BlockBuffer(std::size_t block_floats) : block_(block_floats) {}
+  ~BlockBuffer() {
+    for (auto& b : blocks_) release(b);
+  }
+  BlockBuffer(BlockBuffer&& other) noexcept : block_(other.block_), blocks_(std::move(other.blocks_)) {
+    other.blocks_.clear();
+  }
+  BlockBuffer(const BlockBuffer&) = delete;
+  BlockBuffer& operator=(const BlockBuffer&) = delete;
+  BlockBuffer& operator=(BlockBuffer&&) = delete;
+
+  float* row(std::size_t width) {
+    if (blocks_.empty() || blocks_.back().used + width > blocks_.back().capacity) {
+      const std::size_t cap = std::max(block_, width);
+      void* p = ::mmap(nullptr, cap * sizeof(float), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw DataError("out of memory while reading a dataset");
+      blocks_.push_back({static_cast<float*>(p), cap, 0});
+    }
+    auto& b = blocks_.back();
+    float* p = b.data + b.used;
+    b.used += width;
+    return p;
+  }
+  void unrow(std::size_t width) { blocks_.back().used -= width; }
+  /// Appends every row to `out` (whose capacity the caller reserved), releasing each block once copied.
+  void drain_into(std::vector<float>& out) {
+    for (auto& b : blocks_) {
+      out.insert(out.end(), b.data, b.data + b.used);
+      release(b);
+    }
+    blocks_.clear();
+  }
+
+ private:
+  struct Block {
+    float* data;
+    std::size_t capacity, used;
+  };
+  static void release(Block& b) {
+    if (b.data != nullptr) ::munmap(b.data, b.capacity * sizeof(float));
+    b.data = nullptr;
+  }
+  std::size_t block_;
+  std::vector<Block> blocks_;
+};
+
+// What the scan of rows needs to know.
+struct ScanPlan {
+  const DatasetSpec* spec;
+  std::string hash;  // for messages
+  std::vector<std::string> key;
+  std::size_t nk = 0, label_at = 0, first_feature = 0, nf = 0;
+  bool use_text = false;
+  const detail::HashingFeaturizer* featurizer = nullptr;
+};
+
+// The rows of the scan: X rows, label ids in order of first appearance, dropped rows.
+struct ScanResult {
+  BlockBuffer xs{std::size_t{1} << 20};
+  std::vector<std::int32_t> y;
+  std::vector<std::string> label_names;
+  std::vector<bool> label_is_int;
+  std::unordered_map<std::int64_t, std::int32_t> int_labels;
+  std::unordered_map<std::string, std::int32_t> text_labels;
+  std::vector<std::size_t> widths;
+  std::size_t d = 0;
+  bool d_fixed = false;
+  std::int64_t dropped = 0;
+  std::size_t rows = 0;
+};
+
+void scan_rows(detail::RowReader& r, const ScanPlan& p, ScanResult& out) {
+  const auto& spec = *p.spec;
+  const std::size_t nk = p.nk, label_at = p.label_at, first_feature = p.first_feature, nf = p.nf;
+  out.widths.assign(nf, 1);  // BLOB columns: floats per row, fixed by the first row
+  out.d = p.use_text ? static_cast<std::size_t>(p.featurizer->dimension()) : nf;
+  out.d_fixed = p.use_text;
+  std::size_t row_no = 0;
+  auto row_key = [&]() {
+    std::string k;
+    for (std::size_t i = 0; i < nk; ++i) k += (i ? ", " : "") + p.key[i] + "=" + cell_text(r, i);
+    return k.empty() ? "row " + std::to_string(row_no) : k;
+  };
+  auto bad = [&](const std::string& column, const std::string& why) {
+    throw DataError("table " + quote_for_message(spec.table) + (p.hash.empty() ? std::string() : " at commit " + p.hash) +
+                    ", column " + quote_for_message(column) + ", row " + row_key() + ": " + why +
+                    (spec.drop_invalid ? std::string() : " (pass drop_invalid to skip such rows)"));
+  };
+  while (r.next()) {
+    ++row_no;
+    // Label first: a row with a bad label is skipped before its features are written.
+    std::int32_t label = -1;
+    std::string invalid_col, invalid_why;
+    switch (r.kind(label_at)) {
+      case CellKind::Null: invalid_col = spec.label; invalid_why = "label is NULL"; break;
+      case CellKind::Real: {
+        const double v = r.get_real(label_at);
+        if (v != std::floor(v) || !std::isfinite(v)) bad(spec.label, "label " + cell_text(r, label_at) + " is neither an integer nor text");
+        [[fallthrough]];
+      }
+      case CellKind::Int: {
+        const std::int64_t v = r.get_int(label_at);
+        auto [it, fresh] = out.int_labels.emplace(v, static_cast<std::int32_t>(out.label_names.size()));
+        if (fresh) {
+          out.label_names.push_back(std::to_string(v));
+          out.label_is_int.push_back(true);
+        }
+        label = it->second;
+        break;
+      }
+      case CellKind::Text: case CellKind::Blob: {
+        std::string v(r.kind(label_at) == CellKind::Text ? r.get_text(label_at) : r.get_blob(label_at));
+        auto it = out.text_labels.find(v);
+        if (it == out.text_labels.end()) {
+          it = out.text_labels.emplace(v, static_cast<std::int32_t>(out.label_names.size())).first;
+          out.label_names.push_back(v);
+          out.label_is_int.push_back(false);
+        }
+        label = it->second;
+        break;
+      }
+    }
+    if (label < 0) {
+      if (spec.drop_invalid) {
+        ++out.dropped;
+        continue;
+      }
+      bad(invalid_col, invalid_why);
+    }
+    if (!out.d_fixed) {
+      // The first row fixes the widths of BLOB (float32 embedding) columns.
+      out.d = 0;
+      for (std::size_t f = 0; f < nf; ++f) {
+        if (r.kind(first_feature + f) == CellKind::Blob) {
+          const auto b = r.get_blob(first_feature + f);
+          if (b.size() % 4 != 0 || b.empty())
+            bad(spec.features[f], "a BLOB feature must hold float32 values (a multiple of 4 bytes), got " +
+                                      std::to_string(b.size()) + " bytes");
+          out.widths[f] = b.size() / 4;
+        }
+        out.d += out.widths[f];
+      }
+      out.d_fixed = true;
+    }
+    const std::size_t d = out.d;
+    float* dst = out.xs.row(d);
+    bool ok = true;
+    if (p.use_text) {
+      const auto k = r.kind(first_feature);
+      if (k == CellKind::Text) p.featurizer->transform(r.get_text(first_feature), std::span<float>(dst, d));
+      else {
+        ok = false;
+        invalid_col = spec.text;
+        invalid_why = k == CellKind::Null ? "text is NULL" : "value " + cell_text(r, first_feature) + " is not text";
+      }
+    } else {
+      float* q = dst;
+      for (std::size_t f = 0; f < nf && ok; ++f) {
+        const std::size_t c = first_feature + f;
+        const std::size_t w = out.widths[f];
+        switch (r.kind(c)) {
+          case CellKind::Real: {
+            const double v = r.get_real(c);
+            if (std::isnan(v)) {
+              ok = false;
+              invalid_why = "feature is NaN";
+            }
+            *q++ = static_cast<float>(v);
+            break;
+          }
+          case CellKind::Int: *q++ = static_cast<float>(r.get_int(c)); break;
+          case CellKind::Null:
+            ok = false;
+            invalid_why = "feature is NULL";
+            break;
+          case CellKind::Text:
+            ok = false;
+            invalid_why = "feature " + cell_text(r, c) + " is not numeric";
+            break;
+          case CellKind::Blob: {
+            const auto b = r.get_blob(c);
+            if (b.size() != w * 4) {
+              ok = false;
+              invalid_why = "BLOB feature has " + std::to_string(b.size()) + " bytes, expected " +
+                            std::to_string(w * 4) + " (" + std::to_string(w) + " float32 values)";
+              break;
+            }
+            std::memcpy(q, b.data(), b.size());
+            for (std::size_t j = 0; j < w; ++j)
+              if (std::isnan(q[j])) {
+                ok = false;
+                invalid_why = "BLOB feature holds NaN";
+              }
+            q += w;
+            break;
+          }
+        }
+        if (ok && w != 1 && r.kind(c) != CellKind::Blob) {
+          ok = false;
+          invalid_why = "expected a BLOB of " + std::to_string(w) + " float32 values, got a number";
+        }
+        if (!ok) invalid_col = spec.features[f];
+      }
+    }
+    if (!ok) {
+      out.xs.unrow(d);
+      if (spec.drop_invalid) {
+        ++out.dropped;
+        continue;
+      }
+      bad(invalid_col, invalid_why);
+    }
+    out.y.push_back(label);
+    ++out.rows;
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> DoltSource::Impl::primary_key(const std::string& table) {
+  auto r = conn->query(dialect.primary_key(table), {});
+  return detail::key_columns(*r);
+}
+
+std::vector<std::string> DoltSource::Impl::columns_at(const std::string& table, const std::string& hash) {
+  try {
+    auto r = conn->query(dialect.select({}, table, hash, {}, {}) + " LIMIT 0", {});
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < r->columns(); ++i) out.push_back(r->name(i));
+    while (r->next()) {
+    }
+    return out;
+  } catch (const detail::ConnectionLost&) {
+    throw;
+  } catch (const DataSourceError& e) {
+    throw NotFoundError("table " + quote_for_message(table) + " not found in " + display +
+                        (hash.empty() ? std::string() : " at commit " + hash) + " (" + std::string(e.detail()) + ")");
+  }
+}
+
+void DoltSource::Impl::check_columns(const std::string& table, const std::string& hash, const std::vector<std::string>& wanted) {
+  auto have = columns_at(table, hash);
+  for (const auto& w : wanted)
+    if (std::find(have.begin(), have.end(), w) == have.end()) {
+      std::string list;
+      for (const auto& h : have) list += (list.empty() ? "" : ", ") + h;
+      throw DataError("table " + quote_for_message(table) + (hash.empty() ? std::string() : " at commit " + hash) +
+                      " has no column " + quote_for_message(w) + " (columns: " + list + ")");
+    }
+}
+
+std::string DoltSource::Impl::live_or(const std::string& table, const std::string& hash) {
+  if (!dialect.history_read_copies() || hash.empty()) return hash;
+  if (hash == resolve("HEAD") && !detail::query_scalar(*conn, dialect.table_status(), {table}).has_value())
+    return {};
+  return hash;
+}
+
+Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
+  detail::Dialect::check_table(spec.table);
+  if (spec.label.empty()) throw ConfigError("dataset: label column is empty");
+  detail::Dialect::check_column(spec.label);
+  const bool use_text = !spec.text.empty();
+  if (use_text == !spec.features.empty())
+    throw ConfigError("dataset of table " + quote_for_message(spec.table) + ": give either features or text, not " +
+                      (use_text ? "both" : "neither"));
+  for (const auto& f : spec.features) detail::Dialect::check_column(f);
+  if (use_text) detail::Dialect::check_column(spec.text);
+  std::optional<detail::HashingFeaturizer> featurizer;
+  if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed);
+  if (spec.at && !dialect.versioned())
+    throw DataSourceError(display + " is a MySQL server without Dolt: it cannot read at " + quote_for_message(*spec.at) +
+                          "; pass at=None to read the current rows unpinned");
+
+  return read([&]() -> Dataset {
+    // One snapshot, so HEAD, the status and the rows agree.
+    detail::ReadSnapshot snapshot(*conn);
+    const std::string hash = spec.at ? resolve(*spec.at) : std::string();
+    // When the commit is the unchanged HEAD, the live table holds exactly its rows and reads without
+    // materialising a historical copy. The lineage keeps the pinned query either way.
+    const std::string read_hash = live_or(spec.table, hash);
+    ScanPlan plan;
+    plan.spec = &spec;
+    plan.hash = hash;
+    plan.key = primary_key(spec.table);
+    plan.use_text = use_text;
+    plan.featurizer = featurizer ? &*featurizer : nullptr;
+    std::vector<std::string> cols = plan.key;
+    cols.push_back(spec.label);
+    if (use_text) cols.push_back(spec.text);
+    else cols.insert(cols.end(), spec.features.begin(), spec.features.end());
+    plan.nk = plan.key.size();
+    plan.label_at = plan.nk;
+    plan.first_feature = plan.nk + 1;
+    plan.nf = use_text ? 1 : spec.features.size();
+    // Rows come in key order, so X is the same for the same commit.
+    const auto order = dialect.scans_in_key_order() ? std::vector<std::string>{} : plan.key;
+    const std::string sql = dialect.select(cols, spec.table, hash, spec.where, order);
+    const std::string run_sql = read_hash == hash ? sql : dialect.select(cols, spec.table, read_hash, spec.where, order);
+
+    std::unique_ptr<detail::RowReader> r;
+    try {
+      r = conn->query(run_sql, spec.params);
+    } catch (const detail::ConnectionLost&) {
+      throw;
+    } catch (const DataSourceError&) {
+      std::vector<std::string> wanted(cols.begin() + static_cast<std::ptrdiff_t>(plan.nk), cols.end());
+      check_columns(spec.table, hash, wanted);
+      throw;
+    }
+
+    ScanResult scan;
+    scan_rows(*r, plan, scan);
+    r.reset();
+    snapshot.end();
+
+    // Classes in a stable order: integers numerically, then text in byte order.
+    const auto& names = scan.label_names;
+    const auto& is_int = scan.label_is_int;
+    const std::size_t rows = scan.rows;
+    const std::size_t d = scan.rows > 0 ? scan.d : use_text ? static_cast<std::size_t>(featurizer->dimension()) : plan.nf;
+    std::vector<std::int32_t> order_idx(names.size());
+    for (std::size_t i = 0; i < order_idx.size(); ++i) order_idx[i] = static_cast<std::int32_t>(i);
+    std::sort(order_idx.begin(), order_idx.end(), [&](std::int32_t a, std::int32_t b) {
+      if (is_int[a] != is_int[b]) return static_cast<bool>(is_int[a]);
+      if (is_int[a]) return std::stoll(names[a]) < std::stoll(names[b]);
+      return names[a] < names[b];
+    });
+    std::vector<std::int32_t> rank(names.size());
+    std::vector<std::string> classes;
+    for (std::size_t i = 0; i < order_idx.size(); ++i) {
+      rank[order_idx[i]] = static_cast<std::int32_t>(i);
+      classes.push_back(names[order_idx[i]]);
+    }
+    std::vector<std::int32_t> y;
+    y.reserve(rows);
+    for (auto v : scan.y) y.push_back(rank[v]);
+    std::vector<float> X;
+    X.reserve(rows * d);  // pages are touched (counted) only as the blocks are copied in and released
+    scan.xs.drain_into(X);
+    if (X.size() != rows * d)
+      throw InternalError("dataset holds " + std::to_string(X.size()) + " values, expected " + std::to_string(rows * d));
+
+    DatasetLineage lin;
+    lin.commit = hash;
+    lin.ref = spec.at.value_or("");
+    lin.uri = display;
+    lin.table = spec.table;
+    lin.query = sql;
+    lin.params = params_json(spec.params);
+    lin.label = spec.label;
+    if (use_text) {
+      lin.text = spec.text;
+      lin.featurizer = featurizer->settings();
+    } else {
+      lin.features = spec.features;
+      lin.featurizer = {{"kind", "columns"}, {"dimension", d}, {"seed", 0}};
+    }
+    lin.dropped_rows = scan.dropped;
+    return Dataset(std::move(X), rows, d, std::move(y), std::move(classes), std::move(lin));
+  });
+}
+
+Dataset DoltSource::dataset(const DatasetSpec& spec) {
+  MLOPS_LOCK;
+  return impl_->dataset(spec);
+}
+
+std::int64_t DoltSource::count(const std::string& table, const std::string& where, const std::vector<SqlValue>& params,
+                               const std::optional<std::string>& at) {
+  MLOPS_LOCK;
+  detail::Dialect::check_table(table);
+  if (at) impl_->require_versioned("count at a commit");
+  return impl_->read([&] {
+    detail::ReadSnapshot snapshot(*impl_->conn);
+    const std::string h = at ? impl_->resolve(*at) : std::string();
+    std::optional<std::string> v;
+    try {
+      v = detail::query_scalar(*impl_->conn, impl_->dialect.count(table, impl_->live_or(table, h), where), params);
+    } catch (const detail::ConnectionLost&) {
+      throw;
+    } catch (const DataSourceError&) {
+      impl_->columns_at(table, h);  // NotFoundError for a missing table; else the SQL error itself
+      throw;
+    }
+    snapshot.end();
+    return v ? std::stoll(*v) : 0LL;
+  });
+}
+
+}  // namespace mlops

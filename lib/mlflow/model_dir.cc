@@ -1,0 +1,71 @@
+// The adapter model directory: see model_dir.hpp for its layout.
+#include "mlflow/model_dir.hpp"
+
+#include <ctime>
+#include <fstream>
+
+#include "mlflow/internal.hpp"
+#include "mlops/config.hpp"
+#include "mlops/error.hpp"
+
+namespace mlops::model_dir {
+
+namespace {
+
+// A JSON string is a valid YAML scalar, whatever it holds.
+std::string yaml_str(const std::string& s) { return nlohmann::json(s).dump(); }
+
+}  // namespace
+
+std::string requirements_text() { return "mlops\nnumpy\nsafetensors\npandas\n"; }
+
+TextFiles text_files(const std::string& dir_name, const std::string& weights_name, const std::string& weights_sha256,
+                     const std::string& run_id, const nlohmann::json& lineage) {
+  if (!lineage.is_object() && !lineage.is_null())
+    throw DataError("model lineage must be a JSON object, got " + std::string(lineage.type_name()));
+  std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S.000000", std::gmtime(&now));
+  TextFiles f;
+  f.mlmodel += "artifact_path: " + yaml_str(dir_name) + "\n";
+  f.mlmodel += "flavors:\n";
+  f.mlmodel += "  python_function:\n";
+  f.mlmodel += "    data: " + yaml_str(weights_name) + "\n";
+  f.mlmodel += std::string("    loader_module: ") + kLoaderModule + "\n";
+  f.mlmodel += "  mlops:\n";
+  f.mlmodel += "    format: mlops.adapter.v1\n";
+  f.mlmodel += "    mlops_version: " + yaml_str(MLOPS_VERSION_STRING) + "\n";
+  f.mlmodel += "    weights_sha256: " + yaml_str(weights_sha256) + "\n";
+  f.mlmodel += "model_uuid: " + yaml_str(detail::random_hex_id()) + "\n";
+  f.mlmodel += "run_id: " + yaml_str(run_id) + "\n";
+  f.mlmodel += "utc_time_created: " + yaml_str(when) + "\n";
+  nlohmann::json doc = lineage.is_null() ? nlohmann::json::object() : lineage;
+  doc["weights_sha256"] = weights_sha256;
+  doc["run_id"] = run_id;
+  f.lineage = doc.dump(2) + "\n";
+  f.requirements = requirements_text();
+  return f;
+}
+
+Contents read(const std::filesystem::path& dir) {
+  Contents c;
+  std::ifstream mlmodel(dir / kMlmodel);
+  for (std::string line; mlmodel && std::getline(mlmodel, line);) {
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line.compare(start, 5, "data:") != 0) continue;
+    std::string value = line.substr(start + 5);
+    value.erase(0, value.find_first_not_of(" \t"));
+    while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
+    const auto parsed = nlohmann::json::parse(value, nullptr, false);
+    c.weights = parsed.is_string() ? parsed.get<std::string>() : value;
+    if (!c.weights.empty()) break;
+  }
+  if (c.weights.empty())
+    throw IntegrityError(dir.string() + " is not an mlops model directory (no MLmodel with a data entry)");
+  std::ifstream reqs(dir / kRequirements);
+  for (std::string line; reqs && std::getline(reqs, line);)
+    if (!line.empty() && line[0] != '#') c.requirements.push_back(line);
+  return c;
+}
+
+}  // namespace mlops::model_dir

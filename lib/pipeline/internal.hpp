@@ -1,0 +1,72 @@
+// Internals of the pipeline shared by its source files: catalog entries as trainer and reader inputs,
+// the texts that decide staleness, the model-version index, the release records and a small thread pool.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mlops/catalog.hpp"
+#include "mlops/dolt.hpp"
+#include "mlops/mlflow.hpp"
+#include "mlops/pipeline.hpp"
+#include "mlops/trainer.hpp"
+
+namespace mlops::pipeline {
+
+/// Calls fn(0), ..., fn(n - 1) on up to `threads` threads (the caller's among them). Once fn returns
+/// false no further index is handed out; calls already under way finish.
+template <class Fn>
+void parallel_for(std::size_t n, unsigned threads, Fn fn) {
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  auto worker = [&] {
+    for (std::size_t k = 0; !stop && (k = next++) < n;)
+      if (!fn(k)) stop = true;
+  };
+  const std::size_t extra = std::min<std::size_t>(std::max(threads, 1U), std::max<std::size_t>(n, 1)) - 1;
+  std::vector<std::thread> pool;
+  for (std::size_t i = 0; i < extra; ++i) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+}
+
+/// Milliseconds since the epoch.
+std::int64_t now_ms();
+/// The first 12 characters of a commit hash, for messages and labels.
+std::string short_hash(const std::string& h);
+
+/// A catalog entry's filter parameters as SQL values. @throws DataError for an array or object
+std::vector<SqlValue> sql_params(const nlohmann::json& params);
+/// What DoltSource::dataset reads for entry `e` at `commit`.
+DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit);
+/// What the trainer fits for entry `e` on `dataset`.
+AdapterSpec adapter_spec(const CatalogEntry& e, Dataset dataset, const std::string& code_commit);
+/// The hyperparameters exactly as recorded (tag mlops.params): a change makes the adapter stale.
+std::string params_text(const CatalogEntry& e);
+/// What selects and shapes the rows (tag mlops.slice): a change makes the adapter stale.
+std::string slice_text(const CatalogEntry& e);
+/// SHA-256 of adapter, data commit, code commit, hyperparameters and slice (tag mlops.fingerprint).
+std::string fingerprint(const CatalogEntry& e, const std::string& data_commit, const std::string& code_commit);
+
+/// The value of tag `key` of a model version, empty when it has none.
+std::string tag_of(const ModelVersion& v, const char* key);
+
+/// Every model version of the catalog's adapters, by model name, with their aliases.
+using VersionIndex = std::map<std::string, std::vector<ModelVersion>>;
+VersionIndex version_index(MlflowTracker& tracker, const Catalog& catalog);
+/// The version that `alias` points at, or nullptr.
+const ModelVersion* with_alias(const std::vector<ModelVersion>& versions, const std::string& alias);
+
+/// The release runs of `experiment`, newest first: tags only, no manifest read.
+std::vector<RunInfo> release_runs(MlflowTracker& tracker, const std::string& experiment);
+/// The release recorded by `run`, with its manifest read from the run's artifacts.
+ReleaseRecord record_from_run(MlflowTracker& tracker, const RunInfo& run);
+
+}  // namespace mlops::pipeline
