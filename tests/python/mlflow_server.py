@@ -27,16 +27,17 @@ from mlops.local_server import MlflowServer, free_port  # noqa: F401  (re-export
 
 
 @contextlib.contextmanager
-def mlflow_on(backend: str, root: pathlib.Path, workers: int = 1) -> Iterator[MlflowServer]:
+def mlflow_on(backend: str, root: pathlib.Path, workers: int = 1, frontend: str = "gunicorn") -> Iterator[MlflowServer]:
     """A started MlflowServer under ``root`` whose store is on "sqlite" (a file under ``root``) or on
     "mariadb" (a MariaDB server of its own, started here and stopped with it)."""
     if backend == "sqlite":
-        with MlflowServer(root, workers=workers) as server:
+        with MlflowServer(root, workers=workers, frontend=frontend) as server:
             yield server
     elif backend == "mariadb":
         from mariadb_server import MariaDB
 
-        with MariaDB() as db, MlflowServer(root, workers=workers, backend_store_uri=db.store_uri("mlflow")) as server:
+        with MariaDB() as db, MlflowServer(root, workers=workers, frontend=frontend,
+                                           backend_store_uri=db.store_uri("mlflow")) as server:
             yield server
     else:
         raise ValueError(f"backend must be 'sqlite' or 'mariadb', not {backend!r}")
