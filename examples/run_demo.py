@@ -3,7 +3,8 @@
 1. create a DoltLite database with support tickets of 60 customers and one text adapter per customer;
 2. start a local MLflow tracking server;
 3. plan, train every adapter, record release 1;
-4. an analyst changes tickets of 3 customers (a CSV synced into a Dolt commit);
+4. an analyst changes tickets of 3 customers: the CSV is synced onto a branch, reviewed as a row diff with
+   a preview of what merging it would retrain (exactly those 3), then merged into main;
 5. plan again: exactly those 3 are stale; retrain them; record release 2 (a new MD5);
 6. roll one model back (release 3), and print a summary with the image tags and the MLflow address.
 
@@ -60,7 +61,16 @@ def main() -> int:
         change = WORK / "analyst-change.csv"
         rows = demo.analyst_change(change, mlops.DoltSource(data), CHANGED)
         print(f"\nanalyst edited {rows} tickets of {', '.join(CHANGED)} in {change.name}")
-        mlops_cmd("sync", "tickets", str(change), "--primary-key", "id", "-m", "Relabel and add tickets", env=env)
+        mlops_cmd("sync", "tickets", str(change), "--primary-key", "id", "-m", "Relabel and add tickets",
+                  "--branch", "analyst-sync", env=env)
+        mlops_cmd("diff", "main..analyst-sync", "--format", "markdown", "--full-json", str(WORK / "diff.json"),
+                  env=env, capture=True)
+        preview = json.loads(mlops_cmd("plan", "--at", "analyst-sync", "--against", "main", "--format", "json",
+                                       env=env, capture=True))
+        previewed = sorted(i["name"] for i in preview["items"] if i["stale"])
+        if previewed != sorted(CHANGED):
+            raise SystemExit(f"demo: expected the merge to touch exactly {CHANGED}, the preview says {previewed}")
+        mlops_cmd("merge", "analyst-sync", "--into", "main", "--delete-branch", env=env)
 
         plan = json.loads(mlops_cmd("plan", "--format", "json", env=env, capture=True))
         stale = sorted(i["name"] for i in plan["items"] if i["stale"])

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "mlops/dataset.hpp"
+#include "mlops/error.hpp"
 #include "mlops/table.hpp"
 
 namespace mlops {
@@ -52,12 +53,39 @@ struct Diff {
   std::string from_commit;  ///< resolved hash of the `from` side
   std::string to_commit;    ///< resolved hash of the `to` side
   std::string table;
+  std::vector<std::string> key;  ///< the table's primary-key columns, in key order
   std::int64_t added = 0;     ///< rows only in `to` (or that entered the filtered slice)
   std::int64_t modified = 0;  ///< rows in both whose values changed (and in the slice on both sides)
   std::int64_t removed = 0;   ///< rows only in `from` (or that left the slice)
   /// One row per change: column `diff_type` ("added", "modified", "removed"), then `from_<col>` and
   /// `to_<col>` for every column of the table (NULL on the side where the row is absent).
   Table rows;
+};
+
+/// The outcome of DoltSource::merge.
+struct MergeResult {
+  std::string commit;         ///< the target branch's tip after the merge
+  bool fast_forward = false;  ///< the target only moved forward to the merged branch's tip
+  bool up_to_date = false;    ///< the branch was already merged: nothing changed
+};
+
+/// The rows of one table that a merge could not combine.
+struct TableConflicts {
+  std::string table;
+  /// The primary key of each conflicting row, as "col=value[, col=value]" (text quoted), key order.
+  std::vector<std::string> keys;
+};
+
+/// A merge met rows changed differently on both sides; nothing was merged. Id "mlops.conflict".
+class MergeConflictError : public ConflictError {
+ public:
+  MergeConflictError(const std::string& message, std::vector<TableConflicts> conflicts)
+      : ConflictError(message), conflicts_(std::move(conflicts)) {}
+  /// Every conflicting table with its conflicting keys, tables by name.
+  [[nodiscard]] const std::vector<TableConflicts>& conflicts() const noexcept { return conflicts_; }
+
+ private:
+  std::vector<TableConflicts> conflicts_;
 };
 
 /// Connection settings.
@@ -118,6 +146,20 @@ class DoltSource {
   /// Stages every change and commits it. `author` is "Name <email>" (empty: the default).
   /// @throws ConflictError when there is nothing to commit
   Commit commit(const std::string& message, const std::string& author = {});
+  /// Deletes branch `name`. Unless `force`, only a branch whose commits are all merged into the active
+  /// branch. @throws NotFoundError if it does not exist; ConflictError for the active branch or, without
+  /// `force`, for unmerged commits
+  void delete_branch(const std::string& name, bool force = false);
+  /// Merges `branch` into `into` (empty: the active branch): a fast-forward when `into` has no commits of
+  /// its own, else a merge commit with `message` (empty: "Merge branch '<branch>' into <into>"). The
+  /// active branch is the same afterwards.
+  /// @throws MergeConflictError naming every conflicting table and key (nothing merged, `into` and the
+  ///         working set unchanged); ConflictError when `into` has uncommitted changes; NotFoundError for
+  ///         an unknown branch
+  MergeResult merge(const std::string& branch, const std::string& message = {}, const std::string& into = {});
+  /// The newest commit both refs descend from. @throws NotFoundError for an unknown ref; DataSourceError
+  ///         when they share no history
+  std::string merge_base(const std::string& a, const std::string& b);
   std::vector<std::string> tags();
   /// Tags `ref` as `name`. @throws ConflictError if the tag exists
   void create_tag(const std::string& name, const std::string& ref = "HEAD");
@@ -152,6 +194,9 @@ class DoltSource {
   /// selects the slice on both sides, so a row that leaves the slice counts as removed.
   Diff diff(const std::string& from_ref, const std::string& to_ref, const std::string& table,
             const std::string& where = {}, const std::vector<SqlValue>& params = {});
+  /// The tables whose rows differ between `from_ref` and `to_ref` (added, changed or dropped), by name.
+  /// @throws NotFoundError for an unknown ref
+  std::vector<std::string> changed_tables(const std::string& from_ref, const std::string& to_ref);
   /// Imports a CSV file (header row first; UTF-8) or an http(s) URL into `table` and commits.
   /// Creates the table when missing (INTEGER, REAL or TEXT inferred per column); "replace" deletes the
   /// old rows first, "upsert" inserts or replaces by primary key. Returns the new commit (HEAD unchanged

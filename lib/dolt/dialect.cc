@@ -102,6 +102,26 @@ std::string Dialect::call(std::string_view procedure, std::size_t nargs) const {
 
 std::string Dialect::table_status() const { return "SELECT table_name FROM dolt_status WHERE table_name = ?"; }
 
+std::string Dialect::status() const { return "SELECT table_name FROM dolt_status ORDER BY table_name"; }
+
+std::string Dialect::diff_summary() const {
+  return std::string("SELECT from_table_name, to_table_name, data_change FROM ") +
+         (backend_ == Backend::DoltLite ? "dolt_diff_summary" : "DOLT_DIFF_SUMMARY") + "(?, ?)";
+}
+
+std::string Dialect::merge_base() const {
+  return backend_ == Backend::DoltLite ? "SELECT dolt_merge_base(?, ?)" : "SELECT DOLT_MERGE_BASE(?, ?)";
+}
+
+std::string Dialect::conflicts() const {
+  return "SELECT " + quote("table") + ", num_conflicts FROM dolt_conflicts ORDER BY " + quote("table");
+}
+
+std::string Dialect::conflict_rows(std::string_view t) const {
+  check_table(t);
+  return "SELECT * FROM " + quote("dolt_conflicts_" + std::string(t));
+}
+
 std::string Dialect::diff(std::string_view t, std::string_view from_hash, std::string_view to_hash) const {
   check_table(t);
   check_hash(from_hash);

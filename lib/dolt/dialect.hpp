@@ -49,6 +49,17 @@ class Dialect {
   [[nodiscard]] std::string call(std::string_view procedure, std::size_t nargs) const;
   /// Tables with uncommitted changes matching one value (the table name).
   [[nodiscard]] std::string table_status() const;
+  /// Two values (commit hashes): from_table_name, to_table_name, data_change per changed table.
+  [[nodiscard]] std::string diff_summary() const;
+  /// Every table with uncommitted changes: table_name.
+  [[nodiscard]] std::string status() const;
+  /// Two values (commit hashes); one value: their merge base.
+  [[nodiscard]] std::string merge_base() const;
+  /// Inside a merge that stopped on conflicts: table, num_conflicts.
+  [[nodiscard]] std::string conflicts() const;
+  /// Inside a merge that stopped on conflicts, one row per conflict: base_<col>, our_<col>,
+  /// their_<col>, our_diff_type, their_diff_type, ...
+  [[nodiscard]] std::string conflict_rows(std::string_view table) const;
   [[nodiscard]] std::string diff(std::string_view table, std::string_view from_hash, std::string_view to_hash) const;
   /// The primary key of `table`; read its result with key_columns().
   [[nodiscard]] std::string primary_key(std::string_view table) const;

@@ -11,11 +11,10 @@ namespace mlops {
 
 using detail::CellKind;
 using detail::cell_text;
+using detail::contains;
 using detail::quote_for_message;
 
 namespace {
-
-bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
 // A key cell, encoded so that equal values from two result sets compare equal.
 void encode_cell(std::string& out, detail::RowReader& r, std::size_t i) {
@@ -130,7 +129,8 @@ Diff DoltSource::Impl::diff(const std::string& from_ref, const std::string& to_r
     out.from_commit = resolve(from_ref);
     out.to_commit = resolve(to_ref);
     out.table = table;
-    const auto key = primary_key(table);
+    out.key = primary_key(table);
+    const auto& key = out.key;
     if (!where.empty() && key.empty())
       throw DataError("diff of table " + quote_for_message(table) + " with a filter needs a primary key");
     // With a filter, the slice's keys on each side decide the change: in both → modified (if the row
@@ -220,13 +220,17 @@ Commit DoltSource::commit_info(const std::string& ref) {
 std::vector<std::string> DoltSource::branches() {
   MLOPS_LOCK;
   impl_->require_versioned("branches");
-  return impl_->read([&] { return impl_->column_strings(impl_->dialect.branches(), {}); });
+  return impl_->read([&] { return impl_->branch_names(); });
+}
+
+std::string DoltSource::Impl::active_branch() {
+  return detail::query_scalar(*conn, dialect.active_branch(), {}).value_or("");
 }
 
 std::string DoltSource::active_branch() {
   MLOPS_LOCK;
   impl_->require_versioned("active_branch");
-  return impl_->read([&] { return detail::query_scalar(*impl_->conn, impl_->dialect.active_branch(), {}).value_or(""); });
+  return impl_->read([&] { return impl_->active_branch(); });
 }
 
 void DoltSource::create_branch(const std::string& name, const std::string& start) {
@@ -235,24 +239,66 @@ void DoltSource::create_branch(const std::string& name, const std::string& start
   detail::Dialect::check_ref_name(name, "branch name");
   impl_->refresh();
   const std::string from = impl_->resolve(start);
-  auto existing = impl_->column_strings(impl_->dialect.branches(), {});
+  auto existing = impl_->branch_names();
   if (std::find(existing.begin(), existing.end(), name) != existing.end())
     throw ConflictError("branch " + quote_for_message(name) + " already exists in " + impl_->display);
   impl_->conn->execute(impl_->dialect.call("branch", 2), {name, from});
   impl_->settle();
 }
 
+void DoltSource::Impl::checkout(const std::string& name) {
+  detail::Dialect::check_ref_name(name, "branch name");
+  auto existing = branch_names();
+  if (std::find(existing.begin(), existing.end(), name) == existing.end())
+    throw NotFoundError("branch " + quote_for_message(name) + " not found in " + display);
+  conn->execute(dialect.call("checkout", 1), {name});
+  conn->follow_branch(name);  // a new connection (after a lost one) lands on the same branch
+}
+
 void DoltSource::checkout(const std::string& name) {
   MLOPS_LOCK;
   impl_->require_versioned("checkout");
+  impl_->refresh();
+  impl_->checkout(name);
+  impl_->settle();
+}
+
+void DoltSource::delete_branch(const std::string& name, bool force) {
+  MLOPS_LOCK;
+  impl_->require_versioned("delete_branch");
   detail::Dialect::check_ref_name(name, "branch name");
   impl_->refresh();
-  auto existing = impl_->column_strings(impl_->dialect.branches(), {});
+  auto existing = impl_->branch_names();
   if (std::find(existing.begin(), existing.end(), name) == existing.end())
     throw NotFoundError("branch " + quote_for_message(name) + " not found in " + impl_->display);
-  impl_->conn->execute(impl_->dialect.call("checkout", 1), {name});
-  impl_->conn->follow_branch(name);  // a new connection (after a lost one) lands on the same branch
+  const std::string active = impl_->active_branch();
+  if (name == active)
+    throw ConflictError("branch " + quote_for_message(name) + " is the active branch of " + impl_->display +
+                        ": check out another branch first");
+  try {
+    impl_->conn->execute(impl_->dialect.call("branch", 2), {std::string(force ? "-D" : "-d"), name});
+  } catch (const detail::ConnectionLost&) {
+    throw;
+  } catch (const DataSourceError& e) {
+    if (contains(e.what(), "not fully merged"))
+      throw ConflictError("branch " + quote_for_message(name) + " has commits not merged into " +
+                          quote_for_message(active) + "; merge it, or delete it with force");
+    throw;
+  }
   impl_->settle();
+}
+
+std::string DoltSource::merge_base(const std::string& a, const std::string& b) {
+  MLOPS_LOCK;
+  impl_->require_versioned("merge_base");
+  return impl_->read([&] {
+    const std::string ha = impl_->resolve(a), hb = impl_->resolve(b);
+    auto h = detail::query_scalar(*impl_->conn, impl_->dialect.merge_base(), {ha, hb});
+    if (!h || h->empty())
+      throw DataSourceError(quote_for_message(a) + " and " + quote_for_message(b) + " share no history in " + impl_->display);
+    detail::Dialect::check_hash(*h);
+    return *h;
+  });
 }
 
 Commit DoltSource::commit(const std::string& message, const std::string& author) {
@@ -283,6 +329,28 @@ Diff DoltSource::diff(const std::string& from_ref, const std::string& to_ref, co
                       const std::string& where, const std::vector<SqlValue>& params) {
   MLOPS_LOCK;
   return impl_->diff(from_ref, to_ref, table, where, params);
+}
+
+std::vector<std::string> DoltSource::changed_tables(const std::string& from_ref, const std::string& to_ref) {
+  MLOPS_LOCK;
+  impl_->require_versioned("changed_tables");
+  return impl_->read([&] {
+    detail::ReadSnapshot snapshot(*impl_->conn);
+    const std::string from = impl_->resolve(from_ref), to = impl_->resolve(to_ref);
+    std::vector<std::string> out;
+    auto r = impl_->conn->query(impl_->dialect.diff_summary(), {from, to});
+    while (r->next()) {
+      // data_change is 0 for a change of schema only; a table added or dropped changes its rows too.
+      if (r->kind(2) == CellKind::Int && r->get_int(2) == 0) continue;
+      const std::size_t side = r->kind(1) == CellKind::Null || r->get_text(1).empty() ? 0 : 1;
+      out.emplace_back(r->get_text(side));
+    }
+    r.reset();
+    snapshot.end();
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  });
 }
 
 }  // namespace mlops

@@ -19,6 +19,8 @@ namespace mlops {
 namespace detail {
 /// A cell as a short human-readable value for messages ("NULL", numbers, quoted text, "<n bytes>").
 std::string cell_text(RowReader& r, std::size_t i);
+/// Whether a server's message mentions `needle` (how its errors are told apart).
+inline bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 }  // namespace detail
 
 struct DoltSource::Impl {
@@ -62,8 +64,19 @@ struct DoltSource::Impl {
   std::vector<Commit> commits(const std::string& sql, const std::vector<SqlValue>& params);
   Commit commit_info(const std::string& ref);
   Commit commit(const std::string& message, const std::string& author, const std::vector<std::string>& add_tables);
+  std::vector<std::string> branch_names() { return column_strings(dialect.branches(), {}); }
+  std::string active_branch();
+  // Makes `name` the active branch (checked to exist), on this and any later connection.
+  void checkout(const std::string& name);
   Diff diff(const std::string& from_ref, const std::string& to_ref, const std::string& table, const std::string& where,
             const std::vector<SqlValue>& params);
+
+  // ---- merging (dolt_merge.cc) --------------------------------------------------------------------
+  MergeResult merge(const std::string& branch, const std::string& message, const std::string& into);
+  // Merges into the active branch, which has no uncommitted changes.
+  MergeResult merge_here(const std::string& branch, const std::string& message, const std::string& target);
+  // Runs the merge again inside a transaction that is rolled back, to read what conflicts.
+  std::vector<TableConflicts> merge_conflicts(const std::vector<SqlValue>& args);
 
   // ---- reading (dolt_read.cc) ---------------------------------------------------------------------
   std::vector<std::string> primary_key(const std::string& table);

@@ -1,5 +1,9 @@
 """A throwaway MariaDB server for tests and benchmarks: its own datadir and socket in a temp folder,
-listening on 127.0.0.1 on a free port, with one database and one user with a password."""
+listening on 127.0.0.1 on a free port, with one database and one user with a password.
+
+With `tls=True` it also listens on 127.0.0.2 and offers TLS with a certificate made here with OpenSSL: a
+test CA (`ca`) signs a server certificate for IP 127.0.0.1 only, so a client verifying the host name is
+refused at 127.0.0.2; `other_ca` is a second CA that signed nothing of this server's."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def available() -> bool:
 class MariaDB:
     """Start with `start()`, stop with `stop()` (or use as a context manager)."""
 
-    def __init__(self, base: Optional[Path] = None, buffer_pool: str = "256M") -> None:
+    def __init__(self, base: Optional[Path] = None, buffer_pool: str = "256M", tls: bool = False) -> None:
         self._own_base = base is None
         self.base = Path(base or tempfile.mkdtemp(prefix="mlops-mariadb-"))
         self.datadir = self.base / "data"
@@ -40,6 +44,10 @@ class MariaDB:
         self.port = _free_port()
         self.buffer_pool = buffer_pool
         self.proc: Optional[subprocess.Popen] = None
+        self.tls = tls
+        self.certs = self.base / "certs"
+        self.ca = str(self.certs / "ca.pem")
+        self.other_ca = str(self.certs / "other-ca.pem")
 
     @property
     def uri(self) -> str:
@@ -67,6 +75,25 @@ class MariaDB:
         return pymysql.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
                                database=DATABASE, autocommit=True, **kw)
 
+    def _make_certificates(self) -> list[str]:
+        """A CA, a server certificate it signs for IP:127.0.0.1, and an unrelated CA; the server's options."""
+        self.certs.mkdir(parents=True, exist_ok=True)
+        c = self.certs
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, cwd=c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        for name, cn in (("ca", "mlops test CA"), ("other-ca", "mlops other CA")):
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={cn}",
+                    "-keyout", f"{name}-key.pem", "-out", f"{name}.pem")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mlops test server",
+                "-keyout", "server-key.pem", "-out", "server.csr")
+        (c / "server.ext").write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n"
+                                      "keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                "-days", "2", "-extfile", "server.ext", "-out", "server.pem")
+        return [f"--ssl-ca={self.ca}", f"--ssl-cert={c / 'server.pem'}", f"--ssl-key={c / 'server-key.pem'}"]
+
     def start(self) -> "MariaDB":
         bindir = "/usr/sbin"
         install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
@@ -78,9 +105,11 @@ class MariaDB:
              "--user=root", "--skip-test-db"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         mariadbd = shutil.which("mariadbd", path=bindir + ":" + os.environ.get("PATH", "")) or "mysqld"
+        tls = self._make_certificates() if self.tls else []
+        bind = "127.0.0.1,127.0.0.2" if self.tls else "127.0.0.1"
         self.proc = subprocess.Popen(
             [mariadbd, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
-             f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
+             f"--port={self.port}", f"--bind-address={bind}", "--user=root", *tls,
              f"--pid-file={self.base / 'mysqld.pid'}", f"--log-error={self.base / 'error.log'}",
              f"--innodb-buffer-pool-size={self.buffer_pool}", "--skip-log-bin", "--max-allowed-packet=256M",
              "--local-infile=1", "--innodb-flush-log-at-trx-commit=2"],
@@ -99,7 +128,7 @@ class MariaDB:
             time.sleep(0.2)
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE {DATABASE}")
-            for host in ("localhost", "127.0.0.1"):
+            for host in ("localhost", "127.0.0.1", "127.0.0.2"):
                 cur.execute(f"CREATE USER '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}'")
                 cur.execute(f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'{host}'")
         conn.close()

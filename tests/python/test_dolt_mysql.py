@@ -16,7 +16,7 @@ import pytest
 import mlops
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mariadb_server import PASSWORD, MariaDB, available  # noqa: E402
+from mariadb_server import DATABASE, PASSWORD, USER, MariaDB, available  # noqa: E402
 
 pytestmark = [
     pytest.mark.mysql,
@@ -214,3 +214,52 @@ def test_tls_options_reach_the_client_library(server):
     assert plain.query("SELECT 1 AS one").column("one")[0] == 1
     with pytest.raises(mlops.ConfigError, match="ssl-mode"):
         mlops.DoltSource(server.uri_with_password + "?ssl-mode=SOMETIMES")
+
+
+# ---- TLS against a server that offers it (certificates made by the fixture with OpenSSL) -------------------
+
+@pytest.fixture(scope="module")
+def tls_server():
+    with MariaDB(tls=True) as m:
+        yield m
+
+
+def tls_uri(server, host: str, mode: str, ca: str) -> str:
+    from urllib.parse import quote
+
+    return (f"mysql://{USER}:{PASSWORD}@{host}:{server.port}/{DATABASE}"
+            f"?ssl-mode={mode}&ssl-ca={quote(ca, safe='/')}")
+
+
+def cipher(src) -> str:
+    t = src.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    return t.column("Value")[0]
+
+
+def test_tls_verify_identity_with_the_servers_ca_connects_encrypted(tls_server):
+    src = mlops.DoltSource(tls_uri(tls_server, "127.0.0.1", "VERIFY_IDENTITY", tls_server.ca))
+    assert cipher(src)  # the server reports this session as encrypted
+    src.execute("CREATE TABLE IF NOT EXISTS tls_t (id INT PRIMARY KEY, v DOUBLE)")
+    src.execute("REPLACE INTO tls_t VALUES (1, 0.5)")
+    assert src.count("tls_t", at=None) == 1
+    assert PASSWORD not in src.uri
+
+
+@pytest.mark.parametrize("mode", ["VERIFY_CA", "VERIFY_IDENTITY"])
+def test_tls_a_certificate_from_another_ca_is_refused(tls_server, mode):
+    with pytest.raises(mlops.DataSourceError) as e:
+        mlops.DoltSource(tls_uri(tls_server, "127.0.0.1", mode, tls_server.other_ca))
+    message = str(e.value)
+    assert "cannot connect" in message and PASSWORD not in message
+    assert f"127.0.0.1:{tls_server.port}" in message
+
+
+def test_tls_a_host_name_the_certificate_does_not_name_is_refused(tls_server):
+    # The certificate names IP 127.0.0.1 only; the same server answers at 127.0.0.2.
+    wrong_host = tls_uri(tls_server, "127.0.0.2", "VERIFY_IDENTITY", tls_server.ca)
+    with pytest.raises(mlops.DataSourceError) as e:
+        mlops.DoltSource(wrong_host)
+    assert "cannot connect" in str(e.value) and PASSWORD not in str(e.value)
+    # Encrypted without checking the name, the same address connects: the refusal was the name.
+    unchecked = mlops.DoltSource(wrong_host.replace("VERIFY_IDENTITY", "REQUIRED"))
+    assert cipher(unchecked)

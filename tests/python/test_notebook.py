@@ -26,5 +26,7 @@ def test_quickstart_notebook_executes(tmp_path):
     assert "registry.example.com/adapters:" in text
     assert "customer-002: +" in text
     assert "[('customer-002', ['data changed" in text
+    assert "[('customer-002', ['data slice changed: +" in text  # the preview before the merge: only that slice
+    assert "| customer-002 | tickets |" in text and "main is now" in text
     curves = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "savefig" in c.source)
     assert outputs[curves].strip() == "6"  # one validation-accuracy point per epoch, read back from MLflow

@@ -53,6 +53,7 @@ def test_a_rerun_task_trains_the_shard_of_its_array_id(monkeypatch, env, expecte
     assert cli.shard_from_environment(None, None) == expected
 
 
+@needs_pipeline
 def test_bad_submissions_are_config_errors_before_anything_runs(tmp_path, capsys, monkeypatch):
     assert cli.main(["submit", "slurm", "--workdir", str(tmp_path), "--rerun", "1"]) == cli.EXIT_ERROR
     assert "no chain was submitted" in capsys.readouterr().err
@@ -190,6 +191,11 @@ def test_chain_trains_each_stale_adapter_once_at_the_planned_commit_then_release
     r = subprocess.run([str(SUBMIT), "--dry-run"], env=world["env"], capture_output=True, text=True, check=True)
     assert "sbatch --parsable --array=0,1,2" in r.stdout and '--dependency=afterok:"${train%%;*}"' in r.stdout
     assert str(SUBMIT.parent / "train.sbatch") in r.stdout and str(SUBMIT.parent / "release.sbatch") in r.stdout
+    # Without job scripts of its own, the chain runs this mlops on one GPU per train task.
+    r = subprocess.run([sys.executable, "-m", "mlops", "submit", "slurm", "--dry-run", "--shards", "2", "--workdir",
+                        str(world["dir"] / "plain")], env=world["env"], capture_output=True, text=True, check=True)
+    assert "--array=0,1" in r.stdout and "--gres=gpu:1" in r.stdout and "-m mlops train --plan" in r.stdout
+    assert "-m mlops release --image registry.example.com/adapters" in r.stdout
     assert slurm.run("squeue", "-h", "-o", "%i") == queued
 
     chain = submit(world)

@@ -53,7 +53,7 @@ def test_every_mlops_command_in_the_workflows_parses():
                 for argv in mlops_invocations(step.get("run", "")):
                     args = parser.parse_args(argv)  # SystemExit(2) on an unknown option
                     seen.add(args.command)
-    assert {"plan", "train", "release", "rollback"} <= seen
+    assert {"plan", "train", "release", "rollback", "diff", "merge"} <= seen
 
 
 def test_plan_feeds_train_through_the_matrix():
@@ -65,6 +65,32 @@ def test_plan_feeds_train_through_the_matrix():
     assert "self-hosted" in train["runs-on"] and "gpu" in train["runs-on"]
     assert train["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
     assert doc["jobs"]["release"]["needs"] == ["plan", "train"]
+
+
+def test_data_review_posts_the_diff_and_preview_then_merges_and_retrains():
+    doc = yaml.safe_load((ROOT / "examples" / "github-actions" / "data-review.yml").read_text())
+    on = doc[True] if True in doc else doc["on"]
+    assert {"dolt-branch-synced", "dolt-branch-approved"} <= set(on["repository_dispatch"]["types"])
+    assert {"branch", "merge"} <= set(on["workflow_dispatch"]["inputs"])
+    parser = cli.build_parser()
+
+    def commands(job):
+        return [parser.parse_args(argv) for step in doc["jobs"][job]["steps"]
+                for argv in mlops_invocations(step.get("run", ""))]
+
+    review = doc["jobs"]["review"]
+    runs = "\n".join(step.get("run", "") for step in review["steps"])
+    diff, plan = commands("review")
+    assert (diff.command, diff.format) == ("diff", "markdown") and 'mlops diff "main..$BRANCH"' in runs
+    assert (plan.command, plan.against, plan.format) == ("plan", "main", "markdown")
+    assert runs.count('>> "$GITHUB_STEP_SUMMARY"') == 2
+    merge = doc["jobs"]["merge"]
+    [m] = commands("merge")
+    assert (m.command, m.into, m.format) == ("merge", "main", "json")
+    merge_run = "\n".join(step.get("run", "") for step in merge["steps"])
+    assert f'-eq {cli.EXIT_CONFLICT}' in merge_run  # conflicts are told apart from other failures
+    assert "gh workflow run adapters.yml" in merge_run and merge["permissions"]["actions"] == "write"
+    assert "merge" in merge["if"] and "merge" in review["if"]  # one or the other per event
 
 
 # ---- expression references (what actionlint checks beyond the schema) ---------------------------------

@@ -44,9 +44,9 @@ __all__ = [
 ]
 
 if "dolt" in components:
-    from ._core import Commit, Diff, DoltSource, Table
+    from ._core import Commit, Diff, DoltSource, MergeResult, Table
 
-    __all__ += ["Commit", "Diff", "DoltSource", "Table"]
+    __all__ += ["Commit", "Diff", "DoltSource", "MergeResult", "Table"]
 
     def _find_doltlite() -> None:
         # DoltLite's library ships in the `doltlite` wheel. Find the file without importing the package:

@@ -161,6 +161,7 @@ void bind_dolt(py::module_& m) {
       .def_readonly("from_commit", &Diff::from_commit)
       .def_readonly("to_commit", &Diff::to_commit)
       .def_readonly("table", &Diff::table)
+      .def_readonly("key", &Diff::key, "The table's primary-key columns, in key order.")
       .def_readonly("added", &Diff::added)
       .def_readonly("modified", &Diff::modified)
       .def_readonly("removed", &Diff::removed)
@@ -168,6 +169,15 @@ void bind_dolt(py::module_& m) {
       .def("__repr__", [](const Diff& d) {
         return "Diff(table='" + d.table + "', added=" + std::to_string(d.added) + ", modified=" +
                std::to_string(d.modified) + ", removed=" + std::to_string(d.removed) + ")";
+      });
+
+  py::class_<MergeResult>(m, "MergeResult", "The outcome of a merge.")
+      .def_readonly("commit", &MergeResult::commit, "The target branch's tip after the merge.")
+      .def_readonly("fast_forward", &MergeResult::fast_forward, "The target only moved forward.")
+      .def_readonly("up_to_date", &MergeResult::up_to_date, "The branch was already merged; nothing changed.")
+      .def("__repr__", [](const MergeResult& r) {
+        return "MergeResult(commit='" + r.commit + "', fast_forward=" + (r.fast_forward ? "True" : "False") +
+               ", up_to_date=" + (r.up_to_date ? "True" : "False") + ")";
       });
 
   py::class_<DoltSource>(m, "DoltSource", R"doc(
@@ -208,6 +218,25 @@ come from ``MLOPS_DOLT_PASSWORD``). Passwords never appear in messages or lineag
           },
           py::arg("message"), py::arg("author") = py::none(),
           "Stage everything and commit. ConflictError when there is nothing to commit.")
+      .def("delete_branch", &DoltSource::delete_branch, py::arg("name"), py::arg("force") = false,
+           py::call_guard<py::gil_scoped_release>(),
+           "Delete a branch (NotFoundError if missing; ConflictError for the active branch, or for unmerged "
+           "commits unless force=True).")
+      .def(
+          "merge",
+          [](DoltSource& s, const std::string& branch, std::optional<std::string> message,
+             std::optional<std::string> into) {
+            py::gil_scoped_release nogil;
+            return s.merge(branch, message.value_or(""), into.value_or(""));
+          },
+          py::arg("branch"), py::arg("message") = py::none(), py::arg("into") = py::none(),
+          R"doc(Merge `branch` into `into` (default: the active branch, which stays active): a fast-forward, or a
+merge commit with `message`. On conflicting rows nothing is merged and ConflictError is raised with
+``conflicts``: {table: ["key=value, ...", ...]}. ConflictError too when the target has uncommitted changes.)doc")
+      .def("merge_base", &DoltSource::merge_base, py::arg("a"), py::arg("b"), py::call_guard<py::gil_scoped_release>(),
+           "The newest commit both refs descend from.")
+      .def("changed_tables", &DoltSource::changed_tables, py::arg("from_ref"), py::arg("to_ref"),
+           py::call_guard<py::gil_scoped_release>(), "Tables whose rows differ between two refs, by name.")
       .def("tags", &DoltSource::tags, py::call_guard<py::gil_scoped_release>())
       .def("create_tag", &DoltSource::create_tag, py::arg("name"), py::arg("ref") = "HEAD",
            py::call_guard<py::gil_scoped_release>())

@@ -1,6 +1,7 @@
 // C++ exceptions → Python: one class per mlops::Error type, same hierarchy, all under MlopsError.
 #include "bind.hpp"
 
+#include "mlops/dolt.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops::python {
@@ -25,6 +26,11 @@ void raise(const py::object& cls, const Error& e) {
   py::object exc = cls(py::str(e.what()));
   exc.attr("id") = e.id();
   exc.attr("detail") = std::string(e.detail());
+  if (auto* m = dynamic_cast<const MergeConflictError*>(&e)) {
+    py::dict conflicts;
+    for (const auto& t : m->conflicts()) conflicts[py::str(t.table)] = py::cast(t.keys);
+    exc.attr("conflicts") = conflicts;
+  }
   if (auto* t = dynamic_cast<const TrackingError*>(&e)) {
     exc.attr("http_status") = t->http_status();
     exc.attr("error_code") = t->error_code();

@@ -28,6 +28,22 @@ TEST_CASE("Dolt sql-server dialect: version-control calls are CALL DOLT_* proced
   CHECK(d.table_status() == "SELECT table_name FROM dolt_status WHERE table_name = ?");
 }
 
+TEST_CASE("Dolt sql-server dialect: merging is CALL DOLT_MERGE; conflicts are read from dolt_conflicts") {
+  Dialect d(Backend::Dolt);
+  CHECK(d.call("merge", 3) == "CALL DOLT_MERGE(?, ?, ?)");
+  CHECK(d.merge_base() == "SELECT DOLT_MERGE_BASE(?, ?)");
+  CHECK(d.conflicts() == "SELECT `table`, num_conflicts FROM dolt_conflicts ORDER BY `table`");
+  CHECK(d.conflict_rows("iris") == "SELECT * FROM `dolt_conflicts_iris`");
+  CHECK_THROWS_AS((void)d.conflict_rows("x`; DROP"), mlops::ConfigError);
+  CHECK(d.status() == "SELECT table_name FROM dolt_status ORDER BY table_name");
+  CHECK(d.diff_summary() == "SELECT from_table_name, to_table_name, data_change FROM DOLT_DIFF_SUMMARY(?, ?)");
+  Dialect lite(Backend::DoltLite);
+  CHECK(lite.call("merge", 3) == "SELECT dolt_merge(?, ?, ?)");
+  CHECK(lite.merge_base() == "SELECT dolt_merge_base(?, ?)");
+  CHECK(lite.conflicts() == "SELECT \"table\", num_conflicts FROM dolt_conflicts ORDER BY \"table\"");
+  CHECK(lite.conflict_rows("iris") == "SELECT * FROM \"dolt_conflicts_iris\"");
+}
+
 TEST_CASE("Dolt sql-server dialect: reads at a commit use AS OF, diffs the DOLT_DIFF table function") {
   Dialect d(Backend::Dolt);
   CHECK(d.table_at("iris", kDoltHash) == "`iris` AS OF '" + kDoltHash + "'");

@@ -192,3 +192,79 @@ TEST_CASE("DoltLite: datasets reads every slice in one scan, each exactly its si
   spec.where = "a > 1";
   CHECK_THROWS_AS(src.datasets(spec, "c", values), mlops::ConfigError);
 }
+
+TEST_CASE("DoltLite: merges fast-forward or with a commit; a conflict merges nothing and names the rows") {
+  if (!usable()) return;
+  TempDir dir;
+  mlops::DoltSource src((dir.path / "m.db").string(), options());
+  src.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+  src.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+  const auto base = src.commit("base");
+
+  // A branch with commits of its own only: main moves forward to it.
+  src.create_branch("ff");
+  src.checkout("ff");
+  src.execute("INSERT INTO t VALUES (4, 'd')");
+  const auto ff_tip = src.commit("add 4");
+  src.checkout("main");
+  CHECK(src.merge_base("main", "ff") == base.hash);
+  auto r = src.merge("ff");
+  CHECK(r.fast_forward);
+  CHECK_FALSE(r.up_to_date);
+  CHECK(r.commit == ff_tip.hash);
+  CHECK(src.resolve("main") == ff_tip.hash);
+  CHECK(src.merge("ff").up_to_date);
+  src.delete_branch("ff");
+  CHECK(src.branches() == std::vector<std::string>{"main"});
+
+  // Both sides changed different rows: a merge commit with two parents' rows.
+  src.create_branch("side");
+  src.checkout("side");
+  src.execute("UPDATE t SET v = 'B' WHERE id = 2");
+  src.commit("side edits 2");
+  src.checkout("main");
+  src.execute("UPDATE t SET v = 'C' WHERE id = 3");
+  const auto main_tip = src.commit("main edits 3");
+  r = src.merge("side", "merge side");
+  CHECK_FALSE(r.fast_forward);
+  CHECK(src.head().message == "merge side");
+  CHECK(src.resolve("HEAD~1") == main_tip.hash);
+  CHECK(src.query("SELECT v FROM t ORDER BY id").column("v").strings ==
+        std::vector<std::string>{"a", "B", "C", "d"});
+
+  // The same rows changed on both sides: nothing merged, the rows named, the working set clean.
+  src.create_branch("clash");
+  src.checkout("clash");
+  src.execute("UPDATE t SET v = 'x' WHERE id = 1");
+  src.execute("UPDATE t SET v = 'y' WHERE id = 4");
+  src.commit("clash edits");
+  src.checkout("main");
+  src.execute("UPDATE t SET v = 'z' WHERE id IN (1, 4)");
+  const auto before = src.commit("main edits 1 and 4");
+  try {
+    src.merge("clash");
+    FAIL("the merge should have met conflicts");
+  } catch (const mlops::MergeConflictError& e) {
+    REQUIRE(e.conflicts().size() == 1);
+    CHECK(e.conflicts()[0].table == "t");
+    CHECK(e.conflicts()[0].keys == std::vector<std::string>{"id=1", "id=4"});
+    CHECK(std::string(e.what()).find("id=4") != std::string::npos);
+  }
+  CHECK(src.resolve("main") == before.hash);
+  CHECK(src.query("SELECT v FROM t WHERE id = 1").column("v").strings == std::vector<std::string>{"z"});
+  CHECK_THROWS_AS(src.commit("nothing left over"), mlops::ConflictError);
+  CHECK_THROWS_AS(src.delete_branch("clash"), mlops::ConflictError);  // not merged
+  CHECK_THROWS_AS(src.delete_branch("main"), mlops::ConflictError);   // active
+  CHECK_THROWS_AS(src.merge("nope"), mlops::NotFoundError);
+
+  // Into another branch: the active branch stays; uncommitted changes block the merge.
+  src.create_branch("feature", "clash");
+  r = src.merge("feature", {}, "clash");
+  CHECK(r.up_to_date);
+  CHECK(src.active_branch() == "main");
+  src.execute("INSERT INTO t VALUES (5, 'e')");
+  CHECK_THROWS_AS(src.merge("side"), mlops::ConflictError);
+  src.delete_branch("clash", true);
+  CHECK(src.changed_tables("HEAD", "HEAD").empty());
+  CHECK(src.changed_tables(base.hash, "HEAD") == std::vector<std::string>{"t"});
+}
