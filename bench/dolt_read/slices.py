@@ -26,7 +26,7 @@ from pathlib import Path
 FEATURES = [f"f{i}" for i in range(16)]
 
 RUNNER = r"""
-import json, resource, sys, time
+import json, sys, time
 import mlops
 kind, target, repeat, slices, single = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 feats = [f"f{i}" for i in range(16)]
@@ -38,14 +38,23 @@ def read():
     if kind == "slices":
         return list(src.datasets("t", by="customer", values=values, label="label", features=feats).values())
     return [src.dataset("t", label="label", features=feats, where="customer = ?", params=(v,)) for v in values[:single]]
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+# The peak RSS (VmHWM) is reset to the current RSS just before the first read, so its growth is that read's.
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = status("VmRSS")
 best = float("inf")
+grew = None
 for _ in range(repeat):
     t = time.perf_counter(); out = read(); best = min(best, time.perf_counter() - t)
     final = sum(d.X.nbytes + d.y.nbytes for d in out)
     rows = sum(d.rows for d in out)
-    del out  # freed before the next read, so the peak is one read's
-grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    if grew is None:
+        grew = status("VmHWM") - base
+    del out  # freed before the next read
 print(json.dumps({"seconds": best, "grew": grew, "final": final, "rows": rows}))
 """
 
