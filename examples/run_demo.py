@@ -6,7 +6,9 @@
 4. an analyst changes tickets of 3 customers: the CSV is synced onto a branch, reviewed as a row diff with
    a preview of what merging it would retrain (exactly those 3), then merged into main;
 5. plan again: exactly those 3 are stale; retrain them; record release 2 (a new MD5);
-6. roll one model back (release 3), and print a summary with the image tags and the MLflow address.
+6. roll one model back (release 3);
+7. serve release 2 with `mlops serve`, predict one customer's ticket over HTTP, switch the running server to
+   release 3 with no failed request, and print a summary with the image tags and the MLflow address.
 
 Everything lives under build/demo; the MLflow server is stopped at the end (its store is kept).
 """
@@ -87,6 +89,19 @@ def main() -> int:
         mlops_cmd("releases", env=env)
         context = WORK / "image"
         mlops_cmd("build-context", str(context), "--release", rolled["release"]["md5"], env=env)
+        final = WORK / "image-release-2"
+        mlops_cmd("build-context", str(final), "--release", second["release"]["md5"], env=env)
+
+        print(f"\n$ mlops serve {final}   # release 2, then switched to release 3 while serving")
+        ticket = demo.ticket_rows(CUSTOMERS, 120)
+        text = next(body for _, cust, body, _ in ticket if cust == CHANGED[0])
+        served = demo.serve_and_switch(final, context, CHANGED[0], text, env)
+        print(f"{CHANGED[0]} ticket {text!r} -> intent {served['intent']!r}")
+        print(f"/version before {served['before']['release']}, after {served['after']['release']}; "
+              f"{served['sent']} requests during the switch, {served['failed']} failed; exit code {served['exit_code']}")
+        if (served["before"]["release"] != second["release"]["md5"] or served["after"]["release"] !=
+                rolled["release"]["md5"] or served["failed"] or served["exit_code"] != 0):
+            raise SystemExit("demo: serving or the release switch did not go as expected")
 
         print("\n==== summary ====")
         print(f"adapters            {CUSTOMERS} (one per customer), data in {WORK / 'data.db'}")
@@ -94,6 +109,8 @@ def main() -> int:
         print(f"release 2           {second['release']['image']}  (retrained {', '.join(CHANGED)})")
         print(f"after rollback      {rolled['release']['image']}  ({CHANGED[0]} back to version 1)")
         print(f"build context       {context} (docker build -t {rolled['release']['image']} {context})")
+        print(f"served              {CHANGED[0]} -> {served['intent']!r}; switched release 2 -> 3 under load, "
+              f"{served['failed']} failed of {served['sent']}")
         print(f"MLflow              {server.url} while running; store kept in {WORK / 'mlflow'}")
         print(f"                    browse later: mlflow server --backend-store-uri sqlite:///{WORK / 'mlflow' / 'mlflow.db'}")
         print(f"time                {time.monotonic() - started:.0f} s")

@@ -9,6 +9,7 @@ DEB_PACKAGES=(
   clang libclang-rt-dev
   default-libmysqlclient-dev mariadb-server
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libopenblas-dev libtomlplusplus-dev
+  libboost-dev wrk
   openssl python3-venv
   podman runc mmdebstrap uidmap
   slurm-wlm munge

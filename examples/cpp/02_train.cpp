@@ -43,9 +43,9 @@ int main() {
     trained[0].adapter.save(path);
     auto loaded = mlops::Adapter::load(path);
     const auto& X = specs[0].dataset.X();
-    auto prediction = loaded.predict(X.subspan(0, 4 * 8), 4);
+    auto labels = loaded.predict(X.subspan(0, 4 * 8), 4);  // class labels, in the order of the rows
     std::cout << "loaded   " << path.filename().string() << ", first predictions:";
-    for (const auto& label : prediction.labels) std::cout << " " << label;
+    for (const auto& label : labels) std::cout << " " << label;
     std::cout << "\n";
     std::filesystem::remove(path);
   } catch (const mlops::Error& e) {

@@ -32,5 +32,5 @@ with tempfile.TemporaryDirectory() as tmp:
     path = pathlib.Path(tmp) / "adapter.safetensors"
     last.adapter.save(path)
     loaded = mlops.Adapter.load(path)
-    labels, probabilities = loaded.predict(specs[-1].dataset.X[:4])
-    print("loaded  ", path.name, "first predictions:", " ".join(labels))
+    labels = loaded.predict(specs[-1].dataset.X[:4])  # labels typed like the training labels
+    print("loaded  ", path.name, "first predictions:", " ".join(str(label) for label in labels))

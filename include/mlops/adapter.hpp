@@ -7,8 +7,14 @@
 ///   hidden  > 0: W1 [d, h], b1 [h], W2 [h, k], b2 [k]; p = softmax(relu(X @ W1 + b1) @ W2 + b2)
 /// The predicted class of a row is classes[argmax p] (the first index on ties).
 ///
+/// Prediction follows scikit-learn: predict() returns labels only, predict_proba() the probabilities in
+/// the order of classes(). Labels keep the training labels' type: when every class label is an integer
+/// (decimal, fits int64) the labels are integers (integer_labels(), classes_json() holds numbers);
+/// otherwise text. An adapter trained on a text column (its featurizer settings are a text featurizer)
+/// takes raw text and featurizes it with the same Featurizer as training did.
+///
 /// File format (safetensors, "mlops.adapter.v1"): the tensors above, float32 little-endian, and string
-/// metadata `format`, `classes` (JSON list), `hidden` (decimal), `featurizer` (JSON object), `spec`
+/// metadata `format`, `classes` (JSON list: numbers for integer labels, else strings), `hidden` (decimal), `featurizer` (JSON object), `spec`
 /// (JSON of hyperparameters), `lineage` (JSON object), and `checksum` ("sha256:" + hex SHA-256 of the
 /// tensor bytes followed by every other metadata entry in key order, each as key NUL value NUL), which
 /// load() verifies. Readable by the `safetensors` Python package.
@@ -17,20 +23,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-namespace mlops {
+#include "mlops/featurizer.hpp"
 
-/// Class indices and probabilities for a set of rows.
-struct Prediction {
-  std::vector<std::int32_t> indices;   ///< rows class indices (argmax of each row's probabilities)
-  std::vector<std::string> labels;     ///< rows class labels: classes[indices[i]]
-  std::vector<float> probabilities;    ///< rows×k row-major, each row sums to 1
-};
+namespace mlops {
 
 /// The weights and metadata of one trained classifier. A value type: copying copies the weights.
 class Adapter {
@@ -40,7 +42,10 @@ class Adapter {
   /// Builds an adapter from weights; checks every shape.
   /// @param features d; @param hidden h (0 = softmax classifier); @param classes k labels (k >= 2)
   /// @param weights W,b (hidden == 0) or W1,b1,W2,b2 concatenated in that order, row-major
-  /// @throws DataError if a size does not match the shapes or a value is not finite
+  /// @param featurizer the settings of the featurizer that made its features (Featurizer::settings() for
+  ///        text; then its dimension must equal `features`)
+  /// @throws DataError if a size does not match the shapes, a value is not finite or the featurizer
+  ///         settings are invalid
   Adapter(std::size_t features, std::size_t hidden, std::vector<std::string> classes, std::vector<float> weights,
           nlohmann::json featurizer = nlohmann::json::object(), nlohmann::json spec = nlohmann::json::object(),
           nlohmann::json lineage = nlohmann::json::object());
@@ -48,7 +53,17 @@ class Adapter {
   [[nodiscard]] std::size_t features() const noexcept { return features_; }
   [[nodiscard]] std::size_t hidden() const noexcept { return hidden_; }
   [[nodiscard]] std::size_t num_classes() const noexcept { return classes_.size(); }
+  /// The class labels as text (integer labels in decimal), in probability-column order.
   [[nodiscard]] const std::vector<std::string>& classes() const noexcept { return classes_; }
+  /// True when every class label is an integer: predictions are then integers.
+  [[nodiscard]] bool integer_labels() const noexcept { return integer_labels_; }
+  /// The class labels typed like the training labels: a JSON list of integers or of strings.
+  [[nodiscard]] const nlohmann::json& classes_json() const noexcept { return classes_json_; }
+  /// True when the adapter was trained on a text column and predicts from raw text.
+  [[nodiscard]] bool takes_text() const noexcept { return text_featurizer_.has_value(); }
+  /// The text featurizer (rebuilt from featurizer()).
+  /// @throws DataError if the adapter was trained on numeric feature columns
+  [[nodiscard]] const Featurizer& text_featurizer() const;
   /// All parameters, in the order W,b or W1,b1,W2,b2 (row-major).
   [[nodiscard]] std::span<const float> weights() const noexcept { return weights_; }
   /// One named tensor ("W", "b" or "W1", "b1", "W2", "b2") and its shape.
@@ -61,11 +76,25 @@ class Adapter {
   [[nodiscard]] const nlohmann::json& lineage() const noexcept { return lineage_; }
 
   /// Class probabilities of `rows` rows of X (row-major rows×features()).
-  /// @returns rows×k row-major probabilities
+  /// @returns rows×k row-major probabilities, each row sums to 1
   /// @throws DataError if X.size() != rows*features()
   [[nodiscard]] std::vector<float> predict_proba(std::span<const float> X, std::size_t rows) const;
-  /// Class indices, labels and probabilities of `rows` rows of X.
-  [[nodiscard]] Prediction predict(std::span<const float> X, std::size_t rows) const;
+  /// Class probabilities of raw texts (one row per text) for an adapter that takes_text().
+  /// @throws DataError if the adapter was trained on numeric feature columns
+  [[nodiscard]] std::vector<float> predict_proba(std::span<const std::string> texts) const;
+  /// Predicted class indices (into classes()) of `rows` rows of X.
+  [[nodiscard]] std::vector<std::int32_t> predict_indices(std::span<const float> X, std::size_t rows) const;
+  /// Predicted class indices of raw texts.
+  [[nodiscard]] std::vector<std::int32_t> predict_indices(std::span<const std::string> texts) const;
+  /// Predicted labels of `rows` rows of X: classes()[index] (integer labels in decimal; see labels_json).
+  [[nodiscard]] std::vector<std::string> predict(std::span<const float> X, std::size_t rows) const;
+  /// Predicted labels of raw texts.
+  [[nodiscard]] std::vector<std::string> predict(std::span<const std::string> texts) const;
+  /// The labels of class indices as a JSON list typed like the training labels.
+  [[nodiscard]] nlohmann::json labels_json(std::span<const std::int32_t> indices) const;
+  /// The features of raw texts: texts.size() × features() float32, as at training time.
+  /// @throws DataError if the adapter was trained on numeric feature columns
+  [[nodiscard]] std::vector<float> featurize(std::span<const std::string> texts) const;
 
   /// Probabilities of the same rows under many adapters at once (all must have X's width), spread over
   /// `threads` threads (0 = hardware concurrency). Result i belongs to adapters[i].
@@ -90,6 +119,9 @@ class Adapter {
   std::size_t features_ = 0;
   std::size_t hidden_ = 0;
   std::vector<std::string> classes_;
+  bool integer_labels_ = false;
+  nlohmann::json classes_json_ = nlohmann::json::array();
+  std::optional<Featurizer> text_featurizer_;
   std::vector<float> weights_;
   nlohmann::json featurizer_ = nlohmann::json::object();
   nlohmann::json spec_ = nlohmann::json::object();

@@ -6,6 +6,7 @@
 #include "mlops/config.hpp"
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
+#include "mlops/featurizer.hpp"
 #include "mlops/manifest.hpp"
 #include "mlops/trainer.hpp"
 #include "mlops/version.hpp"
@@ -15,6 +16,7 @@
 #endif
 #if MLOPS_WITH_MLFLOW
 #include "mlops/mlflow.hpp"
+#include "mlops/serve.hpp"
 #endif
 #if MLOPS_WITH_PIPELINE
 #include "mlops/catalog.hpp"

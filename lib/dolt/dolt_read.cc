@@ -11,8 +11,8 @@
 
 #include "core/hash.hpp"
 #include "core/text.hpp"
-#include "dolt/featurizer.hpp"
 #include "dolt/source_impl.hpp"
+#include "mlops/featurizer.hpp"
 
 namespace mlops {
 
@@ -94,7 +94,7 @@ struct ScanPlan {
   std::vector<std::string> key;
   std::size_t nk = 0, label_at = 0, first_feature = 0, nf = 0;
   bool use_text = false;
-  const detail::HashingFeaturizer* featurizer = nullptr;
+  const Featurizer* featurizer = nullptr;
 };
 
 // The rows of one dataset: X rows, label ids in order of first appearance, dropped rows.
@@ -362,7 +362,7 @@ std::string DoltSource::Impl::live_or(const std::string& table, const std::strin
 namespace {
 
 // The checks of a read's spec made before touching the source; returns a text dataset's featurizer.
-std::optional<detail::HashingFeaturizer> checked(const DatasetSpec& spec, const DoltSource::Impl& impl) {
+std::optional<Featurizer> checked(const DatasetSpec& spec, const DoltSource::Impl& impl) {
   detail::Dialect::check_table(spec.table);
   if (spec.label.empty()) throw ConfigError("dataset: label column is empty");
   detail::Dialect::check_column(spec.label);
@@ -375,14 +375,14 @@ std::optional<detail::HashingFeaturizer> checked(const DatasetSpec& spec, const 
   if (spec.at && !impl.dialect.versioned())
     throw DataSourceError(impl.display + " is a MySQL server without Dolt: it cannot read at " +
                           quote_for_message(*spec.at) + "; pass at=None to read the current rows unpinned");
-  std::optional<detail::HashingFeaturizer> featurizer;
-  if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed);
+  std::optional<Featurizer> featurizer;
+  if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed, spec.text);
   return featurizer;
 }
 
 // The plan of a scan at `hash`, and the columns it selects into `cols`: key, label, features or text.
 ScanPlan scan_plan(DoltSource::Impl& impl, const DatasetSpec& spec, const std::string& hash,
-                   const std::optional<detail::HashingFeaturizer>& featurizer, std::vector<std::string>& cols) {
+                   const std::optional<Featurizer>& featurizer, std::vector<std::string>& cols) {
   ScanPlan plan;
   plan.spec = &spec;
   plan.hash = hash;

@@ -1,6 +1,7 @@
 #include "mlops/adapter.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -21,6 +22,27 @@ namespace {
 constexpr const char* kFormat = "mlops.adapter.v1";
 
 detail::ParamLayout layout_of(const Adapter& a) { return {a.features(), a.hidden(), a.num_classes()}; }
+
+// A canonical decimal int64: no sign but '-', no leading zeros, no spaces ("7", "-3", "0").
+bool canonical_integer(const std::string& s, std::int64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return false;
+  if (std::to_string(v) != s) return false;
+  if (out) *out = v;
+  return true;
+}
+
+std::vector<std::int32_t> argmax_rows(const std::vector<float>& p, std::size_t k) {
+  const std::size_t rows = k ? p.size() / k : 0;
+  std::vector<std::int32_t> idx(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* row = p.data() + r * k;
+    idx[r] = static_cast<std::int32_t>(std::max_element(row, row + k) - row);
+  }
+  return idx;
+}
 
 }  // namespace
 
@@ -44,6 +66,68 @@ Adapter::Adapter(std::size_t features, std::size_t hidden, std::vector<std::stri
     if (!std::isfinite(weights_[i])) throw DataError("adapter: weight " + std::to_string(i) + " is not finite");
   if (featurizer_.is_null()) featurizer_ = nlohmann::json::object();
   if (!featurizer_.is_object()) throw DataError("adapter: featurizer must be a JSON object");
+  if (Featurizer::is_text(featurizer_)) {
+    try {
+      text_featurizer_ = Featurizer::from_settings(featurizer_);
+    } catch (const ConfigError& e) {
+      throw DataError("adapter: " + std::string(e.detail()));
+    }
+    if (static_cast<std::size_t>(text_featurizer_->dimension()) != features_)
+      throw DataError("adapter: featurizer dimension " + std::to_string(text_featurizer_->dimension()) +
+                      " differs from the adapter's " + std::to_string(features_) + " features");
+  }
+  std::vector<std::int64_t> ints(classes_.size());
+  integer_labels_ = true;
+  for (std::size_t i = 0; i < classes_.size() && integer_labels_; ++i)
+    integer_labels_ = canonical_integer(classes_[i], &ints[i]);
+  classes_json_ = integer_labels_ ? nlohmann::json(ints) : nlohmann::json(classes_);
+}
+
+const Featurizer& Adapter::text_featurizer() const {
+  if (!text_featurizer_)
+    throw DataError("this adapter was trained on numeric feature columns, not text: pass rows of " +
+                    std::to_string(features_) + " numbers");
+  return *text_featurizer_;
+}
+
+std::vector<float> Adapter::featurize(std::span<const std::string> texts) const {
+  return text_featurizer().transform(texts);
+}
+
+std::vector<float> Adapter::predict_proba(std::span<const std::string> texts) const {
+  const auto X = featurize(texts);
+  return predict_proba(X, texts.size());
+}
+
+std::vector<std::int32_t> Adapter::predict_indices(std::span<const float> X, std::size_t rows) const {
+  return argmax_rows(predict_proba(X, rows), classes_.size());
+}
+
+std::vector<std::int32_t> Adapter::predict_indices(std::span<const std::string> texts) const {
+  return argmax_rows(predict_proba(texts), classes_.size());
+}
+
+std::vector<std::string> Adapter::predict(std::span<const float> X, std::size_t rows) const {
+  std::vector<std::string> out;
+  for (auto i : predict_indices(X, rows)) out.push_back(classes_[static_cast<std::size_t>(i)]);
+  return out;
+}
+
+std::vector<std::string> Adapter::predict(std::span<const std::string> texts) const {
+  std::vector<std::string> out;
+  for (auto i : predict_indices(texts)) out.push_back(classes_[static_cast<std::size_t>(i)]);
+  return out;
+}
+
+nlohmann::json Adapter::labels_json(std::span<const std::int32_t> indices) const {
+  auto out = nlohmann::json::array();
+  for (auto i : indices) {
+    if (i < 0 || static_cast<std::size_t>(i) >= classes_.size())
+      throw DataError("class index " + std::to_string(i) + " is out of range for " + std::to_string(classes_.size()) +
+                      " classes");
+    out.push_back(classes_json_[static_cast<std::size_t>(i)]);
+  }
+  return out;
 }
 
 std::vector<std::string> Adapter::tensor_names() const {
@@ -83,21 +167,6 @@ std::vector<float> Adapter::predict_proba(std::span<const float> X, std::size_t 
   }
   detail::softmax_rows(Z.data(), rows, L.k);
   return Z;
-}
-
-Prediction Adapter::predict(std::span<const float> X, std::size_t rows) const {
-  Prediction p;
-  p.probabilities = predict_proba(X, rows);
-  const std::size_t k = classes_.size();
-  p.indices.resize(rows);
-  p.labels.resize(rows);
-  for (std::size_t r = 0; r < rows; ++r) {
-    const float* row = p.probabilities.data() + r * k;
-    const auto c = static_cast<std::size_t>(std::max_element(row, row + k) - row);
-    p.indices[r] = static_cast<std::int32_t>(c);
-    p.labels[r] = classes_[c];
-  }
-  return p;
 }
 
 std::vector<std::vector<float>> Adapter::predict_proba_many(std::span<const Adapter* const> adapters,
@@ -140,7 +209,7 @@ std::string Adapter::to_bytes() const {
     views.push_back(std::move(v));
   }
   std::map<std::string, std::string> meta{{"format", kFormat},
-                                          {"classes", nlohmann::json(classes_).dump()},
+                                          {"classes", classes_json_.dump()},
                                           {"hidden", std::to_string(hidden_)},
                                           {"featurizer", featurizer_.dump()},
                                           {"spec", spec_.dump()},
@@ -181,8 +250,9 @@ Adapter Adapter::from_bytes(std::string_view bytes, const std::string& what) {
   if (!classes.is_array()) throw fail("corrupted metadata: classes is not a JSON list");
   std::vector<std::string> cls;
   for (const auto& c : classes) {
-    if (!c.is_string()) throw fail("corrupted metadata: a class label is not a string");
-    cls.push_back(c.get<std::string>());
+    if (c.is_string()) cls.push_back(c.get<std::string>());
+    else if (c.is_number_integer()) cls.push_back(c.dump());
+    else throw fail("corrupted metadata: a class label is neither text nor an integer");
   }
   const std::vector<std::string> names =
       hidden == 0 ? std::vector<std::string>{"W", "b"} : std::vector<std::string>{"W1", "b1", "W2", "b2"};

@@ -166,7 +166,8 @@ def test_text_column_is_featurized(src):
     ds = src.dataset("docs", label="topic", text="body", dimension=256, seed=3)
     assert ds.X.shape == (3, 256)
     np.testing.assert_allclose(np.linalg.norm(ds.X, axis=1), 1.0, rtol=1e-5)
-    assert ds.lineage["featurizer"] == {"kind": "hashed-word-unigram-bigram", "dimension": 256, "seed": 3}
+    assert ds.lineage["featurizer"] == {"kind": "hashed-word-unigram-bigram", "dimension": 256, "seed": 3,
+                                        "text": "body"}
     assert ds.lineage["text"] == "body" and ds.lineage["features"] == []
     other_seed = src.dataset("docs", label="topic", text="body", dimension=256, seed=4)
     assert other_seed.digest != ds.digest

@@ -177,7 +177,7 @@ def test_plan_train_release_change_retrain_rollback(world):
     # The image installs what the models' own requirements.txt ask for, each once.
     assert (ctx / "requirements.txt").read_text().splitlines() == ["mlops", "numpy", "pandas", "safetensors"]
     assert dockerfile.startswith(f"# Release {first.md5}: {len(first.manifest)} adapter models.\n")
-    assert dockerfile.endswith(f"ENV MLOPS_RELEASE_MD5={first.md5} MLOPS_RELEASE_DIR=/srv/release\n")
+    assert dockerfile.endswith(f"ENV MLOPS_RELEASE_MD5={first.md5} MLOPS_RELEASE_DIR=/srv/release MLOPS_IMAGE={first.image}\n")
 
 
 def test_rows_moving_between_slices_make_both_stale(world):
@@ -487,7 +487,7 @@ def test_run_log_adapter_gives_a_model_mlflow_loads(server, tmp_path, monkeypatc
     tracker.set_alias("log-adapter-model", "champion", version)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # not mlflow.set_tracking_uri: it outlives the test
     model = mlflow.pyfunc.load_model("models:/log-adapter-model@champion")
-    labels, probabilities = trained.adapter.predict(X)
+    labels = trained.adapter.predict(X)
     got = np.asarray(model.predict(X))
     assert list(got) == list(labels) and set(labels) == {"no", "yes"}
     assert (np.asarray(labels) == np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")).mean() > 0.9

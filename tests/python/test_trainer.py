@@ -209,8 +209,8 @@ def test_save_load_predict_and_the_safetensors_package_reads_the_file(tmp_path: 
     p /= p.sum(axis=1, keepdims=True)
     back = mlops.Adapter.load(path)
     np.testing.assert_allclose(back.predict_proba(X), p, rtol=1e-4, atol=1e-6)
-    labels, probs = back.predict(X)
-    assert labels.shape == (300,) and probs.shape == (300, 3)
+    labels, probs = back.predict(X), back.predict_proba(X)
+    assert labels.shape == (300,) and probs.shape == (300, 3) and labels.dtype == object
     assert np.mean(labels == np.array(ds.classes, dtype=object)[ds.y]) > 0.95
     assert back.lineage == trained.lineage
     many = mlops.Adapter.predict_many([back, trained.adapter], X)

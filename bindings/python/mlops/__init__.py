@@ -19,6 +19,7 @@ from ._core import (
     Dataset,
     DeviceError,
     EpochMetrics,
+    Featurizer,
     History,
     IntegrityError,
     InternalError,
@@ -38,7 +39,7 @@ _Mapping.register(ReleaseManifest)
 
 __all__ = [
     "Adapter", "AdapterSpec", "ConfigError", "ConflictError", "CudaTrainer", "DataError", "DataSourceError",
-    "Dataset", "DeviceError", "EpochMetrics", "History", "IntegrityError", "InternalError", "ManifestDiff",
+    "Dataset", "DeviceError", "EpochMetrics", "Featurizer", "History", "IntegrityError", "InternalError", "ManifestDiff",
     "MlopsError", "NotFoundError", "ReleaseManifest", "TrackingError", "TrainedAdapter",
     "components", "__version__",
 ]
@@ -72,8 +73,10 @@ if "mlflow" in components:
     from ._core import (ArtifactInfo, MlflowTracker, ModelVersion, RegisteredModel, Run, RunInfo, SourceInfo,
                         detect_source_info, tags)
 
-    __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "RegisteredModel", "Run", "RunInfo", "SourceInfo",
-                "detect_source_info", "tags"]
+    from ._core import Release, Server  # serving reads MLflow model directories
+
+    __all__ += ["ArtifactInfo", "MlflowTracker", "ModelVersion", "RegisteredModel", "Release", "Run", "RunInfo",
+                "Server", "SourceInfo", "detect_source_info", "tags"]
 
 if hasattr(_core, "Pipeline"):
     from ._core import Catalog, CatalogEntry, Pipeline, Plan, PlanItem, ReleaseReport, TrainReport, load_catalog_table

@@ -97,3 +97,71 @@ def analyst_change(path: pathlib.Path, source, customers: list[str], seed: int =
             next_id += 1
     write_csv(path, rows)
     return len(rows)
+
+
+def serve_and_switch(first_dir: pathlib.Path, second_dir: pathlib.Path, customer: str, text: str, env: dict) -> dict:
+    """Starts `mlops serve` on `first_dir`, predicts `text` for `customer` over HTTP, then switches the running
+    server to `second_dir` through the admin route while a client keeps sending requests, and stops it with
+    SIGTERM. Returns what happened: predicted intent, the two /version answers, requests sent and failed."""
+    import http.client
+    import re
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    token = secrets.token_hex(16)
+    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", str(first_dir), "--port", "0"],
+                            env=dict(env, MLOPS_ADMIN_TOKEN=token), stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    print(line, end="", flush=True)
+    m = re.search(r"on http://([\d.]+):(\d+)", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"demo: mlops serve did not start: {line}{proc.stderr.read()}")
+    host, port = m.group(1), int(m.group(2))
+
+    def call(conn, method, path, body=None, headers=None):
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Content-Type": "application/json", **(headers or {})})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+
+    out = {"sent": 0, "failed": 0}
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        body = {"dataframe_split": {"columns": ["body"], "data": [[text]]}}
+        print(f"$ curl -s -X POST http://{host}:{port}/models/{customer}/invocations -H 'Content-Type: application/json'"
+              f" -d '{json.dumps(body)}'")
+        status, reply = call(conn, "POST", f"/models/{customer}/invocations", body)
+        print(f"{status} {json.dumps(reply)}")
+        out["intent"] = reply["predictions"][0]
+        out["before"] = call(conn, "GET", "/version")[1]
+
+        stop = threading.Event()
+
+        def load() -> None:  # a client that keeps asking while the release is switched
+            c = http.client.HTTPConnection(host, port, timeout=30)
+            while not stop.is_set():
+                try:
+                    s, _ = call(c, "POST", f"/models/{customer}/invocations", body)
+                except OSError:
+                    s = 0
+                out["sent"] += 1
+                out["failed"] += s != 200
+
+        client = threading.Thread(target=load)
+        client.start()
+        print(f"$ curl -s -X POST http://{host}:{port}/admin/release -H 'Authorization: Bearer ...' "
+              f"-d '{{\"release\": \"{second_dir}\"}}'")
+        status, reply = call(conn, "POST", "/admin/release", {"release": str(second_dir)},
+                             {"Authorization": f"Bearer {token}"})
+        print(f"{status} {json.dumps(reply)}")
+        out["after"] = call(conn, "GET", "/version")[1]
+        stop.set()
+        client.join()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out["exit_code"] = proc.wait(timeout=60)
+    return out

@@ -18,12 +18,18 @@ void bind_manifest(py::module_& m);
 void bind_dataset(py::module_& m);
 void bind_dolt(py::module_& m);
 void bind_mlflow(py::module_& m);
+void bind_featurizer(py::module_& m);
 void bind_trainer(py::module_& m);
+void bind_serve(py::module_& m);
 void bind_pipeline(py::module_& m);
 
 // nlohmann::json <-> Python objects (dict, list, str, int, float, bool, None).
 py::object json_to_py(const nlohmann::json& j);
 nlohmann::json py_to_json(const py::handle& obj);
+
+// A list of texts from a list/tuple/NumPy array/pandas Series of str; DataError naming the first row
+// that is not text. `what` names the argument in messages.
+std::vector<std::string> texts_of(const py::handle& obj, const std::string& what);
 
 }  // namespace mlops::python
 

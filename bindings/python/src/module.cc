@@ -18,7 +18,9 @@ PYBIND11_MODULE(_core, m) {
 #endif
 #if MLOPS_WITH_MLFLOW
   mlops::python::bind_mlflow(m);
+  mlops::python::bind_serve(m);
 #endif
+  mlops::python::bind_featurizer(m);
   mlops::python::bind_trainer(m);
 #if MLOPS_WITH_PIPELINE
   mlops::python::bind_pipeline(m);

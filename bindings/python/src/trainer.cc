@@ -35,18 +35,99 @@ std::span<const float> rows_of(const py::array_t<float>& X) {
   return {X.data(), static_cast<std::size_t>(X.size())};
 }
 
-py::array proba(const Adapter& a, const py::handle& Xh) {
-  auto X = float_matrix(Xh, "X");
-  const auto rows = static_cast<std::size_t>(X.shape(0));
-  if (static_cast<std::size_t>(X.shape(1)) != a.features())
-    throw DataError("adapter: field X has " + std::to_string(X.shape(1)) + " columns, the adapter was trained on " +
-                    std::to_string(a.features()));
+// What an adapter predicts from: a float32 matrix (rows × features), or raw texts for a text adapter.
+struct AdapterInput {
+  std::optional<py::array_t<float>> X;
+  std::vector<std::string> texts;
+  [[nodiscard]] std::size_t rows() const { return X ? static_cast<std::size_t>(X->shape(0)) : texts.size(); }
+};
+
+bool is_pandas(const py::handle& obj, const char* type_name) {
+  auto t = py::type::of(obj);
+  return py::hasattr(t, "__module__") && py::str(t.attr("__module__")).cast<std::string>().rfind("pandas", 0) == 0 &&
+         py::str(t.attr("__name__")).cast<std::string>() == type_name;
+}
+
+// scikit-learn's input rules for one adapter: a numeric 2-D array of the training width, or (text
+// adapters) a list/array/Series of str or a DataFrame holding the training text column.
+AdapterInput adapter_input(const Adapter& a, const py::handle& obj) {
+  AdapterInput in;
+  py::object x = py::reinterpret_borrow<py::object>(obj);
+  if (is_pandas(x, "DataFrame")) {
+    py::list columns = x.attr("columns").attr("tolist")();
+    if (a.takes_text()) {
+      const auto& col = a.text_featurizer().text();
+      if (!col.empty() && columns.contains(py::str(col))) {
+        in.texts = texts_of(x[py::str(col)], "column '" + col + "'");
+        return in;
+      }
+      if (py::len(columns) == 1) {
+        in.texts = texts_of(x[columns[0]], "the DataFrame's column");
+        return in;
+      }
+      throw DataError("this adapter was trained on the text column '" + col + "'; the DataFrame has columns " +
+                      py::str(columns).cast<std::string>());
+    }
+    x = x.attr("to_numpy")(py::arg("dtype") = py::module_::import("numpy").attr("float32"));
+  } else if (is_pandas(x, "Series") || py::isinstance<py::list>(x) || py::isinstance<py::tuple>(x) ||
+             py::isinstance<py::str>(x)) {
+    if (a.takes_text()) {
+      in.texts = texts_of(x, "X");
+      return in;
+    }
+    if (py::isinstance<py::str>(x)) throw DataError("this adapter takes rows of " + std::to_string(a.features()) + " numbers, not text");
+    x = py::module_::import("numpy").attr("asarray")(x);
+  }
+  if (py::isinstance<py::array>(x)) {
+    auto arr = py::reinterpret_borrow<py::array>(x);
+    const char kind = arr.dtype().kind();
+    if (kind == 'U' || kind == 'O' || kind == 'S') {
+      if (!a.takes_text()) (void)a.text_featurizer();  // throws: a numeric adapter refuses text
+      in.texts = texts_of(arr, "X");
+      return in;
+    }
+    if (kind == 'f' || kind == 'i' || kind == 'u' || kind == 'b')
+      if (!arr.dtype().is(py::dtype::of<float>()) || !(arr.flags() & py::array::c_style))
+        if (!py::isinstance<py::array>(obj))  // converted here from a DataFrame or list: make it float32
+          x = py::module_::import("numpy").attr("ascontiguousarray")(arr, py::arg("dtype") = "float32");
+  }
+  in.X = float_matrix(x, "X");
+  if (static_cast<std::size_t>(in.X->shape(1)) != a.features())
+    throw DataError("adapter: field X has " + std::to_string(in.X->shape(1)) + " columns, the adapter was trained on " +
+                    std::to_string(a.features()) + " features");
+  return in;
+}
+
+py::array proba(const Adapter& a, const py::handle& obj) {
+  auto in = adapter_input(a, obj);
+  const auto rows = in.rows();
   std::vector<float> p;
   {
     py::gil_scoped_release release;
-    p = a.predict_proba(rows_of(X), rows);
+    p = in.X ? a.predict_proba(rows_of(*in.X), rows) : a.predict_proba(std::span<const std::string>(in.texts));
   }
   return owned_array(std::move(p), {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(a.num_classes())});
+}
+
+std::vector<std::int32_t> indices(const Adapter& a, const py::handle& obj) {
+  auto in = adapter_input(a, obj);
+  py::gil_scoped_release release;
+  return in.X ? a.predict_indices(rows_of(*in.X), in.rows()) : a.predict_indices(std::span<const std::string>(in.texts));
+}
+
+// Labels typed like the training labels: int64 for integer labels, else an object array of str.
+py::array labels(const Adapter& a, const std::vector<std::int32_t>& idx) {
+  const auto n = static_cast<py::ssize_t>(idx.size());
+  if (a.integer_labels()) {
+    std::vector<std::int64_t> v;
+    v.reserve(idx.size());
+    for (auto i : idx) v.push_back(a.classes_json()[static_cast<std::size_t>(i)].get<std::int64_t>());
+    return owned_array(std::move(v), {n});
+  }
+  std::vector<py::str> names(a.classes().begin(), a.classes().end());
+  py::list out(idx.size());
+  for (std::size_t r = 0; r < idx.size(); ++r) out[r] = names[static_cast<std::size_t>(idx[r])];
+  return py::module_::import("numpy").attr("array")(out, "object");
 }
 
 py::dict metrics_dict(const EpochMetrics& m) {
@@ -87,9 +168,32 @@ A trained softmax classifier (hidden == 0) or one-hidden-layer ReLU MLP.
 predict_proba(X) = softmax(X @ W + b) or softmax(relu(X @ W1 + b1) @ W2 + b2); X is float32 (rows, features).
 Saved as safetensors (format "mlops.adapter.v1") with classes, featurizer, spec and lineage metadata.
 )doc")
+      .def(py::init([](std::size_t features, std::size_t hidden, const py::list& classes, const py::handle& weights,
+                       const py::dict& featurizer, const py::dict& spec, const py::dict& lineage) {
+             std::vector<std::string> cls;
+             for (const auto& c : classes) cls.push_back(py::str(c).cast<std::string>());
+             auto w = py::module_::import("numpy").attr("ascontiguousarray")(weights, py::arg("dtype") = "float32");
+             auto arr = py::reinterpret_borrow<py::array_t<float>>(w);
+             std::vector<float> v(arr.data(), arr.data() + arr.size());
+             return Adapter(features, hidden, std::move(cls), std::move(v), py_to_json(featurizer), py_to_json(spec),
+                            py_to_json(lineage));
+           }),
+           py::arg("features"), py::arg("hidden"), py::arg("classes"), py::arg("weights"), py::kw_only(),
+           py::arg("featurizer") = py::dict(), py::arg("spec") = py::dict(), py::arg("lineage") = py::dict(),
+           "An adapter from its weights: W, b (hidden == 0) or W1, b1, W2, b2 flattened and concatenated "
+           "(row-major). featurizer: a Featurizer's settings for a text adapter.")
       .def_property_readonly("features", &Adapter::features)
       .def_property_readonly("hidden", &Adapter::hidden)
-      .def_property_readonly("classes", &Adapter::classes)
+      .def_property_readonly("classes", [](const Adapter& a) { return json_to_py(a.classes_json()); },
+                             "Class labels in probability-column order: ints when every training label was an "
+                             "integer, else str.")
+      .def_property_readonly("takes_text", &Adapter::takes_text, "True when the adapter predicts from raw text.")
+      .def_property_readonly("text_featurizer",
+                             [](const Adapter& a) -> py::object {
+                               if (!a.takes_text()) return py::none();
+                               return py::cast(a.text_featurizer());
+                             },
+                             "The Featurizer of a text adapter (None for numeric feature columns).")
       .def_property_readonly("featurizer", [](const Adapter& a) { return json_to_py(a.featurizer()); })
       .def_property_readonly("spec", [](const Adapter& a) { return json_to_py(a.spec()); })
       .def_property_readonly("lineage", [](const Adapter& a) { return json_to_py(a.lineage()); })
@@ -104,37 +208,19 @@ Saved as safetensors (format "mlops.adapter.v1") with classes, featurizer, spec 
              return out;
            },
            "The weights as a dict of float32 arrays (copies): W, b or W1, b1, W2, b2.")
-      .def("predict_proba", &proba, py::arg("X"), "Class probabilities, float32 (rows, classes).")
-      .def("predict",
-           [](const Adapter& a, const py::handle& X) {
-             py::array p = proba(a, X);
-             auto probs = py::reinterpret_borrow<py::array_t<float>>(p);
-             const auto rows = static_cast<std::size_t>(probs.shape(0));
-             const std::size_t k = a.num_classes();
-             py::list labels(rows);
-             std::vector<py::str> names(a.classes().begin(), a.classes().end());
-             const float* data = probs.data();
-             for (std::size_t r = 0; r < rows; ++r) {
-               const float* row = data + r * k;
-               labels[r] = names[static_cast<std::size_t>(std::max_element(row, row + k) - row)];
-             }
-             return py::make_tuple(py::module_::import("numpy").attr("array")(labels, "object"), p);
-           },
-           py::arg("X"),
-           "(labels, probabilities): labels is an object array of class labels, probabilities float32 (rows, classes).")
+      .def("predict_proba", &proba, py::arg("X"),
+           "Class probabilities, float32 (rows, classes). X: float32 (rows, features), or for a text adapter a "
+           "list/array/Series of str or a DataFrame with the training text column.")
+      .def("predict", [](const Adapter& a, const py::handle& X) { return labels(a, indices(a, X)); }, py::arg("X"),
+           "Predicted labels, typed like the training labels (int64 array or object array of str). X as for "
+           "predict_proba.")
       .def("predict_indices",
            [](const Adapter& a, const py::handle& X) {
-             auto probs = py::reinterpret_borrow<py::array_t<float>>(proba(a, X));
-             const auto rows = static_cast<std::size_t>(probs.shape(0));
-             const std::size_t k = a.num_classes();
-             std::vector<std::int32_t> idx(rows);
-             for (std::size_t r = 0; r < rows; ++r) {
-               const float* row = probs.data() + r * k;
-               idx[r] = static_cast<std::int32_t>(std::max_element(row, row + k) - row);
-             }
-             return owned_array(std::move(idx), {static_cast<py::ssize_t>(rows)});
+             auto idx = indices(a, X);
+             const auto n = static_cast<py::ssize_t>(idx.size());
+             return owned_array(std::move(idx), {n});
            },
-           py::arg("X"), "Class indices (int32) of the rows.")
+           py::arg("X"), "Class indices (int32) of the rows, into classes.")
       .def_static("predict_many",
                   [](const std::vector<const Adapter*>& adapters, const py::handle& Xh, unsigned threads) {
                     auto X = float_matrix(Xh, "X");

@@ -202,11 +202,12 @@ TEST_CASE("adapter save/load round trip, predictions, integrity errors") {
   CHECK(std::equal(w0.begin(), w0.end(), w1.begin(), w1.end()));
   CHECK(back.lineage()["seed"] == 7);
   auto ds = blobs(300, 5, 3, 4);
-  auto p = back.predict(ds.X(), ds.rows());
+  auto idx = back.predict_indices(ds.X(), ds.rows());
+  auto labels = back.predict(ds.X(), ds.rows());
   std::size_t correct = 0;
-  for (std::size_t i = 0; i < ds.rows(); ++i) correct += p.indices[i] == ds.y()[i];
+  for (std::size_t i = 0; i < ds.rows(); ++i) correct += idx[i] == ds.y()[i];
   CHECK(correct > 280);
-  CHECK(p.labels[0] == back.classes()[static_cast<std::size_t>(p.indices[0])]);
+  CHECK(labels[0] == back.classes()[static_cast<std::size_t>(idx[0])]);
   CHECK_THROWS_AS((void)back.predict(std::span<const float>(ds.X()).subspan(1), ds.rows()), DataError);
 
   const std::string bytes = r.adapter.to_bytes();

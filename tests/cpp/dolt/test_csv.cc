@@ -1,35 +1,11 @@
 #include <doctest/doctest.h>
 
-#include <cmath>
 #include <vector>
 
 #include "dolt/csv.hpp"
-#include "dolt/featurizer.hpp"
 #include "mlops/error.hpp"
 
 using namespace mlops::detail;
-
-TEST_CASE("hashed unigram+bigram features: L2-normalised, deterministic, seed-dependent, case-folded") {
-  HashingFeaturizer f(64, 7);
-  std::vector<float> a(64), b(64), c(64), empty(64);
-  f.transform("The quick brown fox", a);
-  f.transform("the QUICK brown fox!", b);
-  HashingFeaturizer g(64, 8);
-  g.transform("The quick brown fox", c);
-  double norm = 0;
-  for (float v : a) norm += v * v;
-  CHECK(std::fabs(norm - 1.0) < 1e-5);
-  CHECK(a == b);
-  CHECK(a != c);
-  f.transform("  ...  ", empty);
-  for (float v : empty) CHECK(v == 0.0f);
-  // Word order matters through bigrams.
-  std::vector<float> d(64);
-  f.transform("fox brown quick the", d);
-  CHECK(a != d);
-  CHECK(f.settings()["dimension"] == 64);
-  CHECK_THROWS_AS(HashingFeaturizer(0, 0), mlops::ConfigError);
-}
 
 TEST_CASE("CSV: quotes, CRLF, empty fields as NULL, type inference") {
   auto csv = parse_csv("\xEF\xBB\xBFid,name,score\r\n1,\"a, \"\"b\"\"\",2.5\r\n2,,3\n", "t.csv");

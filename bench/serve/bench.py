@@ -1,0 +1,206 @@
+"""`mlops serve` against `mlflow models serve`, with wrk on loopback.
+
+1. A 1,000-adapter release folder (text adapters, 1,024 hashed features, 6 classes): load time and resident
+   memory of `mlops serve` (targets ≤ 2 s, ≤ 200 MB).
+2. Single-text requests to one adapter, 64 connections: requests/s and p99 of `mlops serve` and of
+   `mlflow models serve` on the same adapter (its pyfunc) with the same text (target ≥ 20×, p99 ≤ 5 ms).
+3. Requests of 64 texts each: predictions/s (target ≥ 50,000).
+4. wrk for 60 s while the release is switched every 5 s: non-2xx responses and socket errors (target 0).
+
+Run: `python bench/serve/bench.py` (needs wrk; `--quick` for a short smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+import mlops
+
+HERE = pathlib.Path(__file__).resolve().parent
+WORK = HERE.parents[1] / "build" / "bench-serve"
+TEXT = "my router order has not arrived and the tracking stopped updating, please help"
+CLASSES = ["account", "billing", "returns", "shipping", "technical", "other"]
+
+
+def name(i: int) -> str:
+    return f"customer-{i:04d}"
+
+
+def write_release(folder: pathlib.Path, n: int, seed: int, dim: int) -> str:
+    rng = np.random.default_rng(seed)
+    f = mlops.Featurizer(dimension=dim, seed=0, text="body")
+    mlmodel = ("artifact_path: model\nflavors:\n  python_function:\n    data: \"adapter.safetensors\"\n"
+               "    loader_module: mlops.pyfunc\n")
+    for i in range(n):
+        w = rng.normal(size=dim * len(CLASSES) + len(CLASSES)).astype(np.float32)
+        a = mlops.Adapter(dim, 0, CLASSES, w, featurizer=f.settings, lineage={"commit": "d" * 40, "code_commit": "c" * 40})
+        root = folder / "models" / name(i) / "model"
+        root.mkdir(parents=True, exist_ok=True)
+        a.save(root / "adapter.safetensors")
+        (root / "MLmodel").write_text(mlmodel)
+    m = mlops.ReleaseManifest({name(i): 1 + seed for i in range(n)})
+    (folder / "manifest.json").write_text(m.to_json())
+    return m.md5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_http(port: int, path: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server on port {port} did not answer {path}")
+
+
+def wrk(url: str, body: dict, seconds: int, connections: int = 64, threads: int = 2) -> dict:
+    body_file = WORK / f"body-{abs(hash(json.dumps(body))) % 10**8}.json"
+    body_file.write_text(json.dumps(body))
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "post.lua"), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, BODY_FILE=str(body_file))).stdout
+    def unit(v: str, u: str) -> float:
+        return float(v) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[u]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p99_ms": unit(*p99.groups()) if p99 else float("nan"),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0, "raw": out, "cmd": " ".join(cmd)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--adapters", type=int, default=1000)
+    p.add_argument("--dimension", type=int, default=1024)
+    p.add_argument("--seconds", type=int, default=10, help="each wrk run (the switch run takes 60)")
+    p.add_argument("--switch-seconds", type=int, default=60)
+    p.add_argument("--quick", action="store_true", help="100 adapters, 3 s runs, 10 s switch run")
+    args = p.parse_args()
+    if args.quick:
+        args.adapters, args.seconds, args.switch_seconds = 100, 3, 10
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    a_dir, b_dir = WORK / "release-a", WORK / "release-b"
+    t0 = time.time()
+    md5_a = write_release(a_dir, args.adapters, 0, args.dimension)
+    md5_b = write_release(b_dir, args.adapters, 1, args.dimension)
+    print(f"fixture: 2 releases × {args.adapters} adapters ({args.dimension} features, {len(CLASSES)} classes) "
+          f"written in {time.time() - t0:.1f} s under {WORK}")
+
+    token = "bench-token"
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "mlops", "serve", str(a_dir), "--port", str(port)],
+                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, MLOPS_ADMIN_TOKEN=token))
+    line = serve.stderr.readline()
+    load_s = float(re.search(r"loaded in ([\d.]+) s", line).group(1))
+    wait_http(port, "/ping")
+    rss = rss_mb(serve.pid)
+    print(f"\n1. load: {args.adapters} adapters in {load_s:.2f} s (target ≤ 2 s); RSS {rss:.0f} MB (target ≤ 200 MB)")
+
+    one = {"dataframe_split": {"columns": ["body"], "data": [[TEXT]]}}
+    many = {"dataframe_split": {"columns": ["body"], "data": [[f"{TEXT} {i}"] for i in range(64)]}}
+    url = f"http://127.0.0.1:{port}/models/{name(7)}/invocations"
+    wrk(url, one, 2)  # warm up
+    ours = wrk(url, one, args.seconds)
+    batch = wrk(url, many, args.seconds)
+
+    # The anchor: MLflow's own server on the same adapter (its pyfunc takes the text too).
+    mport = free_port()
+    # MLflow starts `uvicorn` from PATH: make it this interpreter's, so its pyfunc imports this mlops.
+    shim = WORK / "bin"
+    shim.mkdir(exist_ok=True)
+    (shim / "uvicorn").write_text(f"#!/bin/sh\nexec {sys.executable} -m uvicorn \"$@\"\n")
+    (shim / "uvicorn").chmod(0o755)
+    anchor_env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
+    anchor = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(a_dir / "models" / name(7) / "model"),
+                               "-p", str(mport), "-h", "127.0.0.1", "--env-manager", "local"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env=anchor_env)
+    try:
+        wait_http(mport, "/ping")
+        murl = f"http://127.0.0.1:{mport}/invocations"
+        c = http.client.HTTPConnection("127.0.0.1", mport)
+        c.request("POST", "/invocations", json.dumps(one), {"Content-Type": "application/json"})
+        theirs_answer = json.loads(c.getresponse().read())
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("POST", f"/models/{name(7)}/invocations", json.dumps(one), {"Content-Type": "application/json"})
+        ours_answer = json.loads(c.getresponse().read())
+        assert theirs_answer["predictions"] == ours_answer["predictions"], (theirs_answer, ours_answer)
+        wrk(murl, one, 2)
+        theirs = wrk(murl, one, args.seconds)
+    finally:
+        os.killpg(anchor.pid, signal.SIGTERM)
+        anchor.wait(timeout=30)
+
+    print(f"\n2. single-text requests, one adapter, 64 connections, {args.seconds} s each (same text, same answer)")
+    print("| server | requests/s | p99 (ms) | ratio |\n|---|---|---|---|")
+    print(f"| mlops serve | {ours['rps']:,.0f} | {ours['p99_ms']:.2f} | {ours['rps'] / theirs['rps']:.1f}× |")
+    print(f"| mlflow models serve | {theirs['rps']:,.0f} | {theirs['p99_ms']:.2f} | 1.0× |")
+    print(f"   targets: ≥ 20× and p99 ≤ 5 ms; non-2xx {ours['non2xx']} / {theirs['non2xx']}")
+    print(f"\n3. 64 texts per request: {batch['rps']:,.0f} requests/s = {batch['rps'] * 64:,.0f} predictions/s "
+          f"(target ≥ 50,000), p99 {batch['p99_ms']:.2f} ms")
+
+    # 4. Switch every 5 s while wrk runs.
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(wrk(url, one, args.switch_seconds)))
+    runner.start()
+    switches, seen = 0, set()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    deadline = time.time() + args.switch_seconds - 2
+    while time.time() + 5 < deadline + 2:
+        time.sleep(5)
+        target = b_dir if switches % 2 == 0 else a_dir
+        c.request("POST", "/admin/release", json.dumps({"release": str(target)}),
+                  {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        reply = json.loads(c.getresponse().read())
+        seen.add(reply["release"])
+        switches += 1
+    runner.join()
+    print(f"\n4. {args.switch_seconds} s of wrk (64 connections) with {switches} release switches "
+          f"(releases seen {sorted(seen) == sorted({md5_a, md5_b}) and 'both' or sorted(seen)}): "
+          f"{result['requests']:,} requests, {result['non2xx']} non-2xx, {result['socket_errors']} socket errors "
+          f"(target 0 and 0); RSS after {rss_mb(serve.pid):.0f} MB")
+    serve.send_signal(signal.SIGTERM)
+    code = serve.wait(timeout=60)
+    print(f"\nmlops serve exited {code} after SIGTERM")
+    print(f"wrk command: {ours['cmd']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

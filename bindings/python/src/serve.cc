@@ -1,0 +1,131 @@
+#include <optional>
+
+#include "bind.hpp"
+#include "mlops/error.hpp"
+#include "mlops/serve.hpp"
+
+#include <pybind11/functional.h>
+
+namespace mlops::python {
+
+namespace {
+
+py::list models_list(const Release& r) {
+  py::list out;
+  for (const auto& m : r.models()) {
+    py::dict d;
+    d["name"] = m.name;
+    d["version"] = m.version;
+    d["lineage"] = json_to_py(m.lineage);
+    out.append(d);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_serve(py::module_& m) {
+  py::class_<Release, std::shared_ptr<Release>>(m, "Release",
+                                                "Every adapter of one release, loaded from a build-context folder.")
+      .def_static("load",
+                  [](const std::filesystem::path& dir, unsigned threads) {
+                    std::shared_ptr<const Release> r;
+                    {
+                      py::gil_scoped_release release;
+                      r = Release::load(dir, threads);
+                    }
+                    return std::const_pointer_cast<Release>(r);
+                  },
+                  py::arg("directory"), py::arg("threads") = 0,
+                  "Load manifest.json and every model under models/ (NotFoundError / IntegrityError).")
+      .def_property_readonly("md5", &Release::md5)
+      .def_property_readonly("image", &Release::image)
+      .def_property_readonly("directory", &Release::directory)
+      .def_property_readonly("load_seconds", &Release::load_seconds)
+      .def_property_readonly("models", &models_list, "[{name, version, lineage}] sorted by name.")
+      .def("adapter",
+           [](const Release& r, const std::string& name) {
+             const auto* sm = r.find(name);
+             if (!sm) throw NotFoundError("release " + r.md5() + " has no model '" + name + "'");
+             return sm->adapter;
+           },
+           py::arg("name"), "A copy of one model's Adapter.")
+      .def("__len__", [](const Release& r) { return r.models().size(); })
+      .def("__contains__", [](const Release& r, const std::string& n) { return r.find(n) != nullptr; })
+      .def("__repr__", [](const Release& r) {
+        return "Release(md5='" + r.md5() + "', models=" + std::to_string(r.models().size()) + ")";
+      });
+
+  py::class_<Server>(m, "Server", R"doc(
+Serves every adapter of a release over HTTP/1.1 (Boost.Beast): MLflow's scoring protocol per model at
+POST /models/{name}/invocations, POST /invocations/batch, GET /ping /health /version /models /metrics, and
+POST /admin/release (bearer token) to switch releases atomically. `release` is a build-context folder, or
+any name `resolver(name) -> folder` maps (an MD5, an alias).
+)doc")
+      .def(py::init([](const std::string& release, const std::string& host, std::uint16_t port, unsigned threads,
+                       std::optional<std::string> admin_token, std::string image, std::size_t max_body_bytes,
+                       std::size_t max_header_bytes, std::size_t max_connections, std::size_t max_rows,
+                       double read_timeout, double idle_timeout, double drain_timeout,
+                       std::optional<std::function<std::string(const std::string&)>> resolver) {
+             ServerOptions o;
+             o.host = host;
+             o.port = port;
+             o.threads = threads;
+             if (admin_token) o.admin_token = *admin_token;
+             o.image = std::move(image);
+             o.max_body_bytes = max_body_bytes;
+             o.max_header_bytes = max_header_bytes;
+             o.max_connections = max_connections;
+             o.max_rows = max_rows;
+             auto ms = [](double s) {
+               if (!(s > 0)) throw ConfigError("server timeouts must be positive seconds");
+               return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
+             };
+             o.read_timeout = ms(read_timeout);
+             o.idle_timeout = ms(idle_timeout);
+             o.drain_timeout = ms(drain_timeout);
+             ReleaseResolver r;
+             if (resolver) {
+               auto fn = *resolver;
+               r = [fn](const std::string& name) { return std::filesystem::path(fn(name)); };
+             }
+             return std::make_unique<Server>(release, std::move(o), std::move(r));
+           }),
+           py::arg("release"), py::kw_only(), py::arg("host") = "127.0.0.1", py::arg("port") = 8080,
+           py::arg("threads") = 0, py::arg("admin_token") = py::none(), py::arg("image") = "",
+           py::arg("max_body_bytes") = 8u << 20, py::arg("max_header_bytes") = 16u << 10,
+           py::arg("max_connections") = 1024, py::arg("max_rows") = 10000, py::arg("read_timeout") = 10.0,
+           py::arg("idle_timeout") = 60.0, py::arg("drain_timeout") = 10.0, py::arg("resolver") = py::none())
+      .def_property_readonly("port", &Server::port)
+      .def_property_readonly("release", [](const Server& s) { return std::const_pointer_cast<Release>(s.release()); })
+      .def("start", &Server::start, "Serve on background threads; returns at once.")
+      .def("run", &Server::run, py::call_guard<py::gil_scoped_release>(),
+           "Serve until SIGTERM/SIGINT (drain, then return) ; SIGHUP reloads the starting release.")
+      .def("stop", &Server::stop, py::call_guard<py::gil_scoped_release>(), "Drain and stop.")
+      .def("switch_to",
+           [](Server& s, const std::string& release) {
+             std::shared_ptr<const Release> r;
+             {
+               py::gil_scoped_release unlock;
+               r = s.switch_to(release);
+             }
+             return std::const_pointer_cast<Release>(r);
+           },
+           py::arg("release"), "Load a release beside the current one and swap atomically (rollback too).")
+      .def("reload",
+           [](Server& s) {
+             py::gil_scoped_release unlock;
+             return std::const_pointer_cast<Release>(s.reload());
+           })
+      .def("metrics_text", &Server::metrics_text)
+      .def("__enter__", [](Server& s) -> Server& {
+        s.start();
+        return s;
+      })
+      .def("__exit__", [](Server& s, py::args) {
+        py::gil_scoped_release unlock;
+        s.stop();
+      });
+}
+
+}  // namespace mlops::python

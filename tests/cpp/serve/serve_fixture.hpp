@@ -1,0 +1,162 @@
+// A release folder on disk and a raw HTTP/1.1 client, for the server tests.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <utility>
+
+#include "mlops/adapter.hpp"
+#include "mlops/featurizer.hpp"
+#include "mlops/manifest.hpp"
+
+namespace serve_test {
+
+namespace fs = std::filesystem;
+
+inline fs::path temp_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("mlops-serve-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// A text adapter (column "body") whose labels carry `prefix`, so an answer tells which release gave it.
+inline mlops::Adapter text_adapter(const std::string& prefix, unsigned seed, std::size_t d = 16, std::size_t k = 3) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0, 1);
+  std::vector<float> w(d * k + k);
+  for (auto& v : w) v = n(rng);
+  std::vector<std::string> classes;
+  for (std::size_t c = 0; c < k; ++c) classes.push_back(prefix + std::to_string(c));
+  return mlops::Adapter(d, 0, classes, w, mlops::Featurizer(static_cast<int>(d), 1, "body").settings(), {},
+                        {{"commit", "c0ffee" + prefix}, {"code_commit", "abc123"}});
+}
+
+// A numeric adapter over features f0..f{d-1}.
+inline mlops::Adapter numeric_adapter(std::vector<std::string> classes, std::size_t d = 3) {
+  std::vector<float> w(d * classes.size() + classes.size(), 0.0f);
+  for (std::size_t i = 0; i < d; ++i) w[i * classes.size() + (i % classes.size())] = 1.0f;
+  nlohmann::json features = nlohmann::json::array();
+  for (std::size_t i = 0; i < d; ++i) features.push_back("f" + std::to_string(i));
+  return mlops::Adapter(d, 0, std::move(classes), w, {}, {}, {{"features", features}, {"commit", "d1"}});
+}
+
+// Writes a build-context-shaped release folder: manifest.json, lineage.json, models/<name>/model/{MLmodel,weights}.
+inline std::string write_release(const fs::path& dir, const std::map<std::string, std::pair<std::int64_t, mlops::Adapter>>& models,
+                                 const std::string& image_repo = "registry.example/adapters") {
+  fs::create_directories(dir / "models");
+  std::map<std::string, std::int64_t> entries;
+  nlohmann::json lineage = nlohmann::json::object();
+  for (const auto& [name, vm] : models) {
+    entries[name] = vm.first;
+    auto root = dir / "models" / name / "model";
+    fs::create_directories(root);
+    vm.second.save(root / "adapter.safetensors");
+    std::ofstream(root / "MLmodel") << "artifact_path: model\nflavors:\n  python_function:\n    data: adapter.safetensors\n"
+                                       "    loader_module: mlops.pyfunc\n";
+    lineage[name] = {{"version", vm.first}, {"data_commit", "data-" + name}, {"code_commit", "code-1"}, {"run_id", "r-" + name}};
+  }
+  mlops::ReleaseManifest m(entries);
+  std::ofstream(dir / "manifest.json") << m.to_json();
+  std::ofstream(dir / "lineage.json") << lineage.dump();
+  std::ofstream(dir / "release.json") << nlohmann::json{{"md5", m.md5()}, {"image", m.image_tag(image_repo)}}.dump();
+  return m.md5();
+}
+
+struct Reply {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  [[nodiscard]] nlohmann::json json() const { return nlohmann::json::parse(body); }
+};
+
+// A blocking HTTP/1.1 client on one keep-alive connection.
+class Client {
+ public:
+  explicit Client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect failed");
+    timeval tv{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~Client() { ::close(fd_); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void send_raw(const std::string& bytes) {
+    std::size_t off = 0;
+    while (off < bytes.size()) {
+      auto n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send failed");
+      off += static_cast<std::size_t>(n);
+    }
+  }
+  Reply request(const std::string& method, const std::string& target, const std::string& body = {},
+                const std::string& extra_headers = {}) {
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers;
+    if (!body.empty() || method == "POST")
+      req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    req += "\r\n" + body;
+    send_raw(req);
+    return read_reply();
+  }
+  Reply post(const std::string& target, const nlohmann::json& body, const std::string& extra = {}) {
+    return request("POST", target, body.dump(), extra);
+  }
+  // Reads one response; status 0 when the server closed the connection first.
+  Reply read_reply() {
+    Reply r;
+    std::size_t head_end;
+    while ((head_end = buf_.find("\r\n\r\n")) == std::string::npos)
+      if (!fill()) return r;
+    std::string head = buf_.substr(0, head_end);
+    buf_.erase(0, head_end + 4);
+    r.status = std::stoi(head.substr(9, 3));
+    std::size_t pos = head.find("\r\n");
+    while (pos != std::string::npos && pos + 2 < head.size()) {
+      auto next = head.find("\r\n", pos + 2);
+      auto line = head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+      auto colon = line.find(':');
+      std::string name = line.substr(0, colon);
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      r.headers[name] = line.substr(colon + 2);
+      pos = next;
+    }
+    const auto len = std::stoul(r.headers.count("content-length") ? r.headers["content-length"] : "0");
+    while (buf_.size() < len)
+      if (!fill()) break;
+    r.body = buf_.substr(0, len);
+    buf_.erase(0, std::min(len, buf_.size()));
+    return r;
+  }
+  // True when the server has closed the connection (reads EOF).
+  bool closed_by_server() {
+    char c;
+    return ::recv(fd_, &c, 1, 0) == 0;
+  }
+
+ private:
+  bool fill() {
+    char tmp[65536];
+    auto n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) return false;
+    buf_.append(tmp, static_cast<std::size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  std::string buf_;
+};
+
+}  // namespace serve_test

@@ -1,0 +1,281 @@
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "mlops/error.hpp"
+#include "mlops/serve.hpp"
+#include "serve_fixture.hpp"
+
+using nlohmann::json;
+using serve_test::Client;
+
+namespace {
+
+struct Releases {
+  serve_test::fs::path a, b;
+  std::string md5_a, md5_b;
+};
+
+// Release A: "acme" (text, labels a*), "globex" (numeric, integer labels). Release B: "acme" (labels b*).
+const Releases& releases() {
+  static Releases r = [] {
+    Releases x;
+    auto root = serve_test::temp_dir("releases");
+    x.a = root / "a";
+    x.b = root / "b";
+    x.md5_a = serve_test::write_release(x.a, {{"acme", {3, serve_test::text_adapter("a", 1)}},
+                                              {"globex", {1, serve_test::numeric_adapter({"0", "7"})}}});
+    x.md5_b = serve_test::write_release(x.b, {{"acme", {4, serve_test::text_adapter("b", 2)}}});
+    return x;
+  }();
+  return r;
+}
+
+mlops::ServerOptions options() {
+  mlops::ServerOptions o;
+  o.port = 0;
+  o.threads = 2;
+  o.admin_token = "s3cret-token";
+  o.max_body_bytes = 4096;
+  o.max_header_bytes = 2048;
+  o.max_rows = 50;
+  o.max_connections = 8;
+  o.read_timeout = std::chrono::milliseconds(400);
+  return o;
+}
+
+json texts(std::initializer_list<const char*> t) {
+  json j = json::array();
+  for (auto* s : t) j.push_back(s);
+  return json{{"instances", j}};
+}
+
+}  // namespace
+
+TEST_CASE("a release folder loads every model with its lineage; bad folders are typed errors") {
+  const auto& r = releases();
+  auto rel = mlops::Release::load(r.a);
+  CHECK(rel->md5() == r.md5_a);
+  CHECK(rel->image() == "registry.example/adapters:" + r.md5_a);
+  REQUIRE(rel->models().size() == 2);
+  CHECK(rel->models()[0].name == "acme");
+  CHECK(rel->find("acme")->version == 3);
+  CHECK(rel->find("acme")->lineage["data_commit"] == "data-acme");
+  CHECK(rel->find("nobody") == nullptr);
+  CHECK_THROWS_AS(mlops::Release::load(r.a / "missing"), mlops::NotFoundError);
+  auto broken = serve_test::temp_dir("broken");
+  serve_test::write_release(broken, {{"x", {1, serve_test::text_adapter("x", 3)}}});
+  std::ofstream(broken / "models" / "x" / "model" / "adapter.safetensors", std::ios::app) << "garbage";
+  CHECK_THROWS_AS(mlops::Release::load(broken), mlops::IntegrityError);
+  serve_test::fs::remove_all(broken / "models" / "x");
+  CHECK_THROWS_AS(mlops::Release::load(broken), mlops::NotFoundError);
+}
+
+TEST_CASE("every route answers; predictions equal Adapter::predict; keep-alive") {
+  const auto& r = releases();
+  mlops::Server server(r.a.string(), options());
+  server.start();
+  Client c(server.port());
+  CHECK(c.request("GET", "/ping").status == 200);
+  auto health = c.request("GET", "/health").json();
+  CHECK(health["status"] == "ok");
+  auto version = c.request("GET", "/version").json();
+  CHECK(version["release"] == r.md5_a);
+  CHECK(version["image"] == "registry.example/adapters:" + r.md5_a);
+  auto models = c.request("GET", "/models").json();
+  REQUIRE(models["models"].size() == 2);
+  CHECK(models["models"][0]["name"] == "acme");
+  CHECK(models["models"][0]["version"] == 3);
+  CHECK(models["models"][0]["data_commit"] == "data-acme");
+  CHECK(models["models"][0]["code_commit"] == "code-1");
+  CHECK(models["models"][0]["input"] == "text");
+
+  std::vector<std::string> t{"refund my order", "parcel lost", "hello there"};
+  auto rep = c.post("/models/acme/invocations", json{{"instances", t}});
+  REQUIRE(rep.status == 200);
+  CHECK(rep.headers["x-mlops-release"] == r.md5_a);
+  const auto expect = server.release()->find("acme")->adapter.predict(std::span<const std::string>(t));
+  CHECK(rep.json()["predictions"] == json(expect));
+  auto num = c.post("/models/globex/invocations", json{{"dataframe_split", {{"columns", {"f0", "f1", "f2"}}, {"data", {{0, 3, 0}}}}}});
+  CHECK(num.json()["predictions"] == json::array({7}));
+
+  auto batch = c.post("/invocations/batch", json{{"requests", {{{"model", "acme"}, {"instances", t}},
+                                                               {{"model", "globex"}, {"instances", {{5, 0, 0}}}}}}});
+  REQUIRE(batch.status == 200);
+  CHECK(batch.json()["responses"][0]["predictions"] == json(expect));
+  CHECK(batch.json()["responses"][1]["predictions"] == json::array({0}));
+
+  auto metrics = c.request("GET", "/metrics");
+  CHECK(metrics.status == 200);
+  CHECK(metrics.headers["content-type"].find("text/plain") == 0);
+  CHECK(metrics.body.find("mlops_model_requests_total{model=\"acme\"} 2") != std::string::npos);
+  CHECK(metrics.body.find("mlops_http_requests_total{route=\"invocations\",code=\"200\"} 2") != std::string::npos);
+  CHECK(metrics.body.find("mlops_model_latency_seconds_bucket{model=\"acme\",le=\"+Inf\"} 2") != std::string::npos);
+  server.stop();
+}
+
+TEST_CASE("bad input gets a JSON error with a stable id and a 4xx, and the server keeps serving") {
+  const auto& r = releases();
+  mlops::Server server(r.a.string(), options());
+  server.start();
+  auto expect = [&](int status, const std::string& reason, const std::string& method, const std::string& target,
+                    const std::string& body, const std::string& headers = {}) {
+    Client c(server.port());
+    auto rep = c.request(method, target, body, headers);
+    CAPTURE(target);
+    CAPTURE(rep.body);
+    CHECK(rep.status == status);
+    auto j = json::parse(rep.body, nullptr, false);
+    REQUIRE(j.is_object());
+    CHECK(j["reason"] == reason);
+    CHECK(j["error_code"].get<std::string>().rfind("mlops.", 0) == 0);
+    CHECK(j["message"].get<std::string>().find("[mlops.") == 0);
+  };
+  expect(400, "malformed_json", "POST", "/models/acme/invocations", "{\"instances\": [");
+  expect(404, "unknown_model", "POST", "/models/nobody/invocations", texts({"x"}).dump());
+  expect(400, "wrong_feature_count", "POST", "/models/globex/invocations", json{{"instances", {{1, 2}}}}.dump());
+  expect(400, "not_text", "POST", "/models/acme/invocations", json{{"instances", {1, 2}}}.dump());
+  expect(400, "too_many_rows", "POST", "/models/acme/invocations", json{{"instances", std::vector<std::string>(51, "x")}}.dump());
+  expect(400, "no_input_format", "POST", "/models/acme/invocations", "{}");
+  expect(404, "unknown_route", "GET", "/nowhere", "");
+  expect(405, "method_not_allowed", "GET", "/models/acme/invocations", "");
+  expect(413, "body_too_large", "POST", "/models/acme/invocations", std::string(5000, ' '));
+  expect(431, "header_too_large", "GET", "/ping", "", "X-Pad: " + std::string(3000, 'p') + "\r\n");
+  expect(404, "unknown_model", "POST", "/invocations/batch",
+         json{{"requests", {{{"model", "nobody"}, {"instances", {"x"}}}}}}.dump());
+  expect(415, "unsupported_content_type", "POST", "/models/acme/invocations", "",
+         "Content-Type: text/csv\r\nContent-Length: 3\r\n\r\na,b");
+  Client c(server.port());
+  CHECK(c.request("GET", "/ping").status == 200);
+  server.stop();
+}
+
+TEST_CASE("the admin route needs the token; a switch and a rollback change /version") {
+  const auto& r = releases();
+  mlops::Server server(r.a.string(), options());
+  server.start();
+  Client c(server.port());
+  const json body{{"release", r.b.string()}};
+  CHECK(c.post("/admin/release", body).status == 401);
+  CHECK(c.post("/admin/release", body, "Authorization: Bearer wrong\r\n").status == 401);
+  CHECK(c.request("GET", "/version").json()["release"] == r.md5_a);
+  auto ok = c.post("/admin/release", body, "Authorization: Bearer s3cret-token\r\n");
+  REQUIRE(ok.status == 200);
+  CHECK(ok.json()["previous"] == r.md5_a);
+  CHECK(ok.json()["release"] == r.md5_b);
+  CHECK(c.request("GET", "/version").json()["release"] == r.md5_b);
+  CHECK(c.post("/models/globex/invocations", json{{"instances", {{1, 2, 3}}}}).status == 404);  // not in B
+  auto missing = c.post("/admin/release", json{{"release", "/no/such/folder"}}, "Authorization: Bearer s3cret-token\r\n");
+  CHECK(missing.status == 404);
+  CHECK(c.request("GET", "/version").json()["release"] == r.md5_b);  // a failed switch keeps the release
+  auto back = c.post("/admin/release", json{{"release", r.a.string()}}, "Authorization: Bearer s3cret-token\r\n");
+  CHECK(back.json()["release"] == r.md5_a);
+  CHECK(server.metrics_text().find("mlops_release_switches_total{result=\"ok\"} 2") != std::string::npos);
+  server.stop();
+
+  auto o = options();
+  o.admin_token.clear();
+  mlops::Server closed(r.a.string(), o);
+  closed.start();
+  Client c2(closed.port());
+  auto refused = c2.post("/admin/release", body, "Authorization: Bearer anything\r\n");
+  CHECK(refused.status == 403);
+  CHECK(refused.json()["reason"] == "admin_disabled");
+  closed.stop();
+}
+
+TEST_CASE("switching under concurrent load: no failed request, each answer from the release it was sent to") {
+  const auto& r = releases();
+  mlops::Server server(r.a.string(), options());
+  server.start();
+  std::atomic<int> epoch{0};  // even: release A current, odd: B (changed only after a switch returns)
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0}, failures{0}, mismatches{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&] {
+      Client c(server.port());
+      const json body = texts({"where is my refund", "parcel"});
+      while (!stop) {
+        const int before = epoch.load();
+        auto rep = c.post("/models/acme/invocations", body);
+        const int after = epoch.load();
+        if (rep.status != 200) {
+          ++failures;
+          continue;
+        }
+        ++answered;
+        const char prefix = rep.json()["predictions"][0].get<std::string>()[0];
+        const bool from_a = prefix == 'a';
+        if (from_a != (rep.headers["x-mlops-release"] == r.md5_a)) ++mismatches;
+        // Sent and answered within one epoch: it must come from that epoch's release.
+        if (before == after && from_a != (before % 2 == 0)) ++mismatches;
+      }
+    });
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    server.switch_to(i % 2 == 0 ? r.b.string() : r.a.string());
+    ++epoch;
+  }
+  stop = true;
+  for (auto& t : clients) t.join();
+  CHECK(failures == 0);
+  CHECK(mismatches == 0);
+  CHECK(answered > 40);
+  server.stop();
+}
+
+TEST_CASE("limits: connections over the maximum get 503; a slow client is cut off at the read timeout") {
+  const auto& r = releases();
+  auto o = options();
+  o.max_connections = 2;
+  mlops::Server server(r.a.string(), o);
+  server.start();
+  Client a(server.port()), b(server.port());
+  CHECK(a.request("GET", "/ping").status == 200);
+  CHECK(b.request("GET", "/ping").status == 200);
+  Client over(server.port());
+  auto rep = over.read_reply();
+  CHECK(rep.status == 503);
+  CHECK(json::parse(rep.body)["reason"] == "too_many_connections");
+
+  // Half a request, then silence: the connection is closed after read_timeout (400 ms), not held.
+  a.send_raw("POST /models/acme/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inst");
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(a.closed_by_server());
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  CHECK(b.request("GET", "/ping").status == 200);
+  server.stop();
+}
+
+TEST_CASE("SIGTERM drains: the request in flight is answered, idle connections close, run() returns") {
+  const auto& r = releases();
+  mlops::Server server(r.a.string(), options());
+  std::atomic<bool> returned{false};
+  std::thread runner([&] {
+    server.run();
+    returned = true;
+  });
+  for (int i = 0; i < 200 && server.port() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Client idle(server.port()), busy(server.port());
+  CHECK(idle.request("GET", "/ping").status == 200);
+  CHECK(busy.request("GET", "/ping").status == 200);
+  const std::string body = texts({"refund"}).dump();
+  busy.send_raw("POST /models/acme/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ::kill(::getpid(), SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(idle.closed_by_server());
+  CHECK_FALSE(returned.load());
+  busy.send_raw(body.substr(5));
+  auto rep = busy.read_reply();
+  CHECK(rep.status == 200);
+  CHECK(rep.headers["connection"] == "close");
+  runner.join();
+  CHECK(returned.load());
+}

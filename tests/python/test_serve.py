@@ -1,0 +1,261 @@
+"""Text in, labels out: the public featurizer, scikit-learn-style prediction in Adapter and the MLflow pyfunc,
+and `mlops serve` over real HTTP, all giving the same labels for the same texts."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mlops
+import mlops.pyfunc
+
+pytestmark = [
+    pytest.mark.skipif("dolt" not in mlops.components, reason="built without the dolt component"),
+    pytest.mark.filterwarnings("ignore:.*Any type hint:UserWarning"),  # MLflow's own note when pyfunc loads
+]
+
+INTENTS = {
+    "refund": ["I want my money back for order {}", "please refund order {} it arrived broken",
+               "refund request for invoice {}", "charge {} was wrong, refund it"],
+    "shipping": ["where is my parcel {}", "package {} has not arrived yet", "track shipment {} please",
+                 "delivery of order {} is late"],
+    "login": ["cannot log in to account {}", "password reset for user {} fails", "locked out of login {}",
+              "two factor code for account {} never comes"],
+}
+TEXTS = ["refund order 991 please, it arrived broken", "where is parcel 12", "I cannot log in", "", "ümlaut ç 42"]
+
+
+def tickets():
+    rows, i = [], 0
+    for intent, patterns in INTENTS.items():
+        for n in range(12):
+            i += 1
+            rows.append((i, patterns[n % len(patterns)].format(1000 + 7 * n), intent, 1 + i % 3))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    src = mlops.DoltSource(str(tmp / "tickets.db"))
+    src.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, intent TEXT, priority INTEGER)")
+    for r in tickets():
+        src.execute("INSERT INTO tickets VALUES (?, ?, ?, ?)", r)
+    src.commit("tickets")
+    by_intent = src.dataset("tickets", label="intent", text="body", dimension=128, seed=5)
+    by_priority = src.dataset("tickets", label="priority", text="body", dimension=128, seed=5)
+    trainer = mlops.CudaTrainer(device="cpu", seed=1)
+    specs = [mlops.AdapterSpec(name="acme", dataset=by_intent, epochs=60, learning_rate=0.05, validation_fraction=0),
+             mlops.AdapterSpec(name="prio", dataset=by_priority, epochs=5, learning_rate=0.05, validation_fraction=0)]
+    acme, prio = (t.adapter for t in trainer.fit(specs))
+    return {"tmp": tmp, "src": src, "ds": by_intent, "acme": acme, "prio": prio}
+
+
+def test_training_and_prediction_features_are_byte_identical(world):
+    ds, acme = world["ds"], world["acme"]
+    bodies = [r[1] for r in sorted(tickets())]
+    f = mlops.Featurizer.from_settings(acme.featurizer)
+    assert (f.kind, f.dimension, f.seed, f.text) == ("hashed-word-unigram-bigram", 128, 5, "body")
+    assert acme.featurizer == ds.lineage["featurizer"] == f.settings
+    assert f.transform(bodies).tobytes() == np.asarray(ds.X).tobytes()
+    assert acme.text_featurizer.transform(bodies).tobytes() == np.asarray(ds.X).tobytes()
+    assert mlops.Featurizer(dimension=128, seed=5).transform(bodies).tobytes() == np.asarray(ds.X).tobytes()
+    # Predicting from the texts is predicting from the training rows.
+    assert list(acme.predict(bodies)) == list(acme.predict(np.ascontiguousarray(ds.X)))
+    with pytest.raises(mlops.ConfigError):
+        mlops.Featurizer(kind="bag-of-words")
+    with pytest.raises(mlops.DataError, match="one string"):
+        f.transform("a single string")
+
+
+def test_predict_returns_labels_typed_like_the_training_labels(world):
+    pd = pytest.importorskip("pandas")
+    acme, prio = world["acme"], world["prio"]
+    assert acme.classes == ["login", "refund", "shipping"]
+    labels = acme.predict(TEXTS)
+    assert labels.dtype == object and all(isinstance(x, str) for x in labels)
+    assert list(labels[:3]) == ["refund", "shipping", "login"]
+    assert list(acme.predict(pd.Series(TEXTS))) == list(labels)
+    assert list(acme.predict(pd.DataFrame({"id": range(5), "body": TEXTS}))) == list(labels)
+    assert list(acme.predict(np.array(TEXTS))) == list(labels)
+    proba = acme.predict_proba(TEXTS)
+    assert proba.shape == (5, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert list(np.asarray(acme.classes, dtype=object)[proba.argmax(axis=1)]) == list(labels)
+
+    assert prio.classes == [1, 2, 3] and all(type(c) is int for c in prio.classes)
+    p = prio.predict(TEXTS)
+    assert p.dtype == np.int64 and set(p) <= {1, 2, 3}
+    back = mlops.Adapter.from_bytes(prio.to_bytes())
+    assert back.classes == [1, 2, 3] and list(back.predict(TEXTS)) == list(p)
+
+    with pytest.raises(mlops.DataError, match="body"):
+        acme.predict(pd.DataFrame({"title": TEXTS, "other": TEXTS}))
+    with pytest.raises(mlops.DataError, match="row 1"):
+        acme.predict(["fine", 3])
+    numeric = mlops.Adapter(2, 0, ["a", "b"], np.zeros(6, np.float32))
+    assert not numeric.takes_text and numeric.text_featurizer is None
+    with pytest.raises(mlops.DataError, match="numeric"):
+        numeric.predict(["text"])
+    assert list(numeric.predict(np.zeros((2, 2), np.float32))) == ["a", "a"]
+
+
+def test_pyfunc_takes_text_like_the_adapter(world, tmp_path):
+    pd = pytest.importorskip("pandas")
+    acme = world["acme"]
+    model_dir = write_model_dir(tmp_path / "acme", acme)
+    model = mlops.pyfunc.load(model_dir)
+    frame = pd.DataFrame({"body": TEXTS})
+    assert list(model.predict(frame)) == list(acme.predict(TEXTS))
+    assert list(model.predict(TEXTS)) == list(acme.predict(TEXTS))
+    assert np.array_equal(model.predict_proba(frame), acme.predict_proba(TEXTS))
+    mlflow = pytest.importorskip("mlflow")
+    loaded = mlflow.pyfunc.load_model(str(model_dir))
+    assert list(loaded.predict(frame)) == list(acme.predict(TEXTS))
+
+
+@pytest.mark.slow
+def test_mlflow_models_predict_on_a_text_adapter(world, tmp_path):
+    pytest.importorskip("mlflow")
+    acme = world["acme"]
+    model_dir = write_model_dir(tmp_path / "acme", acme)
+    inp = tmp_path / "input.json"
+    inp.write_text(json.dumps({"dataframe_split": {"columns": ["body"], "data": [[t] for t in TEXTS]}}))
+    out = tmp_path / "out.json"
+    subprocess.run([sys.executable, "-m", "mlflow", "models", "predict", "-m", str(model_dir), "-i", str(inp), "-o", str(out),
+                    "-t", "json", "--env-manager", "local"], check=True, capture_output=True, timeout=300)
+    got = json.loads(out.read_text())
+    got = got["predictions"] if isinstance(got, dict) else got
+    assert [g if isinstance(g, str) else g.get("prediction", g) for g in got] == list(acme.predict(TEXTS))
+
+
+# ---- mlops serve --------------------------------------------------------------------------------------
+
+
+def write_model_dir(root: pathlib.Path, adapter) -> pathlib.Path:
+    """An MLflow model directory as Run.log_adapter lays it out: MLmodel naming this package's loader."""
+    root.mkdir(parents=True, exist_ok=True)
+    adapter.save(root / "adapter.safetensors")
+    (root / "MLmodel").write_text("artifact_path: model\nflavors:\n  python_function:\n"
+                                  "    data: \"adapter.safetensors\"\n    loader_module: mlops.pyfunc\n")
+    return root
+
+
+def write_release(folder: pathlib.Path, models: dict) -> str:
+    """A build-context folder: manifest.json, lineage.json and models/<name>/model/."""
+    manifest = mlops.ReleaseManifest({name: v for name, (v, _) in models.items()})
+    for name, (version, adapter) in models.items():
+        write_model_dir(folder / "models" / name / "model", adapter)
+    (folder / "manifest.json").write_text(manifest.to_json())
+    (folder / "lineage.json").write_text(json.dumps(
+        {name: {"version": v, "data_commit": "d" * 40, "code_commit": "c" * 40} for name, (v, _) in models.items()}))
+    return manifest.md5
+
+
+class Http:
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(self, method: str, path: str, body=None, headers=None):
+        data = json.dumps(body) if body is not None else None
+        h = {"Content-Type": "application/json", **(headers or {})}
+        self.conn.request(method, path, body=data, headers=h)
+        r = self.conn.getresponse()
+        text = r.read().decode()
+        return r.status, (json.loads(text) if r.getheader("Content-Type", "").startswith("application/json") else text), r
+
+
+def start_serve(args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", *args, "--port", "0", "--threads", "2"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stderr.readline()
+    m = re.search(r"serving release (\w+) .* on http://[\d.]+:(\d+)", line)
+    assert m, line + proc.stderr.read() if proc.poll() is not None else line
+    return proc, int(m.group(2))
+
+
+def test_mlops_serve_routes_switch_and_sigterm(world, tmp_path):
+    pd = pytest.importorskip("pandas")
+    acme, prio = world["acme"], world["prio"]
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    md5_a = write_release(a_dir, {"acme": (1, acme), "prio": (1, prio)})
+    md5_b = write_release(b_dir, {"acme": (2, acme)})
+    proc, port = start_serve([str(a_dir)], {"MLOPS_ADMIN_TOKEN": "t0ken"})
+    try:
+        c = Http(port)
+        assert c.call("GET", "/ping")[0] == 200
+        assert c.call("GET", "/health")[1]["status"] == "ok"
+        assert c.call("GET", "/version")[1]["release"] == md5_a
+        models = c.call("GET", "/models")[1]["models"]
+        assert [(m["name"], m["version"], m["data_commit"]) for m in models] == [("acme", 1, "d" * 40), ("prio", 1, "d" * 40)]
+
+        # MLflow's scoring protocol, each body form; the same labels as Adapter.predict and the pyfunc.
+        want = list(acme.predict(TEXTS))
+        frame = pd.DataFrame({"body": TEXTS})
+        pyfunc = mlops.pyfunc.load(a_dir / "models" / "acme" / "model")
+        assert list(pyfunc.predict(frame)) == want
+        for body in ({"dataframe_split": json.loads(frame.to_json(orient="split"))},
+                     {"dataframe_records": frame.to_dict(orient="records")},
+                     {"instances": TEXTS}, {"inputs": {"body": TEXTS}}):
+            status, reply, _ = c.call("POST", "/models/acme/invocations", body)
+            assert status == 200 and reply == {"predictions": want}, body
+        status, reply, _ = c.call("POST", "/models/prio/invocations", {"instances": TEXTS})
+        assert reply["predictions"] == [int(x) for x in prio.predict(TEXTS)]
+        status, reply, _ = c.call("POST", "/invocations/batch", {"requests": [
+            {"model": "acme", "instances": TEXTS[:2]}, {"model": "prio", "inputs": TEXTS[2:]}]})
+        assert status == 200 and reply["responses"][0]["predictions"] == want[:2]
+
+        # Errors: JSON with the stable id and reason, never a crash.
+        for body, path, status_want, reason in [
+                ("{not json", "/models/acme/invocations", 400, "malformed_json"),
+                ({"instances": ["x"]}, "/models/nobody/invocations", 404, "unknown_model"),
+                ({"instances": [1, 2]}, "/models/acme/invocations", 400, "not_text"),
+                ({"instances": ["x"] * 10001}, "/models/acme/invocations", 400, "too_many_rows")]:
+            c.conn.request("POST", path, body=body if isinstance(body, str) else json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+            r = c.conn.getresponse()
+            err = json.loads(r.read())
+            assert (r.status, err["reason"]) == (status_want, reason) and err["error_code"].startswith("mlops.")
+
+        metrics = c.call("GET", "/metrics")[1]
+        assert 'mlops_model_requests_total{model="acme"} 7' in metrics  # 4 forms + 1 batch + 2 refused
+        assert 'mlops_model_errors_total{model="acme"} 2' in metrics
+
+        # The admin route switches (token required); rollback is the same call.
+        assert c.call("POST", "/admin/release", {"release": str(b_dir)})[0] == 401
+        status, reply, _ = c.call("POST", "/admin/release", {"release": str(b_dir)}, {"Authorization": "Bearer t0ken"})
+        assert status == 200 and reply["release"] == md5_b and reply["previous"] == md5_a
+        assert c.call("GET", "/version")[1]["release"] == md5_b
+        c.call("POST", "/admin/release", {"release": str(a_dir)}, {"Authorization": "Bearer t0ken"})
+        assert c.call("GET", "/version")[1]["release"] == md5_a
+
+        # SIGHUP re-reads the folder it was started with.
+        os.rename(a_dir, tmp_path / "a-old")
+        write_release(a_dir, {"acme": (9, acme)})
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while c.call("GET", "/version")[1]["release"] == md5_a and time.time() < deadline:
+            time.sleep(0.05)
+        assert c.call("GET", "/models")[1]["models"][0]["version"] == 9
+        c.conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert "stopped" in proc.stderr.read()
+    proc.stderr.close()
+
+
+def test_mlops_serve_needs_a_release():
+    r = subprocess.run([sys.executable, "-m", "mlops", "serve", "/no/such/release", "--port", "0"],
+                       capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "MLOPS_RELEASE_DIR"})
+    assert r.returncode == 4 and "does not exist" in r.stderr
