@@ -16,7 +16,7 @@ help:
 	@echo "make demo    run the main job (installs what it needs)"
 	@echo "make wheel   build dist/mlops_dolt-<version>-<python>-manylinux_*.whl with its own shared libraries"
 	@echo "make test    build and run all tests: C++ (ctest), Python (pytest), C++ under ASan+UBSan"
-	@echo "make fuzz    run the manifest JSON fuzzer for a minute (clang, libFuzzer)"
+	@echo "make fuzz    run each libFuzzer target (manifest, URI, CSV, safetensors, catalog) FUZZ_SECONDS each (default 60)"
 	@echo "make bench   run the benchmarks under bench/"
 
 setup:
@@ -60,14 +60,25 @@ test: test-cpp test-python test-asan
 demo: install
 	$(PY) examples/run_demo.py
 
+# Each libFuzzer target for FUZZ_SECONDS (default 60), starting from its seeds in tests/fuzz/corpus/NAME;
+# a finding stops the run with the crashing input saved under build/fuzz/findings.
+FUZZERS := manifest uri csv safetensors catalog
 fuzz: setup
 	cmake -S . -B $(BUILD)/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMLOPS_BUILD_TESTS=OFF -DMLOPS_INSTALL=OFF -DMLOPS_BUILD_FUZZERS=ON -DMLOPS_WITH_CUDA=OFF \
 	  -DMLOPS_SANITIZE=fuzzer-no-link,address,undefined >/dev/null
-	cmake --build $(BUILD)/fuzz --target fuzz_manifest
-	mkdir -p $(BUILD)/fuzz/corpus
-	cp tests/fuzz/corpus/* $(BUILD)/fuzz/corpus/
-	$(BUILD)/fuzz/tests/fuzz/fuzz_manifest -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 $(BUILD)/fuzz/corpus
+	cmake --build $(BUILD)/fuzz --target fuzzers
+	mkdir -p $(BUILD)/fuzz/findings
+	for f in $(FUZZERS); do
+	  mkdir -p $(BUILD)/fuzz/corpus/$$f
+	  cp tests/fuzz/corpus/$$f/* $(BUILD)/fuzz/corpus/$$f/
+	  echo "== fuzz_$$f for $${FUZZ_SECONDS:-60}s"
+	  if ! $(BUILD)/fuzz/tests/fuzz/fuzz_$$f -max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096 -print_final_stats=1 \
+	      -artifact_prefix=$(BUILD)/fuzz/findings/$$f- $(BUILD)/fuzz/corpus/$$f >$(BUILD)/fuzz/$$f.log 2>&1; then
+	    tail -60 $(BUILD)/fuzz/$$f.log; exit 1
+	  fi
+	  grep -E "^(Done|stat::number_of_executed_units)" $(BUILD)/fuzz/$$f.log || true
+	done
 
 bench: install
 	$(PY) bench/run_all.py

@@ -8,11 +8,15 @@ is the process's peak resident set during fit() above its size before the data w
 bytes of the data (X and y).
 
 GPU part (needs a CUDA GPU and PyTorch): 1,000 adapters x 2,000 rows x 768 features x 8 classes x 10
-epochs against a PyTorch loop over adapters and a batched PyTorch ensemble (torch.bmm over all adapters),
-and against the memory-bandwidth floor (bytes of X read per epoch / device bandwidth measured here).
+epochs, at each of --gpu-batch-sizes, against a PyTorch loop over adapters, a batched PyTorch ensemble
+(torch.bmm over all adapters), JAX (one adapter's Adam step vmapped over all adapters, an epoch as a
+lax.scan, jitted; compile time not counted) when JAX sees a GPU, and the memory-bandwidth floor (bytes of
+X read per epoch / device bandwidth measured here). mlops' fit() is split into its fixed cost (host work
+and the upload: fit(1 epoch) less one epoch) and the training itself (epochs x the time one more epoch adds).
 
     python bench/train/bench.py            # both parts (the GPU part says why it is skipped)
     python bench/train/bench.py --quick    # smaller sizes, for a smoke run
+    python bench/train/bench.py --skip-cpu --gpu-batch-sizes 256,32 --summary out.json   # as tools/gpu-check.sh
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def table(rows, header):
 # ---- CPU ----------------------------------------------------------------------------------------------
 
 
-def cpu_part(args) -> None:
+def cpu_part(args) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     A, n, d, k, epochs = args.adapters, args.rows, args.features, args.classes, args.epochs
@@ -125,30 +129,16 @@ def cpu_part(args) -> None:
     print(f"host memory: data {data_bytes / 2**20:.1f} MiB; peak RSS during fit {peak / 2**20:.1f} MiB, "
           f"{grow / 2**20:.1f} MiB above the process before the data = {grow / data_bytes:.2f}x the data"
           + ("" if have_peak else " (peak reset unavailable: RSS after fit)"))
+    return {"adapters": A, "rows": n, "features": d, "classes": k, "epochs": epochs, "fit_seconds": round(t_mlops, 3),
+            "sklearn_seconds": round(t_sk, 3), "accuracy": round(acc_m, 4), "sklearn_accuracy": round(acc_s, 4),
+            "peak_over_data": round(grow / data_bytes, 2)}
 
 
 # ---- GPU ----------------------------------------------------------------------------------------------
 
 
-def gpu_part(args) -> None:
-    A, n, d, k, epochs, bs = args.gpu_adapters, args.rows, args.gpu_features, args.classes, args.epochs, args.batch_size
-    print(f"\n== GPU: {A} adapters x {n} rows x {d} features x {k} classes x {epochs} epochs, hidden=0 ==")
-    try:
-        import torch
-    except ImportError:
-        print("skipped: no CUDA GPU (PyTorch is not installed, and the anchors need it)")
-        return
-    if not torch.cuda.is_available():
-        print("skipped: no CUDA GPU (torch.cuda.is_available() is False)")
-        return
-    trainer = mlops.CudaTrainer(device="auto", seed=0, progress=False)
-    if trainer.device == "cpu":
-        print(f"skipped: no CUDA GPU usable by mlops ({trainer.device_reason})")
-        return
-    dev = torch.device("cuda:0")
-    print(f"mlops device: {trainer.device}; torch {torch.__version__}")
-
-    # Device bandwidth, measured now: a large device-to-device copy reads and writes each byte once.
+def _bandwidth(torch, dev) -> float:
+    """Device bandwidth, measured now: a large device-to-device copy reads and writes each byte once."""
     buf = torch.empty(512 * 2**20, dtype=torch.float32, device=dev)
     out = torch.empty_like(buf)
     out.copy_(buf)
@@ -161,56 +151,36 @@ def gpu_part(args) -> None:
     bandwidth = 2 * buf.numel() * 4 * reps / (time.perf_counter() - t0)
     del buf, out
     torch.cuda.empty_cache()
+    return bandwidth
 
-    rng = np.random.default_rng(1)
-    l2 = 1.0 / n
-    datasets, Xs, ys = [], [], []
-    for _ in range(A):
-        X, y, _, _ = make_task(rng, n, 1, d, k)
-        datasets.append(mlops.Dataset(X, y))
-        Xs.append(X)
-        ys.append(y)
-    specs = [
-        mlops.AdapterSpec(name=f"g{i:04d}", dataset=ds, epochs=epochs, batch_size=bs, learning_rate=args.lr, l2=l2,
-                          validation_fraction=0.0)
-        for i, ds in enumerate(datasets)
-    ]
 
-    free0, total = torch.cuda.mem_get_info()
-    lowest = [free0]
-    stop = threading.Event()
+def _gpu_data(torch, dev, A, n, d, k):
+    """The adapters' data, drawn on the device (fast) and copied to the host once: (A, n, d), (A, n)."""
+    gen = torch.Generator(device=dev).manual_seed(1)
+    centres = torch.randn(A, k, d, device=dev, generator=gen) * CLASS_SPREAD
+    y = torch.randint(0, k, (A, n), device=dev, generator=gen)
+    X = torch.gather(centres, 1, y.unsqueeze(-1).expand(-1, -1, d))
+    X += torch.randn(A, n, d, device=dev, generator=gen)
+    return X.contiguous(), y.to(torch.int32).contiguous()
 
-    def watch():
-        while not stop.is_set():
-            lowest[0] = min(lowest[0], torch.cuda.mem_get_info()[0])
-            time.sleep(0.01)
 
-    w = threading.Thread(target=watch)
-    w.start()
-    t0 = time.perf_counter()
-    trained = trainer.fit(specs)
-    t_mlops = time.perf_counter() - t0
-    stop.set()
-    w.join()
-    mlops_mem = free0 - lowest[0]
-    del trained
-
-    # Batched PyTorch ensemble: all adapters in one tensor, one bmm per step, one Adam over all weights.
-    Xall = torch.from_numpy(np.stack(Xs)).to(dev)
-    yall = torch.from_numpy(np.stack(ys)).long().to(dev)
+def _torch_ensemble(torch, Xall, yall, epochs, bs, lr, l2):
+    A, n, d = Xall.shape
+    k = int(yall.max().item()) + 1
+    yl = yall.long()
+    W = torch.zeros(A, d, k, device=Xall.device, requires_grad=True)
+    b = torch.zeros(A, 1, k, device=Xall.device, requires_grad=True)
+    opt = torch.optim.Adam([W, b], lr=lr)
+    gen = torch.Generator(device=Xall.device).manual_seed(0)
     torch.cuda.reset_peak_memory_stats()
-    W = torch.zeros(A, d, k, device=dev, requires_grad=True)
-    b = torch.zeros(A, 1, k, device=dev, requires_grad=True)
-    opt = torch.optim.Adam([W, b], lr=args.lr)
-    gen = torch.Generator(device=dev).manual_seed(0)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(epochs):
-        perm = torch.argsort(torch.rand(A, n, device=dev, generator=gen), dim=1)
+        perm = torch.argsort(torch.rand(A, n, device=Xall.device, generator=gen), dim=1)
         for s in range(0, n, bs):
             idx = perm[:, s:s + bs]
             xb = torch.gather(Xall, 1, idx.unsqueeze(-1).expand(-1, -1, d))
-            yb = torch.gather(yall, 1, idx)
+            yb = torch.gather(yl, 1, idx)
             z = torch.bmm(xb, W) + b
             loss = torch.nn.functional.cross_entropy(z.reshape(-1, k), yb.reshape(-1), reduction="sum") / idx.shape[1]
             loss = loss + 0.5 * l2 * (W * W).sum()
@@ -218,23 +188,24 @@ def gpu_part(args) -> None:
             loss.backward()
             opt.step()
     torch.cuda.synchronize()
-    t_ens = time.perf_counter() - t0
-    ens_mem = torch.cuda.max_memory_allocated()
-    del W, b, opt
+    return time.perf_counter() - t0, torch.cuda.max_memory_allocated()
 
-    # PyTorch loop over adapters: one small model and optimiser per adapter (measured on a sample).
-    sample = min(A, args.loop_adapters)
+
+def _torch_loop(torch, Xall, yall, epochs, bs, lr, l2, sample):
+    """One small model and optimiser per adapter, timed on `sample` adapters and scaled to all."""
+    A, n, d = Xall.shape
+    k = int(yall.max().item()) + 1
+    yl = yall.long()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for i in range(sample):
-        X = Xall[i]
-        y = yall[i]
-        lin = torch.nn.Linear(d, k, device=dev)
+        X, y = Xall[i], yl[i]
+        lin = torch.nn.Linear(d, k, device=Xall.device)
         torch.nn.init.zeros_(lin.weight)
         torch.nn.init.zeros_(lin.bias)
-        o = torch.optim.Adam(lin.parameters(), lr=args.lr)
+        o = torch.optim.Adam(lin.parameters(), lr=lr)
         for _ in range(epochs):
-            perm = torch.randperm(n, device=dev)
+            perm = torch.randperm(n, device=Xall.device)
             for s in range(0, n, bs):
                 idx = perm[s:s + bs]
                 loss = torch.nn.functional.cross_entropy(lin(X[idx]), y[idx]) + 0.5 * l2 * (lin.weight ** 2).sum()
@@ -242,20 +213,172 @@ def gpu_part(args) -> None:
                 loss.backward()
                 o.step()
     torch.cuda.synchronize()
-    t_loop = (time.perf_counter() - t0) * A / sample
+    return (time.perf_counter() - t0) * A / sample
 
+
+def _jax_vmap(X_host, y_host, k, epochs, bs, lr, l2):
+    """JAX: one adapter's Adam step, vmapped over all adapters and jitted; an epoch is a lax.scan of steps.
+    Returns (seconds for the epochs after compilation, compile seconds), or a reason it did not run."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return "JAX is not installed"
+    if not any(dv.platform == "gpu" for dv in jax.devices()):
+        return f"JAX sees no GPU ({jax.devices()})"
+    A, n, d = X_host.shape
+    steps = -(-n // bs)
+    X = jax.device_put(X_host)
+    y = jax.device_put(y_host)
+
+    def loss_fn(params, xb, yb, mask):
+        W, b = params
+        z = xb @ W + b
+        logp = jax.nn.log_softmax(z)
+        ce = -jnp.take_along_axis(logp, yb[:, None], axis=1)[:, 0]
+        return jnp.sum(ce * mask) / jnp.sum(mask) + 0.5 * l2 * jnp.sum(W * W)
+
+    def adam_step(params, m, v, t, xb, yb, mask):
+        g = jax.grad(loss_fn)(params, xb, yb, mask)
+        m = jax.tree_util.tree_map(lambda a, b_: 0.9 * a + 0.1 * b_, m, g)
+        v = jax.tree_util.tree_map(lambda a, b_: 0.999 * a + 0.001 * b_ * b_, v, g)
+        c1, c2 = 1.0 / (1.0 - 0.9 ** t), 1.0 / (1.0 - 0.999 ** t)
+        params = jax.tree_util.tree_map(lambda p, mm, vv: p - lr * (mm * c1) / (jnp.sqrt(vv * c2) + 1e-8), params, m, v)
+        return params, m, v
+
+    def epoch(state, key):
+        params, m, v, t = state
+        perm = jax.vmap(lambda kk: jax.random.permutation(kk, n))(jax.random.split(key, A))
+        pad = steps * bs - n
+        perm = jnp.concatenate([perm, jnp.zeros((A, pad), perm.dtype)], axis=1).reshape(A, steps, bs)
+        mask_all = (jnp.arange(steps * bs) < n).astype(jnp.float32).reshape(steps, bs)
+
+        def step(carry, s):
+            params, m, v, t = carry
+            idx = perm[:, s]
+            xb = jnp.take_along_axis(X, idx[:, :, None], axis=1)
+            yb = jnp.take_along_axis(y, idx, axis=1)
+            params, m, v = jax.vmap(adam_step, in_axes=(0, 0, 0, None, 0, 0, None))(params, m, v, t + 1.0, xb, yb, mask_all[s])
+            return (params, m, v, t + 1.0), None
+
+        (params, m, v, t), _ = jax.lax.scan(step, (params, m, v, t), jnp.arange(steps))
+        return (params, m, v, t)
+
+    epoch = jax.jit(epoch)
+    zeros = (jnp.zeros((A, d, k)), jnp.zeros((A, k)))
+    state = (zeros, jax.tree_util.tree_map(jnp.zeros_like, zeros), jax.tree_util.tree_map(jnp.zeros_like, zeros), 0.0)
+    keys = jax.random.split(jax.random.PRNGKey(0), epochs + 1)
+    t0 = time.perf_counter()
+    jax.block_until_ready(epoch(state, keys[0]))  # compile
+    t_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for e in range(epochs):
+        state = epoch(state, keys[e + 1])
+    jax.block_until_ready(state)
+    return time.perf_counter() - t0, t_compile
+
+
+def gpu_part(args) -> dict:
+    A, n, d, k, epochs = args.gpu_adapters, args.rows, args.gpu_features, args.classes, args.epochs
+    batch_sizes = [int(b) for b in str(args.gpu_batch_sizes).split(",")]
+    print(f"\n== GPU: {A} adapters x {n} rows x {d} features x {k} classes x {epochs} epochs, hidden=0, "
+          f"batch {', '.join(map(str, batch_sizes))} ==")
+    summary = {"adapters": A, "rows": n, "features": d, "classes": k, "epochs": epochs}
+    try:
+        import torch
+    except ImportError:
+        print("skipped: no CUDA GPU (PyTorch is not installed, and the anchors need it)")
+        return {**summary, "skipped": "PyTorch is not installed"}
+    if not torch.cuda.is_available():
+        print("skipped: no CUDA GPU (torch.cuda.is_available() is False)")
+        return {**summary, "skipped": "torch.cuda.is_available() is False"}
+    trainer = mlops.CudaTrainer(device="auto", seed=0, progress=False)
+    if trainer.device == "cpu":
+        print(f"skipped: no CUDA GPU usable by mlops ({trainer.device_reason})")
+        return {**summary, "skipped": trainer.device_reason}
+    dev = torch.device("cuda:0")
+    print(f"mlops device: {trainer.device}; torch {torch.__version__}")
+    bandwidth = _bandwidth(torch, dev)
+
+    t0 = time.perf_counter()
+    Xall, yall = _gpu_data(torch, dev, A, n, d, k)
+    X_host, y_host = Xall.cpu().numpy(), yall.cpu().numpy()
+    t_draw = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    datasets = [mlops.Dataset(X_host[i], y_host[i], classes=[str(c) for c in range(k)]) for i in range(A)]
+    t_datasets = time.perf_counter() - t0
+    print(f"data drawn in {t_draw:.1f}s; {A} Datasets made (copied, digested, validated once) in {t_datasets:.1f}s")
+    l2 = 1.0 / n
     x_bytes = A * n * d * 4
-    floor = epochs * x_bytes / bandwidth
-    rows = [
-        ["mlops CudaTrainer", f"{t_mlops:.3f}", f"{mlops_mem / 2**30:.2f}", "1.0x", f"{t_mlops / floor:.2f}x"],
-        ["PyTorch bmm ensemble", f"{t_ens:.3f}", f"{ens_mem / 2**30:.2f}", f"{t_ens / t_mlops:.1f}x", f"{t_ens / floor:.2f}x"],
-        [f"PyTorch loop (measured {sample}, scaled)", f"{t_loop:.3f}", "-", f"{t_loop / t_mlops:.1f}x",
-         f"{t_loop / floor:.2f}x"],
-        ["bandwidth floor", f"{floor:.3f}", "-", f"{floor / t_mlops:.2f}x", "1.0x"],
-    ]
-    table(rows, ["backend", "seconds", "device GiB", "time vs mlops", "time vs floor"])
-    print(f"device bandwidth measured: {bandwidth / 1e9:.0f} GB/s; X per epoch {x_bytes / 2**30:.2f} GiB; "
-          f"device total {total / 2**30:.1f} GiB")
+    summary.update(bandwidth_gbs=round(bandwidth / 1e9, 1), dataset_seconds=round(t_datasets, 3), runs={})
+
+    for bs in batch_sizes:
+        def specs(e):
+            return [mlops.AdapterSpec(name=f"g{i:04d}", dataset=ds, epochs=e, batch_size=bs, learning_rate=args.lr,
+                                      l2=l2, validation_fraction=0.0) for i, ds in enumerate(datasets)]
+
+        def timed_fit(e):
+            s = specs(e)
+            free0 = torch.cuda.mem_get_info()[0]
+            lowest = [free0]
+            stop = threading.Event()
+
+            def watch():
+                while not stop.is_set():
+                    lowest[0] = min(lowest[0], torch.cuda.mem_get_info()[0])
+                    time.sleep(0.01)
+
+            w = threading.Thread(target=watch)
+            w.start()
+            t = time.perf_counter()
+            trained = trainer.fit(s)
+            t = time.perf_counter() - t
+            stop.set()
+            w.join()
+            return t, free0 - lowest[0], trained[0].notes
+
+        timed_fit(1)  # warm: loads the module, creates the context
+        t_one, _, _ = timed_fit(1)
+        t_all, mlops_mem, notes = timed_fit(epochs)
+        per_epoch = (t_all - t_one) / (epochs - 1) if epochs > 1 else t_all
+        fixed = max(0.0, t_one - per_epoch)  # host work and the upload: what one more epoch does not add
+        t_train = per_epoch * epochs
+        torch.cuda.empty_cache()
+
+        t_ens, ens_mem = _torch_ensemble(torch, Xall, yall, epochs, bs, args.lr, l2)
+        torch.cuda.empty_cache()
+        sample = max(1, min(A, args.loop_adapters if bs >= 128 else args.loop_adapters // 3))
+        t_loop = _torch_loop(torch, Xall, yall, epochs, bs, args.lr, l2, sample)
+        torch.cuda.empty_cache()
+        jx = _jax_vmap(X_host, y_host, k, epochs, bs, args.lr, l2)
+        floor = epochs * x_bytes / bandwidth
+
+        print(f"\n-- batch {bs}: fit() {t_all:.3f}s = fixed {fixed:.3f}s (host work + upload) + {epochs} epochs x "
+              f"{per_epoch:.4f}s" + (f"; notes: {notes}" if notes else ""))
+        rows = [
+            ["mlops CudaTrainer, whole fit()", f"{t_all:.3f}", f"{mlops_mem / 2**30:.2f}", "1.0x", f"{t_all / floor:.2f}x"],
+            ["mlops CudaTrainer, training only", f"{t_train:.3f}", "-", f"{t_train / t_all:.2f}x", f"{t_train / floor:.2f}x"],
+            ["PyTorch bmm ensemble", f"{t_ens:.3f}", f"{ens_mem / 2**30:.2f}", f"{t_ens / t_all:.1f}x", f"{t_ens / floor:.2f}x"],
+            [f"PyTorch loop (measured {sample}, scaled)", f"{t_loop:.3f}", "-", f"{t_loop / t_all:.1f}x", f"{t_loop / floor:.2f}x"],
+        ]
+        run = {"fit_seconds": round(t_all, 4), "fixed_seconds": round(fixed, 4), "epoch_seconds": round(per_epoch, 5),
+               "mlops_device_gib": round(mlops_mem / 2**30, 2), "torch_bmm_seconds": round(t_ens, 4),
+               "torch_loop_seconds": round(t_loop, 3), "floor_seconds": round(floor, 5),
+               "vs_torch_loop": round(t_loop / t_all, 1), "vs_torch_bmm": round(t_ens / t_all, 2),
+               "training_vs_floor": round(t_train / floor, 2), "notes": notes}
+        if isinstance(jx, tuple):
+            t_jax, t_compile = jx
+            rows.append([f"JAX vmap (compile {t_compile:.1f}s not counted)", f"{t_jax:.3f}", "-", f"{t_jax / t_all:.1f}x",
+                         f"{t_jax / floor:.2f}x"])
+            run.update(jax_vmap_seconds=round(t_jax, 4), vs_jax_vmap=round(t_jax / t_all, 2))
+        else:
+            rows.append([f"JAX vmap: not run ({jx})", "-", "-", "-", "-"])
+            run.update(jax_vmap_skipped=jx)
+        rows.append(["bandwidth floor", f"{floor:.3f}", "-", f"{floor / t_all:.2f}x", "1.0x"])
+        table(rows, ["backend", "seconds", "device GiB", "time vs mlops fit", "time vs floor"])
+        summary["runs"][str(bs)] = run
+    print(f"device bandwidth measured: {bandwidth / 1e9:.0f} GB/s; X per epoch {x_bytes / 2**30:.2f} GiB")
+    return summary
 
 
 def main() -> int:
@@ -275,17 +398,29 @@ def main() -> int:
                    help="fit sklearn on only this many adapters and scale the time (0 = all)")
     p.add_argument("--gpu-adapters", type=int, default=1000)
     p.add_argument("--gpu-features", type=int, default=768)
-    p.add_argument("--loop-adapters", type=int, default=50, help="adapters the PyTorch loop is timed on")
+    p.add_argument("--loop-adapters", type=int, default=30, help="adapters the PyTorch loop is timed on (a third at batch < 128)")
+    p.add_argument("--gpu-batch-sizes", default="256", help="comma-separated batch sizes of the GPU part, e.g. 256,32")
+    p.add_argument("--summary", default=None, help="write the figures as JSON to this file")
+    p.add_argument("--require-gpu", action="store_true", help="exit 2 when the GPU part is skipped")
     p.add_argument("--skip-cpu", action="store_true")
     p.add_argument("--skip-gpu", action="store_true")
     args = p.parse_args()
     if args.quick:
         args.adapters, args.rows, args.features, args.gpu_adapters = 10, 500, 64, 50
     print(f"mlops {mlops.__version__}, components {mlops.components}, {os.cpu_count()} CPUs")
+    summary = {"mlops": mlops.__version__}
     if not args.skip_cpu:
-        cpu_part(args)
+        summary["cpu"] = cpu_part(args)
     if not args.skip_gpu:
-        gpu_part(args)
+        summary["gpu"] = gpu_part(args)
+    if args.summary:
+        import json
+
+        with open(args.summary, "w") as f:
+            json.dump(summary, f, indent=1)
+    if args.require_gpu and (args.skip_gpu or "skipped" in summary.get("gpu", {})):
+        print("the GPU part was required and did not run", file=sys.stderr)
+        return 2
     return 0
 
 

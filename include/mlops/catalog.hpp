@@ -27,29 +27,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mlops/hyperparameters.hpp"
+
 namespace mlops {
-
-/// Training hyperparameters of one adapter (the trainer's defaults where not given).
-struct Hyperparameters {
-  std::int64_t hidden = 0;             ///< 0: softmax classifier; h > 0: one hidden ReLU layer of width h
-  std::int64_t epochs = 10;            ///< ≥ 1
-  std::int64_t batch_size = 256;       ///< ≥ 1
-  double learning_rate = 1e-3;         ///< > 0
-  double l2 = 1e-4;                    ///< ≥ 0
-  double validation_fraction = 0.1;    ///< in [0, 1)
-  std::string optimizer = "adam";      ///< "adam" or "sgd"
-  double momentum = 0.9;               ///< in [0, 1), SGD only
-  std::int64_t patience = 0;           ///< early-stopping patience in epochs; 0 = off
-
-  /// Every field as JSON, keys sorted: the exact value recorded as MLflow params and compared to
-  /// decide whether hyperparameters changed.
-  [[nodiscard]] nlohmann::json to_json() const;
-  bool operator==(const Hyperparameters&) const = default;
-};
 
 /// Settings of the built-in hashed unigram+bigram text featurizer (used when an adapter has `text`).
 struct FeaturizerSettings {
-  std::int64_t dimension = 1024;  ///< hashed feature dimension, ≥ 1
+  static constexpr std::int64_t kMaxDimension = 1'048'576;  ///< the largest dimension a catalog may ask for (2^20)
+  std::int64_t dimension = 1024;  ///< hashed feature dimension, in [1, kMaxDimension]
   std::int64_t seed = 0;          ///< hash seed
   [[nodiscard]] nlohmann::json to_json() const;
   bool operator==(const FeaturizerSettings&) const = default;
@@ -64,7 +49,7 @@ struct CatalogEntry {
   std::string text;                   ///< text column, featurized (exclusive with `features`)
   std::string where;                  ///< SQL filter selecting the slice, `?` placeholders; empty = all rows
   nlohmann::json params = nlohmann::json::array();  ///< values bound to the placeholders of `where`
-  Hyperparameters hyperparameters;
+  Hyperparameters hyperparameters;  ///< the trainer's own type, validated by its own rules
   FeaturizerSettings featurizer;
 
   /// The entry as JSON (the catalog file's form, every field explicit).

@@ -70,10 +70,14 @@ class Dataset {
   /// source. Computed once at construction.
   [[nodiscard]] const std::string& content_digest() const noexcept { return lineage_->digest; }
 
-  /// Checks values: every feature finite, every label in range, at least one row.
+  /// Checks the dataset: at least one row, one column and one class, every feature finite, every label in
+  /// range. The values are scanned once, when the dataset is made, and the first bad one remembered, so
+  /// this call costs no pass over the data however often it is made.
   /// @param what names the dataset in the message (e.g. "adapter 'customer-7'")
   /// @throws DataError naming `what`, the field, and the first bad row
   void validate(const std::string& what) const;
+  /// Whether every feature is finite and every label in range (known since construction).
+  [[nodiscard]] bool values_valid() const noexcept { return !value_problem_; }
 
   /// A new dataset with the same lineage and the rows at `indices` (in that order).
   [[nodiscard]] Dataset take(std::span<const std::size_t> indices) const;
@@ -85,6 +89,7 @@ class Dataset {
   std::shared_ptr<const std::vector<std::int32_t>> y_;
   std::shared_ptr<const std::vector<std::string>> classes_;
   std::shared_ptr<const DatasetLineage> lineage_;
+  std::shared_ptr<const std::string> value_problem_;  ///< the first bad value found at construction; null if none
 };
 
 /// SHA-256 hex digest of a dataset's contents (see Dataset::content_digest).

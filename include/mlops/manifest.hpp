@@ -34,13 +34,13 @@ struct ManifestDiff {
 
 /// An immutable map from model name to model version, with a canonical JSON form and hashes of it.
 ///
-/// Names are non-empty UTF-8 of at most 256 bytes with no control characters; versions are integers ≥ 1.
+/// Names are model names (see model_name_problem); versions are integers ≥ 1.
 /// The canonical form is byte-identical to Python's
 /// `json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
 class ReleaseManifest {
  public:
   using Entries = std::map<std::string, std::int64_t>;
-  static constexpr std::size_t kMaxNameBytes = 256;
+  static constexpr std::size_t kMaxNameBytes = 255;  ///< a file name's limit (the build context's models/NAME)
 
   /// The empty release (`{}`).
   ReleaseManifest();
@@ -105,6 +105,12 @@ class ReleaseManifest {
 /// Checks a repository name against Docker's reference grammar (no tag, no digest).
 /// @throws DataError saying which part is wrong
 void validate_docker_repository(std::string_view repository);
+
+/// Why `name` cannot be a model name, or nothing when it can. A model name is also an MLflow registered
+/// model name, a directory in a build context and part of a Docker label, so it is: non-empty and not
+/// only spaces, valid UTF-8 of at most 255 bytes (a file name), without control characters, '/', ':' or
+/// '\\' (MLflow, file systems), '"' (Dockerfile quoting), not starting with ".." and not ".".
+std::optional<std::string> model_name_problem(std::string_view name);
 
 /// Checks one manifest entry. @throws DataError naming the entry
 void validate_manifest_entry(std::string_view name, std::int64_t version);

@@ -219,6 +219,7 @@ class MlflowTracker {
   MlflowTracker(const MlflowTracker&) = delete;
   MlflowTracker& operator=(const MlflowTracker&) = delete;
 
+  /// The tracking URI as it may be shown: without user:password@ and without secret parameter values.
   [[nodiscard]] const std::string& tracking_uri() const;
   [[nodiscard]] const MlflowOptions& options() const;
 

@@ -55,6 +55,11 @@ struct PipelineOptions {
   bool retrain_on_code_change = false;  ///< plan(): a different code commit makes an adapter stale
   /// Requests to MLflow at once: adapters recorded by train(), aliases moved by release() and rollback().
   unsigned record_threads = 1;
+  /// release() and rollback() hold a lease on the release experiment, recorded in MLflow, for at most
+  /// this long (a killed holder blocks the others no longer), and wait this long for another's to end
+  /// before giving up with a ConflictError.
+  double release_lease_seconds = 900;
+  double release_wait_seconds = 600;
 };
 
 /// One adapter's state in a plan.

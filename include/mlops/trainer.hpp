@@ -26,32 +26,23 @@
 
 #include "mlops/adapter.hpp"
 #include "mlops/dataset.hpp"
+#include "mlops/hyperparameters.hpp"
 
 namespace mlops {
 
-/// What to train: one adapter's dataset and hyperparameters.
-struct AdapterSpec {
+/// What to train: one adapter's dataset and its hyperparameters (the fields of `Hyperparameters`:
+/// hidden, epochs, batch_size, learning_rate, l2, validation_fraction, optimizer, momentum, patience,
+/// class_weights; `params()` and `to_json()` give them as recorded).
+struct AdapterSpec : Hyperparameters {
   std::string name;                    ///< unique within one fit(); names the adapter in errors and callbacks
   Dataset dataset;                     ///< training data (the validation split is drawn from it)
-  std::size_t hidden = 0;              ///< hidden units; 0 = softmax classifier
-  int epochs = 10;                     ///< >= 1
-  std::size_t batch_size = 256;        ///< >= 1 rows per mini-batch
-  double learning_rate = 1e-3;         ///< > 0
-  double l2 = 1e-4;                    ///< >= 0, L2 penalty on weights (not biases)
-  double validation_fraction = 0.1;    ///< in [0, 1): share of rows held out for validation
-  std::string optimizer = "adam";      ///< "adam" or "sgd" (with `momentum`)
-  double momentum = 0.9;               ///< in [0, 1), used by "sgd"
-  int patience = 0;                    ///< stop after this many epochs without a better val_loss; 0 = off
-  std::vector<double> class_weights;   ///< one positive weight per class, or empty for none
   std::string code_commit;             ///< commit of the code that trains (goes into the lineage)
 
-  /// The hyperparameters as a flat, deterministic string map (for MLflow params and change detection):
-  /// hidden, epochs, batch_size, learning_rate, l2, validation_fraction, optimizer, momentum, patience,
-  /// class_weights. Numbers are written in their shortest round-trip form.
-  [[nodiscard]] std::map<std::string, std::string> params() const;
-  /// The hyperparameters as a JSON object (numbers as numbers).
-  [[nodiscard]] nlohmann::json params_json() const;
-  /// Checks the hyperparameters and the dataset (rows, classes, finite features, labels in range).
+  /// The hyperparameters as a JSON object (numbers as numbers); the same as `to_json()`.
+  [[nodiscard]] nlohmann::json params_json() const { return to_json(); }
+  /// Checks the hyperparameters (`Hyperparameters::problems`) and the dataset (rows, classes, one class
+  /// weight per class, the validation split leaving training rows; values were checked when the Dataset was
+  /// made and are not scanned again).
   /// @throws ConfigError for a bad hyperparameter, DataError for bad data; the message names the adapter
   ///         and the field
   void validate() const;
@@ -82,6 +73,10 @@ struct TrainedAdapter {
   History history;
   nlohmann::json lineage;        ///< dataset lineage + code_commit + device + seed + trainer
   std::string device;            ///< the device that trained it, e.g. "cpu" or "cuda:0 (NVIDIA H100)"
+  /// What the backend wants the caller to know about this fit that is not an error, e.g. a GPU training
+  /// step that could not be captured as a CUDA graph and ran as direct launches (same results, slower),
+  /// or a group that was split into sub-groups to fit device memory. Empty on the CPU.
+  std::vector<std::string> notes;
 };
 
 /// Options of a CudaTrainer.
@@ -91,9 +86,15 @@ struct TrainerOptions {
   std::uint64_t seed = 0;
   /// CPU worker threads (0 = hardware concurrency). Weights are bit-identical for one seed and thread count.
   unsigned threads = 0;
-  /// GPU: cuBLAS may not use atomics (the trainer's own kernels never do), so weights repeat run after run
-  /// on one GPU. The CPU backend is always deterministic.
+  /// Must be true (ConfigError otherwise). Every backend is deterministic: the CPU backend always was; on
+  /// the GPU no kernel of the trainer uses atomics and cuBLAS may not either, so weights repeat run after
+  /// run on one GPU. A non-deterministic mode would buy nothing measurable for these shapes (the GEMMs are
+  /// memory-bound with small inner dimensions), so none is offered.
   bool deterministic = true;
+  /// GPU: bytes of device memory one fit may use for data, weights and workspace; 0 = 92 % of what is free
+  /// when the fit starts, less 256 MiB. Adapters that do not fit together train in consecutive sub-groups;
+  /// one that does not fit alone is a DeviceError naming the sizes.
+  std::uint64_t device_memory_limit = 0;
   /// Whether front ends show a progress bar over all steps (the Python bindings use tqdm). The C++ core only
   /// reports progress through fit()'s ProgressCallback.
   bool progress = true;

@@ -1,10 +1,14 @@
 #include "mlops/dataset.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "core/hash.hpp"
+#include "core/uri.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops {
@@ -23,7 +27,7 @@ DatasetLineage DatasetLineage::from_json(const nlohmann::json& j) {
   try {
     l.commit = j.value("commit", "");
     l.ref = j.value("ref", "");
-    l.uri = j.value("uri", "");
+    l.uri = detail::redact_uri(j.value("uri", ""));
     l.table = j.value("table", "");
     l.query = j.value("query", "");
     l.params = j.value("params", nlohmann::json::array());
@@ -67,6 +71,36 @@ std::string dataset_digest(std::span<const float> X, std::size_t rows, std::size
   return d.hex();
 }
 
+namespace {
+
+// The first non-finite feature or out-of-range label, described for a message; nothing when all are fine.
+// A whole block of values is tested with integer operations that vectorise before any is looked at one by one.
+std::optional<std::string> first_bad_value(const float* x, std::size_t rows, std::size_t cols, const std::int32_t* y,
+                                           std::int64_t n_classes) {
+  for (std::size_t i = 0; i < rows; ++i)
+    if (y[i] < 0 || y[i] >= n_classes)
+      return "field y, row " + std::to_string(i) + ": label index " + std::to_string(y[i]) + " is out of range [0, " +
+             std::to_string(n_classes) + ")";
+  const std::size_t n = rows * cols;
+  constexpr std::size_t kBlock = 4096;
+  for (std::size_t begin = 0; begin < n; begin += kBlock) {
+    const std::size_t end = std::min(n, begin + kBlock);
+    std::uint32_t non_finite = 0;
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto bits = std::bit_cast<std::uint32_t>(x[i]);
+      non_finite |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (!non_finite) continue;
+    for (std::size_t i = begin; i < end; ++i)
+      if (!std::isfinite(x[i]))
+        return "field X, row " + std::to_string(i / cols) + ", column " + std::to_string(i % cols) +
+               ": value is not finite (NaN or Inf)";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Dataset::Dataset() : Dataset({}, 0, 0, {}, {}, {}) {}
 
 Dataset::Dataset(std::vector<float> X, std::size_t rows, std::size_t cols, std::vector<std::int32_t> y,
@@ -80,30 +114,21 @@ Dataset::Dataset(std::vector<float> X, std::size_t rows, std::size_t cols, std::
   if (y.size() != rows)
     throw DataError("dataset y has " + std::to_string(y.size()) + " labels, expected " + std::to_string(rows));
   lineage.rows = static_cast<std::int64_t>(rows);
+  lineage.uri = detail::redact_uri(lineage.uri);  // a source URI never carries its secrets onward
   lineage.digest = dataset_digest(X, rows, cols, y, classes);
   x_ = std::make_shared<const std::vector<float>>(std::move(X));
   y_ = std::make_shared<const std::vector<std::int32_t>>(std::move(y));
   classes_ = std::make_shared<const std::vector<std::string>>(std::move(classes));
   lineage_ = std::make_shared<const DatasetLineage>(std::move(lineage));
+  if (auto bad = first_bad_value(x_->data(), rows_, cols_, y_->data(), static_cast<std::int64_t>(classes_->size())))
+    value_problem_ = std::make_shared<const std::string>(std::move(*bad));
 }
 
 void Dataset::validate(const std::string& what) const {
   if (rows_ == 0) throw DataError(what + ": dataset is empty (0 rows)");
   if (cols_ == 0) throw DataError(what + ": dataset has no feature columns");
   if (classes_->empty()) throw DataError(what + ": dataset has no classes");
-  const auto n_classes = static_cast<std::int64_t>(classes_->size());
-  const float* x = x_->data();
-  for (std::size_t i = 0; i < rows_; ++i) {
-    const std::int32_t label = (*y_)[i];
-    if (label < 0 || label >= n_classes)
-      throw DataError(what + ": field y, row " + std::to_string(i) + ": label index " + std::to_string(label) +
-                      " is out of range [0, " + std::to_string(n_classes) + ")");
-    for (std::size_t j = 0; j < cols_; ++j) {
-      if (!std::isfinite(x[i * cols_ + j]))
-        throw DataError(what + ": field X, row " + std::to_string(i) + ", column " + std::to_string(j) +
-                        ": value is not finite (NaN or Inf)");
-    }
-  }
+  if (value_problem_) throw DataError(what + ": " + *value_problem_);
 }
 
 Dataset Dataset::take(std::span<const std::size_t> indices) const {

@@ -2,9 +2,14 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
 #include <unordered_map>
 
 #include "core/text.hpp"
+#include "http/http.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops::detail {
@@ -27,7 +32,55 @@ bool is_real(std::string_view s) {
   return ec == std::errc() && end == s.data() + s.size() && b != end;
 }
 
+std::string read_file(const std::string& path, const std::string& shown) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw NotFoundError("CSV file " + shown + " cannot be opened");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 }  // namespace
+
+std::string CsvSource::secrets_removed(std::string_view message) const {
+  return uri ? uri->scrub(message) : std::string(message);
+}
+
+CsvSource read_csv_source(const std::string& source) {
+  CsvSource out;
+  out.uri = Uri::parse(source);
+  if (!out.uri) {
+    out.shown = quote_for_message(source, 300);
+    out.name = std::filesystem::path(source).filename().string();
+    out.text = read_file(source, out.shown);
+    return out;
+  }
+  const Uri& u = *out.uri;
+  out.shown = u.redacted();
+  out.name = u.file_name();
+  if (u.scheme == "file") {
+    if (u.has_userinfo || (!u.host.empty() && u.host != "localhost") || u.has_query)
+      throw ConfigError("CSV source " + out.shown + ": a file:// URI takes a local path only (file:///abs/file.csv)");
+    out.text = read_file(percent_decode(u.path), out.shown);
+  } else if (u.scheme == "http" || u.scheme == "https") {
+    auto tmp = std::filesystem::temp_directory_path() /
+               ("mlops-import-" + std::to_string(std::random_device{}()) + ".csv");
+    http_download(source, tmp);
+    try {
+      out.text = read_file(tmp.string(), out.shown);
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      throw;
+    }
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+  } else {
+    throw ConfigError("CSV source " + out.shown + ": scheme " + quote_for_message(u.scheme) +
+                      " is not supported (use a file path, file://, http:// or https://)");
+  }
+  return out;
+}
 
 CsvData parse_csv(std::string_view text, const std::string& what) {
   CsvData out;

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/uri.hpp"
+
 namespace mlops::detail {
 
 struct CsvData {
@@ -17,6 +19,21 @@ struct CsvData {
   /// per column: 'i' (every value an integer), 'r' (every value a number), 't' otherwise
   std::vector<char> kinds;
 };
+
+/// A CSV source read whole: a file path, a file:// URI or an http(s) link.
+struct CsvSource {
+  std::string text;   ///< the file's bytes
+  std::string shown;  ///< the source as messages may show it (secrets removed)
+  std::string name;   ///< the file name, without query or secrets (for commit messages)
+  std::string secrets_removed(std::string_view text) const;  ///< `text` without the source's secrets
+  std::optional<Uri> uri;
+};
+
+/// Reads `source`: a path, file:///abs/path, or an http(s) URL (downloaded, credentials given to
+/// libcurl apart from the URL).
+/// @throws ConfigError for any other scheme (ftp://, s3://, ...); NotFoundError for a file that cannot
+///         be opened; DataSourceError for a failed download. Messages name the redacted source.
+CsvSource read_csv_source(const std::string& source);
 
 /// Parses `text` (UTF-8, an optional BOM, LF or CRLF line ends). `what` names the source in messages.
 /// @throws DataError naming `what` and the line for bad UTF-8, an unclosed quote, a ragged row, an

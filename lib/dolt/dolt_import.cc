@@ -26,26 +26,9 @@ Commit DoltSource::Impl::import_csv(const std::string& table, const std::string&
   for (const auto& k : pk) detail::Dialect::check_column(k);
 
   // Read the whole file first: nothing is written unless every row is valid.
-  std::string text, what;
-  if (source.starts_with("http://") || source.starts_with("https://")) {
-    what = detail::redact_url(source);
-    auto tmp = std::filesystem::temp_directory_path() /
-               ("mlops-import-" + std::to_string(std::random_device{}()) + ".csv");
-    detail::http_download(source, tmp);
-    std::ifstream in(tmp, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-  } else {
-    what = source;
-    std::ifstream in(source, std::ios::binary);
-    if (!in) throw NotFoundError("CSV file " + quote_for_message(source, 300) + " cannot be opened");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
+  const auto src = detail::read_csv_source(source);
+  const std::string& text = src.text;
+  const std::string& what = src.shown;
   const auto csv = detail::parse_csv(text, "CSV " + what);
   for (const auto& h : csv.header) detail::Dialect::check_column(h);
   detail::check_csv_keys(csv, pk, "CSV " + what);
@@ -95,7 +78,9 @@ Commit DoltSource::Impl::import_csv(const std::string& table, const std::string&
     throw;
   }
   settle();
-  if (detail::query_scalar(*conn, dialect.table_status(), {table}).has_value()) return commit(message, {}, {table});
+  // A message naming the source (a link with ?token=...) never puts the secret into the history.
+  if (detail::query_scalar(*conn, dialect.table_status(), {table}).has_value())
+    return commit(src.secrets_removed(message), {}, {table});
   return commit_info("HEAD");
 }
 

@@ -1,5 +1,6 @@
 // DoltSource: opening the source, and the statements it passes through as they are.
 #include <cstdio>
+#include <filesystem>
 
 #include "core/text.hpp"
 #include "dolt/doltlite.hpp"
@@ -74,6 +75,8 @@ DoltSource::DoltSource(const std::string& uri, DoltOptions options) : impl_(std:
   cfg.read_timeout_s = options.read_timeout_s;
   cfg.write_timeout_s = options.write_timeout_s;
   if (impl_->parsed.backend == Backend::DoltLite) {
+    if (!options.create && !std::filesystem::exists(impl_->parsed.path))
+      throw NotFoundError("DoltLite database " + impl_->display + " does not exist (and is not created here)");
     impl_->lib_path = detail::find_doltlite_library(options.doltlite_lib);
     impl_->dialect = detail::Dialect(Backend::DoltLite);
   }

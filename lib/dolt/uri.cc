@@ -5,28 +5,12 @@
 #include <filesystem>
 
 #include "core/text.hpp"
-#include "http/http.hpp"
+#include "core/uri.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops::detail {
 
 namespace {
-
-std::string percent_decode(std::string_view s, const std::string& display, const char* part) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    unsigned v = 0;
-    if (i + 2 >= s.size() || std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16).ptr != s.data() + i + 3)
-      throw ConfigError("the " + std::string(part) + " of " + display + " has a bad %-escape");
-    out += static_cast<char>(v);
-    i += 2;
-  }
-  return out;
-}
 
 int parse_seconds(std::string_view v, const std::string& key, const std::string& display) {
   int n = 0;
@@ -41,42 +25,24 @@ int parse_seconds(std::string_view v, const std::string& key, const std::string&
 SourceUri parse_source_uri(const std::string& uri) {
   SourceUri out;
   if (uri.empty()) throw ConfigError("the DoltSource URI is empty");
-  if (uri.starts_with("mysql://")) {
+  const auto parsed = Uri::parse(uri);
+  if (parsed && parsed->scheme == "mysql") {
     out.backend = Backend::Dolt;
-    out.display = redact_url(uri);
+    out.display = parsed->redacted();
     auto& cfg = out.mysql;
-    std::string_view rest = std::string_view(uri).substr(8);
-    std::string_view query;
-    if (auto q = rest.find('?'); q != std::string_view::npos) {
-      query = rest.substr(q + 1);
-      rest = rest.substr(0, q);
-    }
-    std::string_view authority = rest, path;
-    if (auto s = rest.find('/'); s != std::string_view::npos) {
-      authority = rest.substr(0, s);
-      path = rest.substr(s + 1);
-    }
-    if (auto at = authority.rfind('@'); at != std::string_view::npos) {
-      std::string_view userinfo = authority.substr(0, at);
-      authority = authority.substr(at + 1);
-      if (auto c = userinfo.find(':'); c != std::string_view::npos) {
-        cfg.user = percent_decode(userinfo.substr(0, c), out.display, "user");
-        cfg.password = percent_decode(userinfo.substr(c + 1), out.display, "password");
-      } else {
-        cfg.user = percent_decode(userinfo, out.display, "user");
-      }
-    }
+    if (parsed->has_fragment)
+      throw ConfigError(out.display + " has a '#' outside its password (write it %23)");
+    cfg.user = percent_decode(parsed->user);
+    cfg.password = percent_decode(parsed->password);
+    std::string_view query = parsed->query;
+    std::string_view path = parsed->path;
+    if (path.starts_with("/")) path.remove_prefix(1);
     if (cfg.password.empty())
       if (const char* env = std::getenv("MLOPS_DOLT_PASSWORD")) cfg.password = env;
-    std::string_view host = authority, port;
-    if (authority.starts_with("[")) {
-      auto close = authority.find(']');
-      if (close == std::string_view::npos) throw ConfigError("unclosed '[' in the host of " + out.display);
-      host = authority.substr(1, close - 1);
-      if (close + 1 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
-    } else if (auto c = authority.rfind(':'); c != std::string_view::npos) {
-      host = authority.substr(0, c);
-      port = authority.substr(c + 1);
+    std::string_view host = parsed->host, port = parsed->port;
+    if (host.starts_with("[")) {
+      if (!host.ends_with("]")) throw ConfigError("unclosed '[' in the host of " + out.display);
+      host = host.substr(1, host.size() - 2);
     }
     if (!host.empty()) cfg.host = std::string(host);
     if (!port.empty()) {
@@ -86,7 +52,7 @@ SourceUri parse_source_uri(const std::string& uri) {
         throw ConfigError("the port of " + out.display + " is not a number in 1-65535");
       cfg.port = p;
     }
-    cfg.database = percent_decode(path, out.display, "database");
+    cfg.database = percent_decode(path);
     if (cfg.database.empty()) throw ConfigError(out.display + " names no database (mysql://user@host:port/database)");
     while (!query.empty()) {
       auto amp = query.find('&');
@@ -95,7 +61,7 @@ SourceUri parse_source_uri(const std::string& uri) {
       if (kv.empty()) continue;
       auto eq = kv.find('=');
       std::string key(kv.substr(0, eq));
-      std::string value = eq == std::string_view::npos ? std::string() : percent_decode(kv.substr(eq + 1), out.display, "query");
+      std::string value = eq == std::string_view::npos ? std::string() : percent_decode(kv.substr(eq + 1));
       for (auto& ch : key)
         if (ch == '_') ch = '-';
       if (key == "branch") out.branch = value;
@@ -135,7 +101,7 @@ SourceUri parse_source_uri(const std::string& uri) {
   } else if (uri.starts_with("doltlite:")) {
     path = uri.substr(9);
   } else if (uri.find("://") != std::string::npos) {
-    throw ConfigError("unsupported DoltSource URI scheme in " + redact_url(uri) + " (use doltlite:, mysql:// or a path)");
+    throw ConfigError("unsupported DoltSource URI scheme in " + redact_uri(uri) + " (use doltlite:, mysql:// or a path)");
   } else {
     path = uri;
   }

@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
-#include <regex>
 
+#include "core/uri.hpp"
 #include "mlops/error.hpp"
 
 namespace mlops::detail {
@@ -17,16 +17,6 @@ void http_global_init() {
   std::call_once(once, [] {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw InternalError("libcurl failed to initialise");
   });
-}
-
-std::string redact_url(std::string_view url) {
-  std::string out(url);
-  // scheme://user:password@host → scheme://***@host
-  static const std::regex kUserinfo(R"(^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@)");
-  out = std::regex_replace(out, kUserinfo, "$1***@");
-  static const std::regex kSecretParam(R"(([?&](?:password|passwd|pwd|token|access_token|key|api_key|secret|signature|sig)=)[^&#]*)",
-                                       std::regex::icase);
-  return std::regex_replace(out, kSecretParam, "$1***");
 }
 
 namespace {
@@ -48,9 +38,13 @@ std::size_t write_to_file(char* data, std::size_t size, std::size_t n, void* use
 
 void http_download(const std::string& url, const std::filesystem::path& dest, const TlsOptions& tls,
                    long timeout_seconds) {
-  const std::string shown = redact_url(url);
-  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+  const auto uri = Uri::parse(url);
+  const std::string shown = redact_uri(url);
+  if (!uri || (uri->scheme != "http" && uri->scheme != "https"))
     throw ConfigError("not an http(s) URL: " + shown);
+  // The credentials go to libcurl apart from the URL, so that libcurl and this library agree on them.
+  const std::string plain = uri->without_userinfo();
+  const std::string user = percent_decode(uri->user), password = percent_decode(uri->password);
   http_global_init();
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   if (!curl) throw InternalError("curl_easy_init failed");
@@ -62,7 +56,11 @@ void http_download(const std::string& url, const std::filesystem::path& dest, co
 
   char error[CURL_ERROR_SIZE] = {0};
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_URL, plain.c_str());
+  if (uri->has_userinfo) {
+    curl_easy_setopt(c, CURLOPT_USERNAME, user.c_str());
+    curl_easy_setopt(c, CURLOPT_PASSWORD, password.c_str());
+  }
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -90,7 +88,7 @@ void http_download(const std::string& url, const std::filesystem::path& dest, co
   else if (!flushed) why = "cannot write " + tmp.string();
   if (!why.empty()) {
     std::filesystem::remove(tmp);
-    throw DataSourceError("download of " + shown + " failed: " + why);
+    throw DataSourceError("download of " + shown + " failed: " + uri->scrub(why));
   }
   std::error_code ec;
   std::filesystem::rename(tmp, dest, ec);

@@ -18,13 +18,10 @@ struct TlsOptions {
 /// Initialises libcurl once per process (thread-safe). Every user of libcurl calls this first.
 void http_global_init();
 
-/// `url` with any user:password@ part and the values of secret-looking query parameters
-/// (password, token, key, secret, signature, sig) replaced by "***": safe for messages and lineage.
-std::string redact_url(std::string_view url);
-
 /// Streams the body of a GET of `url` (http or https) into `dest`, written atomically: on any failure
 /// `dest` is untouched. Follows redirects.
 /// @throws ConfigError for a URL that is not http(s)
+/// `url` is parsed by Uri (its user and password go to libcurl apart from it).
 /// @throws DataSourceError naming the redacted URL for a connection failure or an HTTP status >= 400
 void http_download(const std::string& url, const std::filesystem::path& dest, const TlsOptions& tls = {},
                    long timeout_seconds = 120);

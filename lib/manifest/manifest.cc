@@ -32,16 +32,25 @@ void append_json_string(std::string& out, std::string_view s) {
 
 }  // namespace
 
+std::optional<std::string> model_name_problem(std::string_view name) {
+  if (name.find_first_not_of(' ') == std::string_view::npos) return "name is empty";
+  if (name.size() > ReleaseManifest::kMaxNameBytes)
+    return "name is " + std::to_string(name.size()) + " bytes, at most " +
+           std::to_string(ReleaseManifest::kMaxNameBytes) + " allowed (a file name's limit)";
+  if (auto bad = detail::utf8_error(name)) return "name is not valid UTF-8 (" + *bad + ")";
+  if (auto pos = detail::find_control_character(name))
+    return "name has a control character at byte " + std::to_string(*pos);
+  if (auto pos = name.find_first_of("/:\\\""); pos != std::string_view::npos)
+    return "name has " + detail::quote_for_message(name.substr(pos, 1)) +
+           " (model names cannot hold '/', ':', '\\' or '\"')";
+  if (name == "." || name.starts_with("..")) return "name is '.' or starts with '..' (it would name another path)";
+  return std::nullopt;
+}
+
 void validate_manifest_entry(std::string_view name, std::int64_t version) {
   const std::string shown = detail::quote_for_message(name);
   if (name.empty()) throw DataError("manifest entry with an empty model name");
-  if (name.size() > ReleaseManifest::kMaxNameBytes)
-    throw DataError("manifest entry " + shown + ": name is " + std::to_string(name.size()) +
-                    " bytes, at most " + std::to_string(ReleaseManifest::kMaxNameBytes) + " allowed");
-  if (auto bad = detail::utf8_error(name))
-    throw DataError("manifest entry " + shown + ": name is not valid UTF-8 (" + *bad + ")");
-  if (auto pos = detail::find_control_character(name))
-    throw DataError("manifest entry " + shown + ": name has a control character at byte " + std::to_string(*pos));
+  if (auto why = model_name_problem(name)) throw DataError("manifest entry " + shown + ": " + *why);
   if (version < 1)
     throw DataError("manifest entry " + shown + ": version " + std::to_string(version) +
                     " is not an integer >= 1");

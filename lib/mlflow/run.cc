@@ -6,6 +6,7 @@
 
 #include "core/hash.hpp"
 #include "core/text.hpp"
+#include "core/uri.hpp"
 #include "mlflow/internal.hpp"
 #include "mlflow/model_dir.hpp"
 #include "mlops/dataset.hpp"
@@ -301,7 +302,7 @@ void Run::set_tags(const std::map<std::string, std::string>& tags) {
 
 void Run::log_dataset(const Dataset& dataset, const std::string& context, const std::string& name) {
   const DatasetLineage& l = dataset.lineage();
-  const std::string uri = detail::redact_url(l.uri);
+  const std::string uri = detail::redact_uri(l.uri);
   const nlohmann::json source = {{"uri", uri},     {"commit", l.commit}, {"ref", l.ref},
                                  {"table", l.table}, {"query", l.query},   {"params", l.params}};
   const nlohmann::json schema = {{"label", l.label},     {"features", l.features}, {"text", l.text},

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <optional>
 
-#include "http/http.hpp"
+#include "core/uri.hpp"
 #include "mlops/mlflow.hpp"
 
 namespace mlops {
@@ -97,7 +97,7 @@ SourceInfo detect_source_info(const std::filesystem::path& directory) {
     info.branch = env("GITHUB_REF_NAME");
     const std::string server = env("GITHUB_SERVER_URL");
     const std::string repo = env("GITHUB_REPOSITORY");
-    if (!repo.empty()) info.repo_url = detail::redact_url((server.empty() ? "https://github.com" : server) + "/" + repo);
+    if (!repo.empty()) info.repo_url = detail::redact_uri((server.empty() ? "https://github.com" : server) + "/" + repo);
     return info;
   }
   const std::string dir = directory.empty() ? "." : directory.string();
@@ -107,7 +107,7 @@ SourceInfo detect_source_info(const std::filesystem::path& directory) {
   if (auto branch = run_capture({"git", "-C", dir, "rev-parse", "--abbrev-ref", "HEAD"}); branch && *branch != "HEAD")
     info.branch = *branch;
   if (auto url = run_capture({"git", "-C", dir, "config", "--get", "remote.origin.url"}))
-    info.repo_url = detail::redact_url(*url);
+    info.repo_url = detail::redact_uri(*url);
   if (auto status = run_capture({"git", "-C", dir, "status", "--porcelain", "--untracked-files=no"}))
     info.dirty = !status->empty();
   return info;

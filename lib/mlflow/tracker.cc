@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/text.hpp"
+#include "core/uri.hpp"
 #include "mlflow/internal.hpp"
 #include "mlops/error.hpp"
 #include "mlops/tags.hpp"
@@ -71,11 +72,20 @@ MlflowOptions MlflowOptions::from_env(const std::string& tracking_uri) {
 MlflowTracker::Impl::Impl(MlflowOptions opts) : options(std::move(opts)) {
   base = options.tracking_uri;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  shown = detail::redact_url(base);
+  shown = detail::redact_uri(base);
   if (base.empty())
     throw ConfigError("no MLflow tracking URI: pass one or set MLFLOW_TRACKING_URI");
-  if (base.rfind("http://", 0) != 0 && base.rfind("https://", 0) != 0)
+  const auto uri = detail::Uri::parse(base);
+  if (!uri || (uri->scheme != "http" && uri->scheme != "https"))
     throw ConfigError("MLflow tracking URI must be http:// or https://, got " + detail::quote_for_message(shown));
+  // user:password@ in the URI is basic auth unless the options name a user; it never stays in the URL.
+  if (uri->has_userinfo) {
+    if (options.username.empty()) {
+      options.username = detail::percent_decode(uri->user);
+      options.password = detail::percent_decode(uri->password);
+    }
+    base = uri->without_userinfo();
+  }
   if (options.insecure_tls && !options.server_cert_path.empty())
     throw ConfigError(
         "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH cannot be used together");
@@ -173,20 +183,42 @@ nlohmann::json MlflowTracker::Impl::create_once(const std::string& path, const n
   req.method = "POST";
   req.url = api_url(path);
   req.body = body.dump();
-  auto before_retry = [&]() -> std::optional<detail::HttpResponse> {
-    try {
-      if (auto found = find()) {
-        detail::HttpResponse r;
-        r.status = 200;
-        r.body = found->dump();
-        return r;
+  // An attempt whose answer was lost may have been applied: create again only after a lookup has
+  // answered "not there". A lookup that fails is retried; when it never answers, nothing is created
+  // again and the caller gets a TrackingError.
+  detail::RetryPolicy policy;
+  policy.backoff_factor = options.backoff_factor;
+  policy.backoff_jitter = options.backoff_jitter;
+  auto lookup = [&]() -> std::optional<nlohmann::json> {
+    for (int n = 1;; ++n) {
+      try {
+        return find();
+      } catch (const Error& e) {
+        const auto* t = dynamic_cast<const TrackingError*>(&e);
+        const int status = t ? t->http_status() : 0;
+        const bool retryable = t && (status == 0 || status == 429 || status >= 500);
+        if (!retryable || n > options.max_retries)
+          throw TrackingError(what + ": an attempt's answer was lost and the lookup that would tell whether it was "
+                                     "applied failed (" + std::string(e.detail()) + "); not creating it again",
+                              status, t ? t->error_code() : std::string());
+        std::this_thread::sleep_for(std::chrono::duration<double>(policy.backoff(n)));
       }
-    } catch (const Error&) {
-      // Not reachable yet: the retry itself will tell.
     }
+  };
+  auto as_response = [](const nlohmann::json& found) {
+    detail::HttpResponse r;
+    r.status = 200;
+    r.body = found.dump();
+    return r;
+  };
+  auto before_retry = [&]() -> std::optional<detail::HttpResponse> {
+    if (auto found = lookup()) return as_response(*found);
     return std::nullopt;
   };
   auto r = http->send(req, before_retry);
+  // The last attempt's answer lost too: it may still have been applied.
+  if (r.retryable())
+    if (auto found = lookup()) r = as_response(*found);
   if (r.status < 200 || r.status >= 300) raise(r, what);
   return nlohmann::json::parse(r.body);
 }
@@ -237,7 +269,7 @@ MlflowTracker::MlflowTracker(MlflowOptions options) : impl_(std::make_shared<Imp
 
 MlflowTracker::~MlflowTracker() = default;
 
-const std::string& MlflowTracker::tracking_uri() const { return impl_->base; }
+const std::string& MlflowTracker::tracking_uri() const { return impl_->shown; }
 const MlflowOptions& MlflowTracker::options() const { return impl_->options; }
 
 std::string MlflowTracker::experiment_id(const std::string& name) { return impl_->experiment_id(name); }

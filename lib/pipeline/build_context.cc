@@ -6,8 +6,10 @@
 #include <string>
 
 #include "core/fs.hpp"
+#include "core/text.hpp"
 #include "mlflow/model_dir.hpp"
 #include "mlops/error.hpp"
+#include "mlops/manifest.hpp"
 #include "mlops/mlflow.hpp"
 #include "mlops/pipeline.hpp"
 #include "mlops/tags.hpp"
@@ -83,7 +85,14 @@ std::string Pipeline::write_build_context(const std::filesystem::path& dir, cons
   } else {
     rec = get_release(md5);
   }
-  std::filesystem::create_directories(dir / "models");
+  std::error_code ec;
+  std::filesystem::create_directories(dir / "models", ec);
+  if (ec)
+    throw ConfigError("cannot make the build context directory " + detail::quote_for_message((dir / "models").string(), 300) +
+                      ": " + ec.message());
+  // Names were checked where they entered; one from an older record must still stay inside models/.
+  for (const auto& [name, version] : rec.manifest.entries())
+    if (auto why = model_name_problem(name)) throw DataError("release " + rec.md5 + ": model " + detail::quote_for_message(name) + ": " + *why);
   detail::write_file_atomically(dir / tags::kManifestArtifact, rec.manifest.to_json());
   json summary = json::object();
   std::set<std::string> requirements;

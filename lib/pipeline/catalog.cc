@@ -1,6 +1,8 @@
 #include "mlops/catalog.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -8,6 +10,7 @@
 
 #include "core/text.hpp"
 #include "mlops/error.hpp"
+#include "mlops/manifest.hpp"
 
 namespace mlops {
 
@@ -20,19 +23,6 @@ bool is_sql_identifier(std::string_view name) noexcept {
   for (char c : name)
     if (!alpha(c) && !(c >= '0' && c <= '9')) return false;
   return true;
-}
-
-json Hyperparameters::to_json() const {
-  // nlohmann's object is a sorted map, so the keys come out sorted.
-  return {{"hidden", hidden},
-          {"epochs", epochs},
-          {"batch_size", batch_size},
-          {"learning_rate", learning_rate},
-          {"l2", l2},
-          {"validation_fraction", validation_fraction},
-          {"optimizer", optimizer},
-          {"momentum", momentum},
-          {"patience", patience}};
 }
 
 json FeaturizerSettings::to_json() const { return {{"dimension", dimension}, {"seed", seed}}; }
@@ -57,11 +47,12 @@ namespace {
 // Reads one entry's fields, recording each problem instead of stopping at the first.
 class EntryReader {
  public:
-  EntryReader(const json& fields, std::string who, std::vector<std::string>& problems)
-      : fields_(fields), who_(std::move(who)), problems_(problems) {}
+  // `prefix` names a nested table in messages ("featurizer.").
+  EntryReader(const json& fields, std::string who, std::vector<std::string>& problems, std::string prefix = "")
+      : fields_(fields), who_(std::move(who)), problems_(problems), prefix_(std::move(prefix)) {}
 
   void problem(const std::string& field, const std::string& what) {
-    problems_.push_back(who_ + ": field '" + field + "': " + what);
+    problems_.push_back(who_ + ": field '" + prefix_ + field + "': " + what);
   }
 
   std::string text(const char* key, bool required) {
@@ -84,11 +75,18 @@ class EntryReader {
     return v;
   }
 
-  std::int64_t integer(const char* key, std::int64_t fallback, std::int64_t min) {
+  // A 64-bit integer in [min, max]; `limit` names the upper bound in the message.
+  std::int64_t integer(const char* key, std::int64_t fallback, std::int64_t min, std::int64_t max, const char* limit) {
     auto it = fields_.find(key);
     if (it == fields_.end()) return fallback;
     if (!it->is_number_integer()) {
       problem(key, std::string("must be an integer, got ") + (it->is_number() ? it->dump() : it->type_name()));
+      return fallback;
+    }
+    const bool too_big = it->is_number_unsigned() ? it->get<std::uint64_t>() > static_cast<std::uint64_t>(max)
+                                                  : it->get<std::int64_t>() > max;
+    if (too_big) {
+      problem(key, "must be <= " + std::to_string(max) + " (the limit " + limit + "), got " + it->dump());
       return fallback;
     }
     auto v = it->get<std::int64_t>();
@@ -99,46 +97,25 @@ class EntryReader {
     return v;
   }
 
-  double real(const char* key, double fallback, double min, bool min_open, double max, bool max_open) {
-    auto it = fields_.find(key);
-    if (it == fields_.end()) return fallback;
-    if (!it->is_number()) {
-      problem(key, std::string("must be a number, got ") + it->type_name());
-      return fallback;
-    }
-    double v = it->get<double>();
-    bool low_ok = min_open ? v > min : v >= min;
-    bool high_ok = max_open ? v < max : v <= max;
-    if (!low_ok || !high_ok) {
-      std::ostringstream range;
-      range << (min_open ? "(" : "[") << min << ", " << max << (max_open ? ")" : "]");
-      problem(key, "must be in " + range.str() + ", got " + it->dump());
-      return fallback;
-    }
-    return v;
-  }
-
  private:
   const json& fields_;
   std::string who_;
   std::vector<std::string>& problems_;
+  std::string prefix_;
 };
 
-const std::set<std::string> kKnownFields = {
-    "name",         "table",  "label",      "features",      "text",   "where",
-    "params",       "hidden", "epochs",     "batch_size",    "learning_rate", "l2",
-    "validation_fraction", "optimizer", "momentum", "patience", "featurizer"};
+// The slice fields; the hyperparameter fields are the trainer's (Hyperparameters::is_field).
+const std::set<std::string> kKnownFields = {"name",  "table",  "label",     "features", "text",
+                                            "where", "params", "featurizer"};
 
 CatalogEntry read_entry(const json& fields, const std::string& who, std::vector<std::string>& problems) {
   EntryReader r(fields, who, problems);
   CatalogEntry e;
   for (const auto& [key, value] : fields.items())
-    if (!kKnownFields.count(key)) r.problem(key, "unknown field");
+    if (!kKnownFields.count(key) && !Hyperparameters::is_field(key)) r.problem(key, "unknown field");
   e.name = r.text("name", true);
   if (!e.name.empty()) {
-    if (auto bad = detail::utf8_error(e.name)) r.problem("name", "is not valid UTF-8 (" + *bad + ")");
-    else if (detail::find_control_character(e.name)) r.problem("name", "has a control character");
-    else if (e.name.size() > 256) r.problem("name", "is longer than 256 bytes");
+    if (auto why = model_name_problem(e.name)) r.problem("name", *why);
   }
   e.table = r.identifier("table", true);
   e.label = r.identifier("label", true);
@@ -177,29 +154,20 @@ CatalogEntry read_entry(const json& fields, const std::string& who, std::vector<
     r.problem("params", "'where' has " + std::to_string(placeholders) + " placeholder(s) but " +
                             std::to_string(e.params.size()) + " value(s) are given");
 
-  Hyperparameters& h = e.hyperparameters;
-  h.hidden = r.integer("hidden", h.hidden, 0);
-  h.epochs = r.integer("epochs", h.epochs, 1);
-  h.batch_size = r.integer("batch_size", h.batch_size, 1);
-  h.learning_rate = r.real("learning_rate", h.learning_rate, 0, true, 1e6, false);
-  h.l2 = r.real("l2", h.l2, 0, false, 1e6, false);
-  h.validation_fraction = r.real("validation_fraction", h.validation_fraction, 0, false, 1, true);
-  h.momentum = r.real("momentum", h.momentum, 0, false, 1, true);
-  h.patience = r.integer("patience", h.patience, 0);
-  std::string opt = r.text("optimizer", false);
-  if (!opt.empty()) {
-    if (opt != "adam" && opt != "sgd") r.problem("optimizer", "must be 'adam' or 'sgd', got " + detail::quote_for_message(opt));
-    else h.optimizer = opt;
-  }
+  std::vector<std::string> hyper_problems;
+  e.hyperparameters.read_json(fields, hyper_problems);
+  for (auto& p : e.hyperparameters.problems()) hyper_problems.push_back(std::move(p));
+  for (const auto& p : hyper_problems) problems.push_back(who + ": " + p);
   if (auto it = fields.find("featurizer"); it != fields.end() && !it->is_null()) {
     if (!it->is_object()) {
       r.problem("featurizer", std::string("must be a table/object, got ") + it->type_name());
     } else {
-      EntryReader fr(*it, who, problems);
+      EntryReader fr(*it, who, problems, "featurizer.");
       for (const auto& [key, value] : it->items())
-        if (key != "dimension" && key != "seed") fr.problem("featurizer." + key, "unknown field");
-      e.featurizer.dimension = fr.integer("dimension", e.featurizer.dimension, 1);
-      e.featurizer.seed = fr.integer("seed", e.featurizer.seed, 0);
+        if (key != "dimension" && key != "seed") fr.problem(key, "unknown field");
+      e.featurizer.dimension = fr.integer("dimension", e.featurizer.dimension, 1, FeaturizerSettings::kMaxDimension,
+                                          "FeaturizerSettings::kMaxDimension");
+      e.featurizer.seed = fr.integer("seed", e.featurizer.seed, 0, std::numeric_limits<std::int64_t>::max(), "int64");
     }
   }
   return e;
@@ -303,11 +271,24 @@ Catalog Catalog::from_json_value(const json& document, const std::string& origin
 
 Catalog Catalog::from_json(std::string_view text, const std::string& origin) {
   json doc;
+  // A key given twice in one object would silently keep the last value: refused, naming the key.
+  std::vector<std::set<std::string>> keys;
+  std::string duplicate;
+  auto check = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    else if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    else if (event == json::parse_event_t::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+             duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    doc = json::parse(text.begin(), text.end());
+    doc = json::parse(text.begin(), text.end(), check);
   } catch (const json::parse_error& e) {
     throw DataError(origin + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
   }
+  if (!duplicate.empty())
+    throw DataError(origin + ": key " + detail::quote_for_message(duplicate) + " appears twice in one object");
   return from_json_value(doc, origin);
 }
 

@@ -49,19 +49,10 @@ DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit) {
 }
 
 AdapterSpec adapter_spec(const CatalogEntry& e, Dataset dataset, const std::string& code_commit) {
-  const Hyperparameters& h = e.hyperparameters;
   AdapterSpec s;
+  static_cast<Hyperparameters&>(s) = e.hyperparameters;
   s.name = e.name;
   s.dataset = std::move(dataset);
-  s.hidden = static_cast<std::size_t>(h.hidden);
-  s.epochs = static_cast<int>(h.epochs);
-  s.batch_size = static_cast<std::size_t>(h.batch_size);
-  s.learning_rate = h.learning_rate;
-  s.l2 = h.l2;
-  s.validation_fraction = h.validation_fraction;
-  s.optimizer = h.optimizer;
-  s.momentum = h.momentum;
-  s.patience = static_cast<int>(h.patience);
   s.code_commit = code_commit;
   return s;
 }

@@ -208,14 +208,25 @@ Plan Pipeline::plan(const std::string& at) {
         item.reasons.push_back("data commit of version " + std::to_string(prod->version) + " unknown");
       } else if (item.trained_commit != p.commit) {
         std::optional<SliceChange> change;
-        if (auto columns = simple_equalities(e.where, e.params.size())) {
-          auto& full = table_diffs[{e.table, item.trained_commit}];
-          if (!full) full = source_.diff(item.trained_commit, p.commit, e.table);
-          change = slice_change(*full, *columns, e.params);
+        try {
+          if (auto columns = simple_equalities(e.where, e.params.size())) {
+            auto& full = table_diffs[{e.table, item.trained_commit}];
+            if (!full) full = source_.diff(item.trained_commit, p.commit, e.table);
+            change = slice_change(*full, *columns, e.params);
+          }
+          if (!change) {
+            Diff d = source_.diff(item.trained_commit, p.commit, e.table, e.where, sql_params(e.params));
+            change = SliceChange{d.added, d.modified, d.removed};
+          }
+        } catch (const NotFoundError& err) {
+          // The commit is gone (history rewritten, another database): nothing to compare with, so retrain.
+          item.reasons.push_back("data commit " + short_hash(item.trained_commit) + " of version " +
+                                 std::to_string(prod->version) + " is not in the database (" + std::string(err.detail()) + ")");
         }
         if (!change) {
-          Diff d = source_.diff(item.trained_commit, p.commit, e.table, e.where, sql_params(e.params));
-          change = SliceChange{d.added, d.modified, d.removed};
+          item.stale = true;
+          p.items.push_back(std::move(item));
+          continue;
         }
         item.added = change->added;
         item.modified = change->modified;

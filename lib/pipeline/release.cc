@@ -1,5 +1,7 @@
 // Releases: recording a manifest in MLflow, moving the aliases to it, rolling back, listing releases.
 #include <algorithm>
+#include <chrono>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -8,6 +10,7 @@
 #include "mlops/pipeline.hpp"
 #include "mlops/tags.hpp"
 #include "pipeline/internal.hpp"
+#include "pipeline/release_lease.hpp"
 
 namespace mlops {
 
@@ -117,12 +120,40 @@ ReleaseRecord record_release(MlflowTracker& tracker, const std::string& experime
   return r;
 }
 
+// Releases and rollbacks of one release experiment run one at a time.
+std::unique_ptr<detail::ReleaseLease> take_lease(MlflowTracker& tracker, const PipelineOptions& o) {
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000)); };
+  return std::make_unique<detail::ReleaseLease>(tracker, o.releases_experiment, ms(o.release_lease_seconds),
+                                                ms(o.release_wait_seconds));
+}
+
+// Before a release is called complete: the lease is still this process's, and every catalog model's
+// alias points where the manifest says (no alias where it names none).
+void verify_aliases(MlflowTracker& tracker, const Catalog& catalog, const std::string& alias,
+                    const ReleaseManifest& target, detail::ReleaseLease& lease) {
+  lease.check_held();
+  auto now = version_index(tracker, catalog);
+  std::vector<std::string> wrong;
+  for (const auto& e : catalog.entries()) {
+    const ModelVersion* current = with_alias(now[e.name], alias);
+    const std::int64_t have = current ? current->version : 0;
+    const std::int64_t want = target.contains(e.name) ? target.at(e.name) : 0;
+    if (have != want)
+      wrong.push_back(detail::quote_for_message(e.name) + " is at " + (have ? "v" + std::to_string(have) : "none") +
+                      ", the manifest says " + (want ? "v" + std::to_string(want) : "none"));
+  }
+  if (!wrong.empty())
+    throw ConflictError("the '" + alias + "' aliases changed while release " + target.md5() + " was applied (" +
+                        std::to_string(wrong.size()) + " differ, e.g. " + wrong.front() +
+                        "): it is not complete; run the command again");
+}
+
 // Moves the production aliases to `target` (removing it from catalog models not in `target`), recording
 // what moved and, after a failure, what is still pending. Marks the release complete when nothing is.
 // With `staging` set (rollbacks), a staging alias pointing elsewhere is moved to the released version
 // too, so the next release does not ship the withdrawn candidate again.
 void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::string& alias,
-                   VersionIndex& versions, ReleaseReport& report,
+                   VersionIndex& versions, ReleaseReport& report, detail::ReleaseLease& lease,
                    unsigned threads, const std::string& staging = "") {
   const ReleaseManifest& target = report.release.manifest;
   std::vector<std::pair<std::string, std::int64_t>> todo;  // version 0: delete the alias
@@ -161,6 +192,12 @@ void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::st
   }
   try {
     for (const auto& [name, version] : staging_todo) tracker.set_alias(name, staging, version);
+  } catch (const Error& err) {
+    report.error = err.what();
+    return;
+  }
+  verify_aliases(tracker, catalog, alias, target, lease);  // a ConflictError: never a false "complete"
+  try {
     tracker.set_run_tag(report.release.run_id, tags::kReleaseState, tags::kStateComplete);
     report.release.state = tags::kStateComplete;
   } catch (const Error& err) {
@@ -175,6 +212,7 @@ ReleaseReport Pipeline::release(const std::string& image_repository, const std::
   const std::string target = alias.empty() ? options_.production_alias : alias;
   if (target == options_.staging_alias)
     throw ConfigError("cannot release to the staging alias '" + target + "': staging is what gets released");
+  auto lease = take_lease(tracker_, options_);
   auto versions = version_index(tracker_, catalog_);
   ReleaseManifest::Entries entries;
   for (const auto& e : catalog_.entries()) {
@@ -195,15 +233,16 @@ ReleaseReport Pipeline::release(const std::string& image_repository, const std::
   ReleaseReport report;
   report.release = record_release(tracker_, options_.releases_experiment, manifest,
                                   manifest.image_tag(image_repository), previous);
-  apply_release(tracker_, catalog_, target, versions, report, options_.record_threads);
+  apply_release(tracker_, catalog_, target, versions, report, *lease, options_.record_threads);
   return report;
 }
 
 ReleaseReport Pipeline::rollback_release(const std::string& md5) {
+  auto lease = take_lease(tracker_, options_);
   ReleaseReport report;
   report.release = get_release(md5);
   auto versions = version_index(tracker_, catalog_);
-  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.record_threads,
+  apply_release(tracker_, catalog_, options_.production_alias, versions, report, *lease, options_.record_threads,
                 options_.staging_alias);
   return report;
 }
@@ -211,6 +250,7 @@ ReleaseReport Pipeline::rollback_release(const std::string& md5) {
 ReleaseReport Pipeline::rollback_model(const std::string& name, std::int64_t version) {
   (void)catalog_.at(name);
   (void)tracker_.get_model_version(name, version);  // NotFoundError when it does not exist
+  auto lease = take_lease(tracker_, options_);
   const auto runs = release_runs(tracker_, options_.releases_experiment);
   if (runs.empty()) throw NotFoundError("no release recorded yet: release before rolling a model back");
   ReleaseManifest manifest = current_manifest().with_version(name, version);
@@ -219,7 +259,7 @@ ReleaseReport Pipeline::rollback_model(const std::string& name, std::int64_t ver
                                   manifest.image_tag(repository_of(runs.front().tag(tags::kReleaseImage))),
                                   runs.front().tag(tags::kReleaseMd5));
   auto versions = version_index(tracker_, catalog_);
-  apply_release(tracker_, catalog_, options_.production_alias, versions, report, options_.record_threads,
+  apply_release(tracker_, catalog_, options_.production_alias, versions, report, *lease, options_.record_threads,
                 options_.staging_alias);
   return report;
 }

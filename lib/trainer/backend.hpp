@@ -51,6 +51,18 @@ class ProgressSink {
 /// Rethrows the first worker exception.
 std::vector<AdapterResult> train_cpu(const std::vector<AdapterPlan>& plans, unsigned threads, ProgressSink& sink);
 
+struct CudaModule;
+
+/// Trains every plan on the GPU `ordinal` through the CUDA module, one module call per shape (d, h, k).
+/// `device` names the GPU in messages, `memory_limit` is TrainerOptions::device_memory_limit; the module's notices (a step that ran without a CUDA graph, a
+/// group split into sub-groups) are appended to `notes`. The callbacks run on the calling thread; an
+/// exception from one stops training and is rethrown. @throws DeviceError for a device failure or
+/// out-of-memory
+std::vector<AdapterResult> train_cuda(const CudaModule& module, int ordinal, const std::string& device,
+                                      std::uint64_t memory_limit, const std::vector<AdapterPlan>& plans, const EpochCallback& on_epoch,
+                                      const ProgressCallback& on_progress, std::size_t total,
+                                      std::vector<std::string>& notes);
+
 /// The adapter after one epoch of training, for the backends' shared per-epoch evaluation on the host.
 EpochMetrics evaluate_cpu(const AdapterPlan& plan, const float* params, int epoch, double train_loss_sum);
 

@@ -57,11 +57,11 @@ void column_sums(const float* G, std::size_t rows, std::size_t cols, float* out)
 class CpuAdapterTrainer {
  public:
   explicit CpuAdapterTrainer(const AdapterPlan& plan)
-      : plan_(plan), L_(plan.layout), B_(plan.spec->batch_size), P_(L_.size()) {
+      : plan_(plan), L_(plan.layout), B_(static_cast<std::size_t>(plan.spec->batch_size)), P_(L_.size()) {
     params_ = plan.init_params;
     grad_.assign(P_, 0.0f);
     m_.assign(P_, 0.0f);
-    if (plan.spec->optimizer == "adam") v_.assign(P_, 0.0f);
+    if (plan.spec->optimizer == Optimizer::adam) v_.assign(P_, 0.0f);
     const std::size_t b = std::min<std::size_t>(B_, plan.train_rows.size());
     Xb_.resize(b * L_.d);
     yb_.resize(b);

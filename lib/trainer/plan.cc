@@ -51,7 +51,7 @@ AdapterPlan make_plan(const AdapterSpec& spec, std::size_t index, std::uint64_t 
   p.index = index;
   p.spec = &spec;
   const auto& ds = spec.dataset;
-  p.layout = ParamLayout{ds.cols(), spec.hidden, ds.classes().size()};
+  p.layout = ParamLayout{ds.cols(), static_cast<std::size_t>(spec.hidden), ds.classes().size()};
   p.stream = SplitMix64(seed ^ fnv1a(spec.name)).next();
 
   const std::size_t n = ds.rows();
@@ -65,7 +65,8 @@ AdapterPlan make_plan(const AdapterSpec& spec, std::size_t index, std::uint64_t 
   p.train_rows.assign(all.begin() + static_cast<std::ptrdiff_t>(n_val), all.end());
   std::sort(p.val_rows.begin(), p.val_rows.end());
   std::sort(p.train_rows.begin(), p.train_rows.end());
-  p.steps_per_epoch = (p.train_rows.size() + spec.batch_size - 1) / spec.batch_size;
+  const auto batch = static_cast<std::size_t>(spec.batch_size);
+  p.steps_per_epoch = (p.train_rows.size() + batch - 1) / batch;
 
   const auto& L = p.layout;
   p.init_params.assign(L.size(), 0.0f);

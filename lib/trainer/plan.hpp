@@ -76,7 +76,7 @@ AdapterPlan make_plan(const AdapterSpec& spec, std::size_t index, std::uint64_t 
 class EpochTracker {
  public:
   explicit EpochTracker(const AdapterSpec& spec, bool has_validation)
-      : patience_(spec.patience), epochs_(spec.epochs), has_val_(has_validation) {}
+      : patience_(static_cast<int>(spec.patience)), epochs_(static_cast<int>(spec.epochs)), has_val_(has_validation) {}
   struct Decision {
     bool keep = false;  ///< these weights are the best so far: keep a copy
     bool stop = false;  ///< no more epochs for this adapter

@@ -20,53 +20,10 @@ std::string who(const AdapterSpec& s) { return "adapter " + detail::quote_for_me
 
 }  // namespace
 
-std::map<std::string, std::string> AdapterSpec::params() const {
-  std::string cw = "[";
-  for (std::size_t i = 0; i < class_weights.size(); ++i) cw += (i ? "," : "") + shortest(class_weights[i]);
-  cw += "]";
-  return {
-      {"hidden", std::to_string(hidden)},
-      {"epochs", std::to_string(epochs)},
-      {"batch_size", std::to_string(batch_size)},
-      {"learning_rate", shortest(learning_rate)},
-      {"l2", shortest(l2)},
-      {"validation_fraction", shortest(validation_fraction)},
-      {"optimizer", optimizer},
-      {"momentum", shortest(momentum)},
-      {"patience", std::to_string(patience)},
-      {"class_weights", cw},
-  };
-}
-
-nlohmann::json AdapterSpec::params_json() const {
-  return {{"hidden", hidden},
-          {"epochs", epochs},
-          {"batch_size", batch_size},
-          {"learning_rate", learning_rate},
-          {"l2", l2},
-          {"validation_fraction", validation_fraction},
-          {"optimizer", optimizer},
-          {"momentum", momentum},
-          {"patience", patience},
-          {"class_weights", class_weights}};
-}
-
 void AdapterSpec::validate() const {
   if (name.empty()) throw ConfigError("adapter name must not be empty");
   const std::string w = who(*this);
-  auto bad = [&](const char* field, const std::string& why) { throw ConfigError(w + ": field " + field + " " + why); };
-  if (epochs < 1) bad("epochs", "must be >= 1, got " + std::to_string(epochs));
-  if (batch_size == 0) bad("batch_size", "must be >= 1, got 0");
-  if (!(std::isfinite(learning_rate) && learning_rate > 0))
-    bad("learning_rate", "must be a finite number > 0, got " + shortest(learning_rate));
-  if (!(std::isfinite(l2) && l2 >= 0)) bad("l2", "must be a finite number >= 0, got " + shortest(l2));
-  if (!(validation_fraction >= 0 && validation_fraction < 1))
-    bad("validation_fraction", "must be in [0, 1), got " + shortest(validation_fraction));
-  if (optimizer != "adam" && optimizer != "sgd")
-    bad("optimizer", "must be \"adam\" or \"sgd\", got " + detail::quote_for_message(optimizer));
-  if (!(momentum >= 0 && momentum < 1)) bad("momentum", "must be in [0, 1), got " + shortest(momentum));
-  if (patience < 0) bad("patience", "must be >= 0 (0 = off), got " + std::to_string(patience));
-  if (hidden > (1u << 20)) bad("hidden", "is too large: " + std::to_string(hidden));
+  Hyperparameters::validate(w);
 
   const auto& ds = dataset;
   if (ds.rows() == 0) throw DataError(w + ": field dataset is empty (0 rows)");
@@ -84,15 +41,9 @@ void AdapterSpec::validate() const {
     throw DataError(w + ": field dataset.y holds a single class (" +
                     detail::quote_for_message(ds.classes()[static_cast<std::size_t>(*seen.begin())]) +
                     "); a classifier needs at least 2");
-  if (!class_weights.empty()) {
-    if (class_weights.size() != ds.classes().size())
-      bad("class_weights", "has " + std::to_string(class_weights.size()) + " values but the dataset has " +
-                               std::to_string(ds.classes().size()) + " classes");
-    for (std::size_t i = 0; i < class_weights.size(); ++i)
-      if (!(std::isfinite(class_weights[i]) && class_weights[i] > 0))
-        bad("class_weights", "[" + std::to_string(i) + "] must be a finite number > 0, got " +
-                                 shortest(class_weights[i]));
-  }
+  if (!class_weights.empty() && class_weights.size() != ds.classes().size())
+    throw ConfigError(w + ": field 'class_weights': has " + std::to_string(class_weights.size()) +
+                      " values but the dataset has " + std::to_string(ds.classes().size()) + " classes");
   const auto n = ds.rows();
   std::size_t n_val = static_cast<std::size_t>(std::floor(static_cast<double>(n) * validation_fraction));
   if (validation_fraction > 0 && n_val == 0) n_val = 1;

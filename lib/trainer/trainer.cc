@@ -29,8 +29,6 @@ struct CudaTrainer::Impl {
                                         const EpochCallback& on_epoch, const ProgressCallback& on_progress);
   std::vector<detail::AdapterResult> run_cpu(const std::vector<detail::AdapterPlan>& plans, const EpochCallback& on_epoch,
                                              const ProgressCallback& on_progress, std::size_t total);
-  std::vector<detail::AdapterResult> run_cuda(const std::vector<detail::AdapterPlan>& plans, const EpochCallback& on_epoch,
-                                              const ProgressCallback& on_progress, std::size_t total);
 };
 
 namespace {
@@ -52,6 +50,9 @@ std::optional<int> parse_cuda(const std::string& dev) {
 CudaTrainer::CudaTrainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   const std::string& dev = impl_->options.device;
+  if (!impl_->options.deterministic)
+    throw ConfigError("deterministic=false is not a mode of this trainer: every backend is deterministic (no "
+                      "atomics in any reduction, on the CPU or the GPU) at no cost worth trading for");
   if (dev == "cpu") {
     impl_->reason = "the CPU was requested";
     return;
@@ -98,13 +99,14 @@ const TrainerOptions& CudaTrainer::options() const noexcept { return impl_->opti
 std::size_t CudaTrainer::planned_steps(const std::vector<AdapterSpec>& specs) {
   std::size_t total = 0;
   for (const auto& s : specs) {
-    if (s.batch_size == 0 || s.epochs < 1 || s.dataset.rows() == 0 || !(s.validation_fraction >= 0 && s.validation_fraction < 1))
+    if (s.batch_size < 1 || s.epochs < 1 || s.dataset.rows() == 0 || !(s.validation_fraction >= 0 && s.validation_fraction < 1))
       continue;
     const auto n = s.dataset.rows();
     auto n_val = static_cast<std::size_t>(std::floor(static_cast<double>(n) * s.validation_fraction));
     if (s.validation_fraction > 0 && n_val == 0) n_val = 1;
     if (n_val >= n) continue;
-    total += static_cast<std::size_t>(s.epochs) * ((n - n_val + s.batch_size - 1) / s.batch_size);
+    const auto batch = static_cast<std::size_t>(s.batch_size);
+    total += static_cast<std::size_t>(s.epochs) * ((n - n_val + batch - 1) / batch);
   }
   return total;
 }
@@ -130,7 +132,9 @@ std::vector<TrainedAdapter> CudaTrainer::Impl::fit_plans(const std::vector<Adapt
                                                          const ProgressCallback& on_progress) {
   const std::size_t total = planned_steps(specs);
   if (plans.empty()) return {};
-  auto results = cuda ? run_cuda(plans, on_epoch, on_progress, total) : run_cpu(plans, on_epoch, on_progress, total);
+  std::vector<std::string> notes;
+  auto results = cuda ? detail::train_cuda(*cuda, cuda_ordinal, device, options.device_memory_limit, plans, on_epoch, on_progress, total, notes)
+                      : run_cpu(plans, on_epoch, on_progress, total);
   std::vector<TrainedAdapter> out;
   out.reserve(plans.size());
   for (std::size_t i = 0; i < plans.size(); ++i) {
@@ -145,11 +149,12 @@ std::vector<TrainedAdapter> CudaTrainer::Impl::fit_plans(const std::vector<Adapt
     spec_json["name"] = spec.name;
     TrainedAdapter t;
     t.name = spec.name;
-    t.adapter = Adapter(ds.cols(), spec.hidden, ds.classes(), std::move(results[i].params), ds.lineage().featurizer,
+    t.adapter = Adapter(ds.cols(), static_cast<std::size_t>(spec.hidden), ds.classes(), std::move(results[i].params), ds.lineage().featurizer,
                         std::move(spec_json), lineage);
     t.history = std::move(results[i].history);
     t.lineage = std::move(lineage);
     t.device = device;
+    t.notes = notes;
     out.push_back(std::move(t));
   }
   return out;
@@ -198,122 +203,6 @@ std::vector<detail::AdapterResult> CudaTrainer::Impl::run_cpu(const std::vector<
   worker.join();
   if (callback_error) std::rethrow_exception(callback_error);
   if (worker_error) std::rethrow_exception(worker_error);
-  return results;
-}
-
-namespace {
-
-// State the CUDA module's callbacks reach through their ctx pointer.
-struct CudaGroupContext {
-  const std::vector<const detail::AdapterPlan*>* group;
-  std::vector<detail::EpochTracker>* trackers;
-  const EpochCallback* on_epoch;
-  const ProgressCallback* on_progress;
-  std::size_t* done;
-  std::size_t* dropped;
-  std::size_t total;
-  std::exception_ptr error;
-};
-
-// The module calls these through a C interface: nothing may throw out of them.
-void cuda_epoch_order(void* ctx, int32_t adapter, int32_t epoch, uint32_t* out) noexcept {
-  const auto* c = static_cast<const CudaGroupContext*>(ctx);
-  (*c->group)[static_cast<std::size_t>(adapter)]->epoch_order(epoch, out);
-}
-
-int32_t cuda_on_epoch(void* ctx, int32_t adapter, int32_t epoch, double train_ce_sum, double weight_norm2,
-                      double val_ce_sum, int64_t val_correct) noexcept {
-  auto* c = static_cast<CudaGroupContext*>(ctx);
-  if (c->error) return MLOPS_CUDA_CANCEL;
-  try {
-    const auto& plan = *(*c->group)[static_cast<std::size_t>(adapter)];
-    EpochMetrics m;
-    m.epoch = epoch;
-    m.loss = train_ce_sum / static_cast<double>(plan.train_rows.size()) + 0.5 * plan.spec->l2 * weight_norm2;
-    if (plan.val_rows.empty()) {
-      m.val_loss = m.val_accuracy = std::numeric_limits<double>::quiet_NaN();
-    } else {
-      m.val_loss = val_ce_sum / static_cast<double>(plan.val_rows.size());
-      m.val_accuracy = static_cast<double>(val_correct) / static_cast<double>(plan.val_rows.size());
-    }
-    const auto d = (*c->trackers)[static_cast<std::size_t>(adapter)].record(m);
-    if (d.stop && epoch < plan.spec->epochs)
-      *c->dropped += static_cast<std::size_t>(plan.spec->epochs - epoch) * plan.steps_per_epoch;
-    if (*c->on_epoch) (*c->on_epoch)(plan.spec->name, epoch, m);
-    return (d.keep ? MLOPS_CUDA_KEEP : 0) | (d.stop ? MLOPS_CUDA_STOP : 0);
-  } catch (...) {
-    c->error = std::current_exception();
-    return MLOPS_CUDA_CANCEL;
-  }
-}
-
-int32_t cuda_on_steps(void* ctx, int64_t steps) noexcept {
-  auto* c = static_cast<CudaGroupContext*>(ctx);
-  if (c->error) return 1;
-  *c->done += static_cast<std::size_t>(steps);
-  try {
-    if (*c->on_progress) (*c->on_progress)(*c->done, c->total - *c->dropped);
-  } catch (...) {
-    c->error = std::current_exception();
-    return 1;
-  }
-  return 0;
-}
-
-}  // namespace
-
-std::vector<detail::AdapterResult> CudaTrainer::Impl::run_cuda(const std::vector<detail::AdapterPlan>& plans,
-                                                               const EpochCallback& on_epoch,
-                                                               const ProgressCallback& on_progress, std::size_t total) {
-  // Adapters of one shape (d, h, k) train in one call of the module.
-  std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::vector<const detail::AdapterPlan*>> groups;
-  for (const auto& p : plans) groups[{p.layout.d, p.layout.h, p.layout.k}].push_back(&p);
-  std::vector<detail::AdapterResult> results(plans.size());
-  std::size_t done = 0, dropped = 0;
-  for (auto& [shape, group] : groups) {
-    std::vector<detail::EpochTracker> trackers;
-    std::vector<MlopsCudaAdapter> adapters;
-    for (const auto* p : group) {
-      const auto& s = *p->spec;
-      trackers.emplace_back(s, !p->val_rows.empty());
-      auto& r = results[p->index];
-      r.params.assign(p->layout.size(), 0.0f);
-      MlopsCudaAdapter a{};
-      a.X = s.dataset.X().data();
-      a.y = s.dataset.y().data();
-      a.rows = static_cast<int64_t>(s.dataset.rows());
-      a.val_rows = p->val_rows.data();
-      a.n_val = static_cast<int64_t>(p->val_rows.size());
-      a.n_train = static_cast<int64_t>(p->train_rows.size());
-      a.batch_size = static_cast<int32_t>(std::min<std::size_t>(s.batch_size, p->train_rows.size()));
-      a.epochs = s.epochs;
-      a.optimizer = s.optimizer == "adam" ? MLOPS_CUDA_OPT_ADAM : MLOPS_CUDA_OPT_SGD;
-      a.learning_rate = static_cast<float>(s.learning_rate);
-      a.l2 = static_cast<float>(s.l2);
-      a.momentum = static_cast<float>(s.momentum);
-      a.class_weights = p->class_weights.data();
-      a.init_params = p->init_params.data();
-      a.out_params = r.params.data();
-      adapters.push_back(a);
-    }
-    CudaGroupContext ctx{&group, &trackers, &on_epoch, &on_progress, &done, &dropped, total, nullptr};
-    MlopsCudaJob job{};
-    job.device = cuda_ordinal;
-    job.deterministic = options.deterministic ? 1 : 0;
-    job.d = static_cast<int64_t>(std::get<0>(shape));
-    job.h = static_cast<int64_t>(std::get<1>(shape));
-    job.k = static_cast<int64_t>(std::get<2>(shape));
-    job.n_adapters = static_cast<int32_t>(adapters.size());
-    job.adapters = adapters.data();
-    job.callbacks = {&ctx, &cuda_epoch_order, &cuda_on_epoch, &cuda_on_steps};
-    char err[1024] = {0};
-    const int32_t rc = cuda->train(&job, err, sizeof err);
-    if (ctx.error) std::rethrow_exception(ctx.error);
-    if (rc == MLOPS_CUDA_ERR_OOM) throw DeviceError(device + ": out of device memory: " + err);
-    if (rc == MLOPS_CUDA_ERR_INVALID) throw InternalError(device + ": the CUDA module rejected the job: " + err);
-    if (rc != MLOPS_CUDA_OK) throw DeviceError(device + ": " + err);
-    for (std::size_t i = 0; i < group.size(); ++i) results[group[i]->index].history = trackers[i].history();
-  }
   return results;
 }
 

@@ -53,3 +53,13 @@ def test_missing_file_and_unknown_name():
     cat = mlops.Catalog.from_json('{"adapters": [{"name": "x", "table": "t", "label": "y", "features": ["f"]}]}')
     with pytest.raises(KeyError):
         cat["nope"]
+
+
+def test_integers_are_bounded_not_truncated():
+    base = {"defaults": {"table": "t", "label": "y", "text": "body"}}
+    with pytest.raises(mlops.DataError, match=r"field 'epochs': must be <= 100000 \(the trainer's limit kMaxEpochs\), got 4294967297"):
+        mlops.Catalog.from_dict({**base, "adapters": [{"name": "a", "epochs": 4294967297}]})
+    with pytest.raises(mlops.DataError, match=r"field 'featurizer.dimension': .* got 4294967312"):
+        mlops.Catalog.from_dict({**base, "adapters": [{"name": "a", "featurizer": {"dimension": 4294967312}}]})
+    cat = mlops.Catalog.from_dict({**base, "adapters": [{"name": "a", "class_weights": [1.0, 3.0]}]})
+    assert cat["a"].hyperparameters["class_weights"] == [1.0, 3.0]

@@ -21,10 +21,11 @@ def test_md5_of_a_single_entry_is_the_md5_of_its_json():
     assert mlops.ReleaseManifest({"a": 1}).md5 == hashlib.md5(b'{"a":1}').hexdigest()
 
 
-# Names: any non-empty text without control characters (C0, DEL, C1) and no lone surrogates, ≤ 256 bytes.
+# Names: non-empty text without control characters (C0, DEL, C1), lone surrogates, '/', ':', '\\' or '"',
+# not only spaces, not '.' or starting with '..', ≤ 255 bytes (a file name).
 names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
-).filter(lambda s: len(s.encode("utf-8")) <= 256)
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='/:\\"'), min_size=1, max_size=40
+).filter(lambda s: len(s.encode("utf-8")) <= 255 and s.strip(" ") and s != "." and not s.startswith(".."))
 manifests = st.dictionaries(names, st.integers(min_value=1, max_value=2**63 - 1), max_size=30)
 
 

@@ -196,3 +196,49 @@ def test_batches_spooled_at_exit_are_delivered_by_a_later_tracker(own_server, tm
     assert later.deliver_spooled() >= 1
     assert not list(spool.glob("*.jsonl"))
     assert sorted(p["step"] for p in later.metric_history(run.id, "x")) == list(range(50))
+
+
+def _register_through(mlflow_server, tmp_path, drop):
+    name = unique("lostlookup")
+    (tmp_path / "w.bin").write_bytes(b"\0" * 16)
+    with FaultProxy(mlflow_server.url, drop_answer=drop) as proxy:
+        tracker = mlops.MlflowTracker(proxy.url, **FAST)
+        with tracker.start_run(unique("lostlookup")) as run:
+            run.log_artifact(tmp_path / "w.bin", "model")
+        try:
+            return name, tracker.register(name, run), None
+        except mlops.TrackingError as e:
+            return name, None, e
+
+
+def test_a_lost_create_answer_and_a_failed_lookup_do_not_create_twice(mlflow_server, tmp_path):
+    # The create is applied but its answer is lost, and so is the answer of the lookup that should find it:
+    # the lookup is asked again instead of taking its failure for "not created".
+    seen = {"create": 0, "search": 0}
+
+    def drop(method: str, path: str) -> bool:
+        for key, suffix in (("create", "/model-versions/create"), ("search", "/model-versions/search")):
+            if path.split("?")[0].endswith(suffix):
+                seen[key] += 1
+                return seen[key] <= (1 if key == "create" else 2)
+        return False
+
+    name, v, err = _register_through(mlflow_server, tmp_path, drop)
+    assert err is None and v.version == 1
+    assert seen["create"] == 1 and seen["search"] == 3
+    assert [m.version for m in mlops.MlflowTracker(mlflow_server.url).search_model_versions(f"name = '{name}'")] == [1]
+
+
+def test_a_lookup_that_never_answers_ends_in_a_tracking_error_without_a_second_version(mlflow_server, tmp_path):
+    seen = {"create": 0}
+
+    def drop(method: str, path: str) -> bool:
+        if path.split("?")[0].endswith("/model-versions/create"):
+            seen["create"] += 1
+            return True
+        return path.split("?")[0].endswith("/model-versions/search")
+
+    name, v, err = _register_through(mlflow_server, tmp_path, drop)
+    assert v is None and "not creating it again" in str(err)
+    assert seen["create"] == 1
+    assert len(mlops.MlflowTracker(mlflow_server.url).search_model_versions(f"name = '{name}'")) == 1

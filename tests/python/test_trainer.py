@@ -120,11 +120,52 @@ def test_digits_accuracy_within_one_point_of_sklearn():
 )
 def test_bad_hyperparameters_are_config_errors_naming_adapter_and_field(change, field, error):
     calls = []
-    specs = [spec("fine", blobs(60, 3, 2, 0)), spec("broken-7", blobs(60, 3, 2, 1), **change)]
+    fine = spec("fine", blobs(60, 3, 2, 0))
+    # Refused when the spec is made, or (class weights against the dataset's classes) by fit before training.
     with pytest.raises(error) as info:
-        cpu().fit(specs, on_epoch=lambda *a: calls.append(a))
+        cpu().fit([fine, spec("broken-7", blobs(60, 3, 2, 1), **change)], on_epoch=lambda *a: calls.append(a))
     assert "broken-7" in str(info.value) and field in str(info.value)
     assert calls == []  # raised before any training
+
+
+@pytest.mark.parametrize(
+    "change, field, says",
+    [
+        (dict(hidden=-1), "hidden", "must be >= 0, got -1"),
+        (dict(batch_size=-1), "batch_size", "must be >= 1, got -1"),
+        (dict(epochs=2**31), "epochs", "kMaxEpochs"),
+        (dict(epochs=2**32 + 1), "epochs", "got 4294967297"),  # not taken modulo 2^32 (which is 1 epoch)
+        (dict(epochs=10**9), "epochs", "must be <= 100000"),
+        (dict(hidden=2**20), "hidden", "kMaxHidden"),
+        (dict(batch_size=2**40), "batch_size", "kMaxBatchSize"),
+        (dict(patience=-3), "patience", "must be >= 0"),
+        (dict(epochs=2**70), "epochs", "64-bit"),
+        (dict(hidden=-(2**70)), "hidden", "64-bit"),
+        (dict(epochs=2.5), "epochs", "must be an integer, got float"),
+        (dict(hidden=True), "hidden", "must be an integer, got bool"),
+        (dict(optimizer="rmsprop"), "optimizer", "'rmsprop'"),
+        (dict(learning_rate=float("nan")), "learning_rate", "got nan"),
+    ],
+)
+def test_out_of_range_integers_are_config_errors_when_the_spec_is_made(change, field, says):
+    with pytest.raises(mlops.ConfigError) as info:
+        spec("big-7", blobs(20, 3, 2, 0), **change)
+    message = str(info.value)
+    assert f"field '{field}'" in message and says in message, message
+
+
+def test_integer_fields_are_64_bit_and_checked_again_by_fit():
+    s = spec("n", blobs(40, 3, 2, 0), epochs=np.int64(2))  # NumPy integers are integers
+    assert s.epochs == 2 and isinstance(s.epochs, int)
+    s.epochs = 2**40  # a setter takes any 64-bit integer; fit refuses it naming the limit
+    with pytest.raises(mlops.ConfigError, match="kMaxEpochs"):
+        cpu().fit([s])
+    with pytest.raises(mlops.ConfigError, match="64-bit"):
+        s.hidden = 2**64
+    s.optimizer = "sgd"
+    assert s.optimizer == "sgd" and s.params()["optimizer"] == "sgd"
+    with pytest.raises(mlops.ConfigError, match="optimizer"):
+        s.optimizer = "lbfgs"
 
 
 def _ds(X, y, classes=None):
@@ -313,6 +354,65 @@ def test_gpu_early_stopping_and_mixed_shapes():
     c = mlops.CudaTrainer(device="cpu", seed=1, progress=False).fit(specs)
     assert [len(x.history) for x in g] == [len(x.history) for x in c]
     assert g[1].history.val_accuracy[-1] > 0.95
+
+
+@pytest.mark.gpu
+def test_gpu_alone_equals_batched_and_steps_run_as_cuda_graphs():
+    _gpu_or_skip()
+    target = spec("target", blobs(600, 40, 4, 42), batch_size=64)
+    others = [spec(f"o{i}", blobs(400 + 9 * i, 40, 4, 70 + i), batch_size=64) for i in range(30)]
+    alone = mlops.CudaTrainer(device="cuda", seed=2, progress=False).fit([target])[0]
+    batched = mlops.CudaTrainer(device="cuda", seed=2, progress=False).fit(others[:11] + [target] + others[11:])
+    assert batched[11].name == "target"
+    for name, w in weights(alone).items():
+        assert np.array_equal(w, weights(batched[11])[name])
+    assert alone.notes == [] and batched[0].notes == []
+
+
+@pytest.mark.gpu
+def test_gpu_out_of_memory_is_a_device_error_naming_sizes():
+    _gpu_or_skip()
+    big = spec("big", blobs(100_000, 512, 2, 3), epochs=1)
+    with pytest.raises(mlops.DeviceError, match=r"out of device memory.*100000 rows"):
+        mlops.CudaTrainer(device="cuda", progress=False, device_memory_limit=200 * 2**20).fit([big])
+    torch = pytest.importorskip("torch")
+    # The device really nearly full (another process's tensors): the same error, not a crash.
+    free, _ = torch.cuda.mem_get_info()
+    hog = torch.empty(max(0, free - 300 * 2**20), dtype=torch.uint8, device="cuda")
+    try:
+        with pytest.raises(mlops.DeviceError, match="out of device memory"):
+            mlops.CudaTrainer(device="cuda", progress=False).fit([big])
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    assert len(mlops.CudaTrainer(device="cuda", progress=False).fit([spec("small", blobs(200, 8, 2, 1))])) == 1
+
+
+@pytest.mark.gpu
+def test_gpu_callback_exception_propagates_and_the_gpu_trains_again():
+    _gpu_or_skip()
+    specs = [spec(f"c{i}", blobs(300, 10, 3, i), hidden=(6 if i % 2 else 0)) for i in range(4)]
+    trainer = mlops.CudaTrainer(device="cuda", progress=False)
+    calls = []
+
+    def boom(name, epoch, metrics):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyError("from the callback")
+
+    with pytest.raises(KeyError, match="from the callback"):
+        trainer.fit(specs, on_epoch=boom)
+    assert len(calls) == 3
+    again = trainer.fit(specs)
+    assert [len(t.history) for t in again] == [5, 5, 5, 5]
+
+
+def test_deterministic_false_is_refused_because_every_backend_is_deterministic():
+    with pytest.raises(mlops.ConfigError, match="deterministic"):
+        mlops.CudaTrainer(device="cpu", deterministic=False)
+    t = cpu()
+    assert t.deterministic is True and t.device_memory_limit == 0
+    assert t.fit([spec("n", blobs(60, 3, 2, 0))])[0].notes == []
 
 
 def test_any_single_byte_change_is_detected_or_harmless(tmp_path: pathlib.Path):

@@ -29,6 +29,7 @@ from ._core import (
     ReleaseManifest,
     TrackingError,
     TrainedAdapter,
+    redact_uri,
 )
 
 __version__: str = _core.__version__
@@ -41,7 +42,7 @@ __all__ = [
     "Adapter", "AdapterSpec", "ConfigError", "ConflictError", "CudaTrainer", "DataError", "DataSourceError",
     "Dataset", "DeviceError", "EpochMetrics", "Featurizer", "History", "IntegrityError", "InternalError", "ManifestDiff",
     "MlopsError", "NotFoundError", "ReleaseManifest", "TrackingError", "TrainedAdapter",
-    "components", "__version__",
+    "components", "redact_uri", "__version__",
 ]
 
 if "dolt" in components:

@@ -8,7 +8,10 @@ Exit codes (stable, for scripts and CI):
   4  something named was not found
   5  train: some adapters failed (the others were trained and registered)
   6  release/rollback: incomplete (the server failed half-way; run the same command again to finish)
-  7  merge: conflicting rows (nothing was merged; the conflicts are listed)
+  7  conflict: merge: conflicting rows (nothing was merged; the conflicts are listed); release/rollback:
+     another one holds the release lease, or the aliases changed under it (nothing reported complete)
+ 130 interrupted (Ctrl-C)
+A reader that closes the output early (``mlops plan | head``) ends the command quietly with 0.
 
 Pipeline commands read their settings from options or the environment:
   --data         MLOPS_DATA           Dolt URI (default doltlite:mlops.db)
@@ -36,6 +39,13 @@ EXIT_NOT_FOUND = 4
 EXIT_PARTIAL = 5
 EXIT_INCOMPLETE = 6
 EXIT_CONFLICT = 7
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 mlops error; 2 usage; 3 integrity (hash mismatch); 4 not found; "
+    "5 train: some adapters failed; 6 release/rollback incomplete (run it again); "
+    "7 conflict (merge conflicts; another release holds the lease, or the aliases changed); 130 interrupted."
+)
 
 
 def _parse_entries(pairs: Sequence[str]) -> dict:
@@ -44,6 +54,9 @@ def _parse_entries(pairs: Sequence[str]) -> dict:
         name, sep, version = pair.rpartition("=")
         if not sep or not name:
             raise mlops.DataError(f"[mlops.data] expected NAME=VERSION, got {pair!r}")
+        if name in entries:
+            raise mlops.DataError(f"[mlops.data] manifest entry {name!r} is given twice "
+                                  f"({entries[name]} and {version}); name each model once")
         try:
             entries[name] = int(version)
         except ValueError:
@@ -51,9 +64,38 @@ def _parse_entries(pairs: Sequence[str]) -> dict:
     return entries
 
 
+def _env_int(name: str, default: int = 0) -> int:
+    text = _env(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise mlops.ConfigError(f"[mlops.config] {name} must be a whole number, got {text!r}") from None
+
+
+def _read_text(path: str, what: str) -> str:
+    """A UTF-8 text file, or a typed error naming it (missing, unreadable, not UTF-8)."""
+    try:
+        data = pathlib.Path(path).read_bytes()
+    except FileNotFoundError:
+        raise mlops.NotFoundError(f"[mlops.not_found] {what} {path!r} does not exist") from None
+    except OSError as e:
+        raise mlops.ConfigError(f"[mlops.config] cannot read {what} {path!r}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise mlops.DataError(f"[mlops.data] {what} {path!r} is not UTF-8 text (byte {e.start})") from None
+
+
 def _read_manifest(path: str, expected_md5: str | None) -> mlops.ReleaseManifest:
     if path == "-":
-        return mlops.ReleaseManifest.from_json(sys.stdin.read(), expected_md5)
+        data = sys.stdin.buffer.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise mlops.DataError(f"[mlops.data] the manifest on standard input is not UTF-8 text (byte {e.start})") from None
+        return mlops.ReleaseManifest.from_json(text, expected_md5)
     return mlops.ReleaseManifest.load(path, expected_md5)
 
 
@@ -107,8 +149,9 @@ def _progress(message: str) -> None:
     print(f"[mlops] {message}", file=sys.stderr, flush=True)
 
 
-def _source(args):
-    return mlops.DoltSource(args.data)
+def _source(args, create: bool = False):
+    """Only init-demo and sync write data; every other command needs the database to exist already."""
+    return mlops.DoltSource(args.data, create=create)
 
 
 def _catalog(args, source, at: str = "HEAD"):
@@ -138,6 +181,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_MAX_VERSION = 2**63 - 1  # MLflow's version numbers are 64-bit
+
+
+def _version_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _MAX_VERSION:
+        raise argparse.ArgumentTypeError(f"expected a version number from 1 to {_MAX_VERSION}, got {text!r}")
+    return value
+
+
+def _version_or_alias(text: str) -> str:
+    if text.strip().lstrip("+-").isdigit():
+        _version_number(text)
+        return str(int(text))
+    return text
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
     try:
@@ -159,21 +222,21 @@ def shard_from_environment(explicit: str | None, shards: int | None) -> tuple[in
     if _env("MLOPS_SHARD"):
         return parse_shard(os.environ["MLOPS_SHARD"])
     if _env("JOB_COMPLETION_INDEX"):
-        count = shards or int(_env("MLOPS_SHARDS", "0") or 0)
+        count = shards or _env_int("MLOPS_SHARDS")
         if count < 1:
             raise mlops.ConfigError("[mlops.config] JOB_COMPLETION_INDEX is set: give the shard count with --shards or MLOPS_SHARDS")
         return parse_shard(f"{os.environ['JOB_COMPLETION_INDEX']}/{count}")
     if _env("SLURM_ARRAY_TASK_ID"):
-        given = shards or int(_env("MLOPS_SHARDS", "0") or 0)
+        given = shards or _env_int("MLOPS_SHARDS")
         if given:
             # The count is fixed by whoever submitted (mlops submit slurm): the array ids are the shard
             # indices themselves, so a re-run of one shard alone (--array=2) still trains shard 2.
-            return parse_shard(f"{os.environ['SLURM_ARRAY_TASK_ID']}/{given}")
-        count = int(_env("SLURM_ARRAY_TASK_COUNT", "0") or 0)
-        first = int(_env("SLURM_ARRAY_TASK_MIN", "0") or 0)
+            return parse_shard(f"{_env_int('SLURM_ARRAY_TASK_ID')}/{given}")
+        count = _env_int("SLURM_ARRAY_TASK_COUNT")
+        first = _env_int("SLURM_ARRAY_TASK_MIN")
         if count < 1:
             raise mlops.ConfigError("[mlops.config] SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")
-        return parse_shard(f"{int(os.environ['SLURM_ARRAY_TASK_ID']) - first}/{count}")
+        return parse_shard(f"{_env_int('SLURM_ARRAY_TASK_ID') - first}/{count}")
     return 0, 1
 
 
@@ -184,23 +247,23 @@ def _print_json(obj) -> None:
 def _cmd_init_demo(args) -> int:
     from . import demo
 
-    source = _source(args)
-    _progress(f"creating demo data in {args.data}: {args.customers} customers x {args.rows} tickets")
+    source = _source(args, create=True)
+    _progress(f"creating demo data in {source.uri}: {args.customers} customers x {args.rows} tickets")
     commit = demo.init_demo(source, customers=args.customers, rows_per_customer=args.rows, seed=args.seed)
     if args.format == "json":
-        _print_json({"commit": commit.hash, "customers": args.customers, "data": args.data})
+        _print_json({"commit": commit.hash, "customers": args.customers, "data": source.uri})
     else:
         print(f"demo data committed: {commit.hash}")
     return EXIT_OK
 
 
 def _cmd_sync(args) -> int:
-    source = _source(args)
-    _progress(f"importing {args.csv} into {args.table} ({args.mode})")
+    source = _source(args, create=True)
+    _progress(f"importing {mlops.redact_uri(args.csv)} into {args.table} ({args.mode})")
 
     def run():
         return source.import_csv(args.table, args.csv, primary_key=args.primary_key,
-                                 message=args.message or f"Sync {args.table} from {os.path.basename(args.csv)}",
+                                 message=args.message or f"Sync {args.table} from {mlops._core._uri_file_name(args.csv)}",
                                  mode=args.mode)
 
     commit = _sync_on_branch(args, source, run) if args.branch else run()
@@ -332,7 +395,15 @@ def _cmd_train(args) -> int:
     trainer = mlops.CudaTrainer(device=args.device)
     _progress(f"device {trainer.device}: {trainer.device_reason}")
     if args.plan:
-        plan = mlops.Plan.from_dict(json.loads(pathlib.Path(args.plan).read_text(encoding="utf-8")))
+        text = _read_text(args.plan, "plan")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise mlops.DataError(f"[mlops.data] plan {args.plan!r} is not JSON: {e.msg} at line {e.lineno}, "
+                                  f"column {e.colno} (write it with 'mlops plan -o')") from None
+        if not isinstance(data, dict):
+            raise mlops.DataError(f"[mlops.data] plan {args.plan!r} is not a JSON object (write it with 'mlops plan -o')")
+        plan = mlops.Plan.from_dict(data)
         pipe = _pipeline(args, plan.commit, trainer)
     else:
         pipe = _pipeline(args, args.at, trainer)
@@ -587,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlops",
         description="Versioned training data, batched adapter training, lineage and hash-named releases.",
-        epilog="Exit codes: 0 ok, 1 mlops error, 2 usage, 3 integrity (hash mismatch), 4 not found.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version",
                         version=f"mlops {mlops.__version__} ({', '.join(mlops.components) or 'core only'})")
@@ -635,8 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("init-demo", "create sample multi-customer text data and its adapter catalog",
                 "Create the tables tickets and adapters (one text adapter per customer) and commit them.", _cmd_init_demo)
-    p.add_argument("--customers", type=int, default=60)
-    p.add_argument("--rows", type=int, default=120, help="tickets per customer")
+    p.add_argument("--customers", type=_positive_int, default=60)
+    p.add_argument("--rows", type=_positive_int, default=120, help="tickets per customer")
     p.add_argument("--seed", type=int, default=0)
 
     p = command("sync", "import a CSV file or http(s) CSV link into a table and commit",
@@ -675,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", default="main", help="branch, tag or commit to plan at (default main)")
     p.add_argument("--against", metavar="BRANCH",
                    help="only what merging --at into BRANCH would make stale, and why (no MLflow needed)")
-    p.add_argument("--shards", type=int, default=1, help="shard count for --format github-matrix")
+    p.add_argument("--shards", type=_positive_int, default=1, help="shard count for --format github-matrix")
     p.add_argument("-o", "--output", help="also write the plan as JSON here (for train --plan)")
 
     p = command("train", "train the stale adapters of one shard",
@@ -684,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "(JOB_COMPLETION_INDEX with --shards/MLOPS_SHARDS) or a Slurm array (SLURM_ARRAY_TASK_ID/COUNT).",
                 _cmd_train)
     p.add_argument("--shard", help="INDEX/COUNT, 0-based (default 0/1)")
-    p.add_argument("--shards", type=int, help="shard count when the index comes from the environment")
+    p.add_argument("--shards", type=_positive_int, help="shard count when the index comes from the environment")
     p.add_argument("--at", default="main", help="ref to plan at when no --plan is given")
     p.add_argument("--plan", help="a plan written by 'mlops plan -o' (every shard then uses the same commit)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
@@ -702,12 +773,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--release", metavar="MD5")
     g.add_argument("--model", metavar="NAME")
-    p.add_argument("--version", type=int, help="with --model: the version to restore")
+    p.add_argument("--version", type=_version_number, help="with --model: the version to restore")
 
     p = command("lineage", "show where a model version came from",
                 "Code commit, data commit, source, query, digest, params and metrics of a model version.", _cmd_lineage)
     p.add_argument("name")
-    p.add_argument("version", nargs="?", default="production", help="version number or alias (default production)")
+    p.add_argument("version", nargs="?", default="production", type=_version_or_alias,
+                   help="version number or alias (default production)")
 
     command("releases", "list recorded releases, newest first", "List recorded releases, newest first.", _cmd_releases)
 
@@ -752,7 +824,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rollback" and args.model and args.version is None:
         parser.error("rollback --model needs --version")
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`mlops plan | head`): what it wanted it has; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("mlops: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except mlops.ConflictError as e:
+        print(f"mlops: {e}", file=sys.stderr)
+        return EXIT_CONFLICT
     except mlops.IntegrityError as e:
         print(f"mlops: {e}", file=sys.stderr)
         return EXIT_INTEGRITY

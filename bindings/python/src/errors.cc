@@ -22,10 +22,18 @@ py::object make_class(py::module_& m, const char* name, py::handle bases, const 
   return obj;
 }
 
+// A message may quote bytes of the input (a parser's "last read" token), which need not be UTF-8:
+// shown as \xNN rather than failing the conversion with a UnicodeDecodeError.
+py::str text(std::string_view s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "backslashreplace");
+  if (o == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(o);
+}
+
 void raise(const py::object& cls, const Error& e) {
-  py::object exc = cls(py::str(e.what()));
+  py::object exc = cls(text(e.what()));
   exc.attr("id") = e.id();
-  exc.attr("detail") = std::string(e.detail());
+  exc.attr("detail") = text(e.detail());
   if (auto* m = dynamic_cast<const MergeConflictError*>(&e)) {
     py::dict conflicts;
     for (const auto& t : m->conflicts()) conflicts[py::str(t.table)] = py::cast(t.keys);

@@ -134,8 +134,12 @@ holds none, so any machine pointing at the same two places sees the same plan an
       .def(py::init([](DoltSource& source, MlflowTracker& tracker, CudaTrainer& trainer, Catalog catalog,
                        std::string experiment, std::string releases_experiment, std::string staging_alias,
                        std::string production_alias, std::string code_commit, bool retrain_on_code_change,
-                       unsigned record_threads) {
+                       unsigned record_threads, double release_lease_seconds, double release_wait_seconds) {
              PipelineOptions o;
+             if (!(release_lease_seconds > 0) || !(release_wait_seconds >= 0))
+               throw ConfigError("release_lease_seconds must be > 0 and release_wait_seconds >= 0");
+             o.release_lease_seconds = release_lease_seconds;
+             o.release_wait_seconds = release_wait_seconds;
              o.experiment = std::move(experiment);
              o.releases_experiment = std::move(releases_experiment);
              o.staging_alias = std::move(staging_alias);
@@ -150,6 +154,7 @@ holds none, so any machine pointing at the same two places sees the same plan an
            py::arg("experiment") = tags::kAdaptersExperiment, py::arg("releases_experiment") = tags::kReleasesExperiment,
            py::arg("staging_alias") = tags::kStagingAlias, py::arg("production_alias") = tags::kProductionAlias,
            py::arg("code_commit") = "", py::arg("retrain_on_code_change") = false, py::arg("record_threads") = 1,
+           py::arg("release_lease_seconds") = 900.0, py::arg("release_wait_seconds") = 600.0,
            py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::keep_alive<1, 4>())
       .def_property_readonly("catalog", &Pipeline::catalog)
       .def("plan", &Pipeline::plan, py::arg("at") = "main", py::call_guard<py::gil_scoped_release>())

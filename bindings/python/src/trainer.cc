@@ -1,6 +1,7 @@
 #include <optional>
 
 #include "bind.hpp"
+#include "core/text.hpp"
 #include "mlops/adapter.hpp"
 #include "mlops/error.hpp"
 #include "mlops/trainer.hpp"
@@ -107,6 +108,32 @@ py::array proba(const Adapter& a, const py::handle& obj) {
     p = in.X ? a.predict_proba(rows_of(*in.X), rows) : a.predict_proba(std::span<const std::string>(in.texts));
   }
   return owned_array(std::move(p), {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(a.num_classes())});
+}
+
+// A Python integer (or anything with __index__, such as a NumPy integer) as a 64-bit hyperparameter;
+// ConfigError for another type or a value outside 64 bits (the range check is Hyperparameters').
+std::int64_t integer_arg(const py::handle& v, const AdapterSpec& s, const char* field) {
+  const std::string who = "adapter " + detail::quote_for_message(s.name) + ": field '" + field + "': ";
+  if (PyBool_Check(v.ptr()) || !PyIndex_Check(v.ptr()))
+    throw ConfigError(who + "must be an integer, got " +
+                      py::str(py::type::of(v).attr("__name__")).cast<std::string>());
+  int overflow = 0;
+  auto index = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+  if (!index) throw py::error_already_set();
+  const long long x = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0)
+    throw ConfigError(who + py::str(index).cast<std::string>() +
+                      " is outside the 64-bit range (the trainer's limits are far smaller)");
+  if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return x;
+}
+
+Optimizer optimizer_arg(const std::string& name, const AdapterSpec& s) {
+  if (auto o = parse_optimizer(name)) return *o;
+  std::string choices;
+  for (const auto& n : optimizer_names()) choices += (choices.empty() ? "'" : ", '") + n + "'";
+  throw ConfigError("adapter " + detail::quote_for_message(s.name) + ": field 'optimizer': must be one of " + choices +
+                    ", got " + detail::quote_for_message(name));
 }
 
 std::vector<std::int32_t> indices(const Adapter& a, const py::handle& obj) {
@@ -257,25 +284,31 @@ Saved as safetensors (format "mlops.adapter.v1") with classes, featurizer, spec 
                ", classes=" + std::to_string(a.num_classes()) + ")";
       });
 
-  py::class_<AdapterSpec>(m, "AdapterSpec", "What to train: one adapter's dataset and hyperparameters.")
-      .def(py::init([](std::string name, Dataset dataset, std::size_t hidden, int epochs, std::size_t batch_size,
-                       double learning_rate, double l2, double validation_fraction, std::string optimizer,
-                       double momentum, int patience, std::optional<std::vector<double>> class_weights,
-                       std::string code_commit) {
+  py::class_<AdapterSpec>(m, "AdapterSpec", R"doc(
+What to train: one adapter's dataset and hyperparameters.
+
+Every hyperparameter is checked when the spec is made (ConfigError naming the adapter, the field and, for
+a value too large, the trainer's limit); fit() checks them again together with the dataset.
+)doc")
+      .def(py::init([](std::string name, Dataset dataset, const py::handle& hidden, const py::handle& epochs,
+                       const py::handle& batch_size, double learning_rate, double l2, double validation_fraction,
+                       const std::string& optimizer, double momentum, const py::handle& patience,
+                       std::optional<std::vector<double>> class_weights, std::string code_commit) {
              AdapterSpec s;
              s.name = std::move(name);
              s.dataset = std::move(dataset);
-             s.hidden = hidden;
-             s.epochs = epochs;
-             s.batch_size = batch_size;
+             s.hidden = integer_arg(hidden, s, "hidden");
+             s.epochs = integer_arg(epochs, s, "epochs");
+             s.batch_size = integer_arg(batch_size, s, "batch_size");
              s.learning_rate = learning_rate;
              s.l2 = l2;
              s.validation_fraction = validation_fraction;
-             s.optimizer = std::move(optimizer);
+             s.optimizer = optimizer_arg(optimizer, s);
              s.momentum = momentum;
-             s.patience = patience;
+             s.patience = integer_arg(patience, s, "patience");
              if (class_weights) s.class_weights = std::move(*class_weights);
              s.code_commit = std::move(code_commit);
+             s.Hyperparameters::validate("adapter " + detail::quote_for_message(s.name));
              return s;
            }),
            py::kw_only(), py::arg("name"), py::arg("dataset"), py::arg("hidden") = 0, py::arg("epochs") = 10,
@@ -284,15 +317,20 @@ Saved as safetensors (format "mlops.adapter.v1") with classes, featurizer, spec 
            py::arg("patience") = 0, py::arg("class_weights") = py::none(), py::arg("code_commit") = "")
       .def_readwrite("name", &AdapterSpec::name)
       .def_readwrite("dataset", &AdapterSpec::dataset)
-      .def_readwrite("hidden", &AdapterSpec::hidden)
-      .def_readwrite("epochs", &AdapterSpec::epochs)
-      .def_readwrite("batch_size", &AdapterSpec::batch_size)
+      .def_property("hidden", [](const AdapterSpec& s) { return s.hidden; },
+                    [](AdapterSpec& s, const py::handle& v) { s.hidden = integer_arg(v, s, "hidden"); })
+      .def_property("epochs", [](const AdapterSpec& s) { return s.epochs; },
+                    [](AdapterSpec& s, const py::handle& v) { s.epochs = integer_arg(v, s, "epochs"); })
+      .def_property("batch_size", [](const AdapterSpec& s) { return s.batch_size; },
+                    [](AdapterSpec& s, const py::handle& v) { s.batch_size = integer_arg(v, s, "batch_size"); })
       .def_readwrite("learning_rate", &AdapterSpec::learning_rate)
       .def_readwrite("l2", &AdapterSpec::l2)
       .def_readwrite("validation_fraction", &AdapterSpec::validation_fraction)
-      .def_readwrite("optimizer", &AdapterSpec::optimizer)
+      .def_property("optimizer", [](const AdapterSpec& s) { return std::string(to_string(s.optimizer)); },
+                    [](AdapterSpec& s, const std::string& v) { s.optimizer = optimizer_arg(v, s); })
       .def_readwrite("momentum", &AdapterSpec::momentum)
-      .def_readwrite("patience", &AdapterSpec::patience)
+      .def_property("patience", [](const AdapterSpec& s) { return s.patience; },
+                    [](AdapterSpec& s, const py::handle& v) { s.patience = integer_arg(v, s, "patience"); })
       .def_readwrite("class_weights", &AdapterSpec::class_weights)
       .def_readwrite("code_commit", &AdapterSpec::code_commit)
       .def("params", &AdapterSpec::params, "Hyperparameters as a flat dict of strings (deterministic).")
@@ -307,6 +345,9 @@ Saved as safetensors (format "mlops.adapter.v1") with classes, featurizer, spec 
       .def_readonly("adapter", &TrainedAdapter::adapter)
       .def_readonly("history", &TrainedAdapter::history)
       .def_readonly("device", &TrainedAdapter::device)
+      .def_readonly("notes", &TrainedAdapter::notes,
+                    "What the backend wants you to know that is not an error (e.g. a GPU step run without a CUDA "
+                    "graph, or sub-groups); empty on the CPU.")
       .def_property_readonly("lineage", [](const TrainedAdapter& t) { return json_to_py(t.lineage); })
       .def_property_readonly("params", [](const TrainedAdapter& t) {
         py::dict d;
@@ -326,26 +367,30 @@ Saved as safetensors (format "mlops.adapter.v1") with classes, featurizer, spec 
 Trains many adapters together on a GPU (CUDA module) or the CPU (OpenBLAS, threads over adapters).
 
 device: "auto" (a usable GPU, else the CPU; `device_reason` says why), "cpu", "cuda" or "cuda:N"
-(DeviceError without a usable GPU). Same seed and thread count give bit-identical CPU weights.
+(DeviceError without a usable GPU). Same seed and thread count give bit-identical CPU weights; the GPU
+repeats its own weights run after run. deterministic=False is refused (ConfigError): every backend is
+deterministic. device_memory_limit: bytes of GPU memory a fit may use (0 = most of what is free).
 )doc")
       .def(py::init([](const std::string& device, std::uint64_t seed, std::optional<unsigned> threads,
-                       bool deterministic, bool progress) {
+                       bool deterministic, bool progress, std::uint64_t device_memory_limit) {
              TrainerOptions o;
              o.device = device;
              o.seed = seed;
              o.threads = threads.value_or(0);
              o.deterministic = deterministic;
              o.progress = progress;
+             o.device_memory_limit = device_memory_limit;
              return std::make_unique<CudaTrainer>(o);
            }),
            py::kw_only(), py::arg("device") = "auto", py::arg("seed") = 0, py::arg("threads") = py::none(),
-           py::arg("deterministic") = true, py::arg("progress") = true)
+           py::arg("deterministic") = true, py::arg("progress") = true, py::arg("device_memory_limit") = 0)
       .def_property_readonly("device", &CudaTrainer::device, "The chosen device, e.g. 'cpu' or 'cuda:0 (NVIDIA H100)'.")
       .def_property_readonly("device_reason", &CudaTrainer::device_reason, "Why this device was chosen.")
       .def_property_readonly("seed", [](const CudaTrainer& t) { return t.options().seed; })
       .def_property_readonly("threads", [](const CudaTrainer& t) { return t.options().threads; })
       .def_property_readonly("deterministic", [](const CudaTrainer& t) { return t.options().deterministic; })
       .def_property_readonly("progress", [](const CudaTrainer& t) { return t.options().progress; })
+      .def_property_readonly("device_memory_limit", [](const CudaTrainer& t) { return t.options().device_memory_limit; })
       .def_static("planned_steps", &CudaTrainer::planned_steps, py::arg("specs"))
       .def(
           "fit",

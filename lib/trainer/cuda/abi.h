@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define MLOPS_CUDA_ABI_VERSION 1
+#define MLOPS_CUDA_ABI_VERSION 2
 
 /* Return codes of mlops_cuda_train. */
 #define MLOPS_CUDA_OK 0
@@ -66,11 +66,14 @@ typedef struct MlopsCudaCallbacks {
                       double val_ce_sum, int64_t val_correct);
   /* Mini-batch steps finished since the last call (summed over adapters). Nonzero return cancels. */
   int32_t (*on_steps)(void* ctx, int64_t steps);
+  /* Optional: something the caller should know that is not an error (a step that could not be captured
+   * as a CUDA graph, a group split into sub-groups). Called on the thread that called mlops_cuda_train. */
+  void (*on_notice)(void* ctx, const char* message);
 } MlopsCudaCallbacks;
 
 typedef struct MlopsCudaJob {
   int32_t device;            /* CUDA device ordinal */
-  int32_t deterministic;     /* nonzero: no atomics in reductions, cuBLAS atomics off */
+  int32_t deterministic;     /* must be nonzero: the module never uses atomics in a reduction, nor lets cuBLAS */
   int64_t d, h, k;
   int32_t n_adapters;
   const MlopsCudaAdapter* adapters;

@@ -8,13 +8,6 @@
 
 using namespace mlops;
 
-TEST_CASE("redact_url removes credentials and secret query values") {
-  CHECK(detail::redact_url("mysql://bob:s3cret@db:3306/x") == "mysql://***@db:3306/x");
-  CHECK(detail::redact_url("https://h/x.csv?token=abc&gid=0") == "https://h/x.csv?token=***&gid=0");
-  CHECK(detail::redact_url("https://h/p?a=1&Signature=zz") == "https://h/p?a=1&Signature=***");
-  CHECK(detail::redact_url("http://127.0.0.1:5000/api") == "http://127.0.0.1:5000/api");
-}
-
 TEST_CASE("http_download refuses other schemes and reports failures without secrets, leaving no file") {
   namespace fs = std::filesystem;
   const fs::path dest = fs::temp_directory_path() / ("mlops-dl-" + std::to_string(::getpid()));

@@ -35,8 +35,12 @@ TEST_CASE("bad entries are DataErrors naming the entry") {
     return std::string("no error");
   };
   CHECK(message({{"", 1}}).find("empty model name") != std::string::npos);
-  CHECK(message({{std::string(257, 'x'), 1}}).find("257 bytes") != std::string::npos);
-  CHECK(message({{std::string(256, 'x'), 1}}) == "no error");
+  CHECK(message({{std::string(256, 'x'), 1}}).find("256 bytes, at most 255") != std::string::npos);
+  CHECK(message({{std::string(255, 'x'), 1}}) == "no error");
+  // Names become MLflow registered model names, directories of a build context and Docker labels.
+  for (const std::string bad : {"a/b", "../up", "..", ".", "a:b", "back\\slash", "quo\"te", "   "})
+    CHECK_MESSAGE(message({{bad, 1}}) != "no error", bad);
+  CHECK(message({{"customer 7.v2-ß", 1}}) == "no error");
   CHECK(message({{"bad\xff", 1}}).find("not valid UTF-8") != std::string::npos);
   CHECK(message({{"tab\there", 1}}).find("'tab\\x09here'") != std::string::npos);
   CHECK(message({{"zero", 0}}).find("'zero': version 0") != std::string::npos);

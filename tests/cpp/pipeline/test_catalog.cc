@@ -37,7 +37,7 @@ TEST_CASE("defaults fill every adapter, and the adapter's own fields win") {
   const auto& b = c.at("customer-2");
   CHECK(b.hyperparameters.epochs == 9);
   CHECK(b.hyperparameters.hidden == 16);
-  CHECK(b.hyperparameters.optimizer == "sgd");
+  CHECK(b.hyperparameters.optimizer == Optimizer::sgd);
   CHECK(b.hyperparameters.learning_rate == doctest::Approx(1e-3));
   CHECK_THROWS_AS((void)c.at("customer-3"), NotFoundError);
   // The explicit form parses back to the same catalog.
@@ -126,4 +126,22 @@ TEST_CASE("load picks the parser by extension") {
   CHECK_THROWS_AS((void)Catalog::load(dir / "c.yaml"), ConfigError);
   CHECK_THROWS_AS((void)Catalog::load(dir / "missing.json"), NotFoundError);
   fs::remove_all(dir);
+}
+
+TEST_CASE("catalog integers are 64-bit and bounded: nothing is truncated on its way to the trainer") {
+  const std::string base = R"({"defaults": {"table": "t", "label": "y", "text": "body"}, "adapters": [)";
+  const auto epochs = problems_of(base + R"({"name": "e", "epochs": 4294967297}]})");
+  CHECK(epochs.find("adapter 'e' (#1): field 'epochs': must be <= 100000 (the trainer's limit kMaxEpochs), got "
+                    "4294967297") != std::string::npos);
+  const auto dim = problems_of(base + R"({"name": "f", "featurizer": {"dimension": 4294967312}}]})");
+  CHECK(dim.find("adapter 'f' (#1): field 'featurizer.dimension': must be <= 1048576 (the limit "
+                 "FeaturizerSettings::kMaxDimension), got 4294967312") != std::string::npos);
+  CHECK(problems_of(base + R"({"name": "h", "hidden": 1048576}]})").find("kMaxHidden") != std::string::npos);
+  CHECK(problems_of(base + R"({"name": "u", "epochs": 18446744073709551615}]})").find("got 18446744073709551615") !=
+        std::string::npos);
+  // The trainer's own fields, class weights included, are catalog fields.
+  const auto cat = Catalog::from_json(base + R"({"name": "w", "class_weights": [1, 2], "optimizer": "sgd"}]})");
+  CHECK(cat.at("w").hyperparameters.class_weights == std::vector<double>{1, 2});
+  CHECK(cat.at("w").hyperparameters.optimizer == Optimizer::sgd);
+  CHECK(Catalog::from_json_value(cat.to_json()).at("w") == cat.at("w"));
 }

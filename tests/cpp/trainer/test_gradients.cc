@@ -64,11 +64,11 @@ void check_gradient(std::size_t hidden) {
   AdapterSpec s;
   s.name = "grad";
   s.dataset = random_data(24, 5, 3, 11);
-  s.hidden = hidden;
+  s.hidden = static_cast<std::int64_t>(hidden);
   s.epochs = 1;
   s.batch_size = 24;  // one full batch
   s.validation_fraction = 0;
-  s.optimizer = "sgd";
+  s.optimizer = Optimizer::sgd;
   s.momentum = 0;
   s.learning_rate = 1e-3;
   s.l2 = 0.05;

@@ -9,33 +9,19 @@
 #include "mlops/error.hpp"
 #include "mlops/trainer.hpp"
 #include "trainer/safetensors.hpp"
+#include "blobs.hpp"
 
 using namespace mlops;
 
 namespace {
 
-// Gaussian blobs: class c centred at a random point; well separated when `spread` is small.
-Dataset blobs(std::size_t rows, std::size_t d, std::size_t k, unsigned seed, float spread = 0.5f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n01(0.0f, 1.0f);
-  std::vector<float> centres(k * d);
-  for (auto& c : centres) c = n01(rng) * 2.0f;
-  std::vector<float> X(rows * d);
-  std::vector<std::int32_t> y(rows);
-  for (std::size_t i = 0; i < rows; ++i) {
-    y[i] = static_cast<std::int32_t>(i % k);
-    for (std::size_t j = 0; j < d; ++j) X[i * d + j] = centres[static_cast<std::size_t>(y[i]) * d + j] + spread * n01(rng);
-  }
-  std::vector<std::string> classes;
-  for (std::size_t c = 0; c < k; ++c) classes.push_back("c" + std::to_string(c));
-  return Dataset(std::move(X), rows, d, std::move(y), std::move(classes));
-}
+using test::blobs;
 
 AdapterSpec spec(const std::string& name, Dataset ds, std::size_t hidden = 0) {
   AdapterSpec s;
   s.name = name;
   s.dataset = std::move(ds);
-  s.hidden = hidden;
+  s.hidden = static_cast<std::int64_t>(hidden);
   s.epochs = 5;
   s.batch_size = 32;
   s.learning_rate = 0.05;
@@ -123,7 +109,7 @@ TEST_CASE("bad input is a typed error naming the adapter and the field, before t
   s.epochs = 0;
   expect(s, "epochs", false);
   s = good;
-  s.optimizer = "rmsprop";
+  s.optimizer = static_cast<Optimizer>(7);  // no such optimiser
   expect(s, "optimizer", false);
   s = good;
   s.class_weights = {1.0};
@@ -167,7 +153,7 @@ TEST_CASE("early stopping keeps the best epoch; callbacks see every epoch") {
   s.epochs = 60;
   s.patience = 2;
   s.learning_rate = 0.5;
-  s.optimizer = "sgd";
+  s.optimizer = Optimizer::sgd;
   std::vector<int> seen;
   std::size_t last_done = 0, last_total = 0;
   auto r = CudaTrainer(cpu()).fit(
