@@ -136,7 +136,7 @@ def test_a_killed_lease_holder_blocks_no_longer_than_its_time_to_live(server, tm
 
 
 def test_lost_answers_while_recording_200_adapters_make_no_second_version(server, tmp_path):
-    source = own_source(tmp_path, "faults-", customers=200, rows=6, seed=4)
+    source = own_source(tmp_path, "faults-", customers=200, rows=24, seed=4)
     rng = random.Random(7)
     lock = threading.Lock()
 
