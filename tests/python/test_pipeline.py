@@ -8,12 +8,17 @@ import json
 import os
 import pathlib
 import socketserver
+import sys
 import threading
 import urllib.request
 
 import pytest
 
 import mlops
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mariadb_server import available as mariadb_available  # noqa: E402
+from mlflow_server import mlflow_on  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(mlops, "Pipeline"), reason="built without the pipeline component"),
@@ -26,11 +31,29 @@ IMAGE = "registry.example.com/adapters"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from mlops.local_server import MlflowServer
-
-    with MlflowServer(tmp_path_factory.mktemp("mlflow")) as s:
+def sqlite_server(tmp_path_factory):
+    with mlflow_on("sqlite", tmp_path_factory.mktemp("mlflow"), workers=2) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def mariadb_server(tmp_path_factory):
+    """MLflow with its store on MariaDB; started only by the tests that run on both backends."""
+    with mlflow_on("mariadb", tmp_path_factory.mktemp("mlflow-mariadb"), workers=2) as s:
+        yield s
+
+
+@pytest.fixture
+def server(request):
+    """The MLflow server of the test's backend: SQLite unless parametrized with `backend`."""
+    backend = getattr(request, "param", "sqlite")
+    return request.getfixturevalue(f"{backend}_server")
+
+
+ON_BOTH_BACKENDS = pytest.mark.parametrize("server", [
+    "sqlite",
+    pytest.param("mariadb", marks=[pytest.mark.mysql, pytest.mark.skipif(not mariadb_available(), reason="mariadbd is not installed")]),
+], indirect=True)
 
 
 @pytest.fixture
@@ -197,6 +220,7 @@ def test_rerunning_a_shard_reuses_versions_instead_of_duplicating(world):
     assert all(i["status"] == "trained" for i in other.items)
 
 
+@ON_BOTH_BACKENDS
 def test_threaded_recording_registers_every_adapter_once_and_reports_progress(world):
     pipe, tracker = world["make"](record_threads=4), world["tracker"]
     events = []
@@ -324,6 +348,7 @@ class FailingProxy(InterceptingProxy):
 
 
 
+@ON_BOTH_BACKENDS
 @pytest.mark.parametrize("kill_at", ["model-versions/create", "registered-models/alias"])
 def test_a_shard_killed_while_recording_is_completed_by_a_rerun(world, server, kill_at):
     """`mlops train` is killed (SIGKILL) while its third adapter waits on the server: after the version

@@ -302,6 +302,19 @@ class DoltSource:
         dimension: int = 1024,
         seed: int = 0,
     ) -> Dataset: ...
+    def datasets(
+        self,
+        table: str,
+        by: str,
+        values: Sequence[SqlParam],
+        label: str,
+        features: Optional[Sequence[str]] = None,
+        text: Optional[str] = None,
+        at: Optional[str] = "HEAD",
+        drop_invalid: bool = False,
+        dimension: int = 1024,
+        seed: int = 0,
+    ) -> dict[SqlParam, Dataset]: ...
     def count(
         self, table: str, where: Optional[str] = None, params: Sequence[SqlParam] = (), at: Optional[str] = "HEAD"
     ) -> int: ...
