@@ -57,7 +57,7 @@ test-asan: setup
 
 test: test-cpp test-python test-asan
 
-demo: install
+demo: install wheel
 	$(PY) examples/run_demo.py
 
 # Each libFuzzer target for FUZZ_SECONDS (default 60), starting from its seeds in tests/fuzz/corpus/NAME;

@@ -178,6 +178,15 @@ class DoltSource {
   ///         (unless drop_invalid) or an unknown column; NotFoundError for an unknown ref;
   ///         DataSourceError after `max_retries` lost connections (never a partial Dataset)
   Dataset dataset(const DatasetSpec& spec);
+  /// Reads many slices of one table in one scan at one commit: for each of `values`, in that order, the
+  /// Dataset that dataset() returns with `where = "<by> = ?"` and the value as its one parameter (same
+  /// X, y, row order, classes, lineage and digest). `spec.where` and `spec.params` must be empty. Values
+  /// match `by` as numbers by value and as text or bytes byte for byte (a server's case-insensitive
+  /// collation is not applied). Memory: the slices' rows in blocks as the scan goes, then each slice's
+  /// arrays in turn, so the peak is the result plus one slice and a block per slice.
+  /// @throws ConfigError for a where/params, a bad `by`, a NULL or repeated value; otherwise as dataset()
+  ///         (a bad row in any wanted slice fails the whole read unless drop_invalid)
+  std::vector<Dataset> datasets(const DatasetSpec& spec, const std::string& by, const std::vector<SqlValue>& values);
   /// Rows of `table` matching `where` at `at`.
   std::int64_t count(const std::string& table, const std::string& where = {},
                      const std::vector<SqlValue>& params = {},

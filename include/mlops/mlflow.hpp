@@ -266,7 +266,8 @@ class MlflowTracker {
                              const std::string& value);
   /// @throws NotFoundError
   [[nodiscard]] RegisteredModel get_registered_model(const std::string& name);
-  /// Model versions matching `filter` (e.g. "name='m'"), following every page of `page_size`.
+  /// Model versions matching `filter` (e.g. "name='m'"), following every page of `page_size`, by name and
+  /// version, each once (versions created while the pages are read may or may not be among them).
   [[nodiscard]] std::vector<ModelVersion> search_model_versions(const std::string& filter = "",
                                                                 int page_size = 200);
   /// Registered models matching `filter` (e.g. "name LIKE 'cust%'"), every page.

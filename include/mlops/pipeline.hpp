@@ -127,6 +127,15 @@ struct ReleaseRecord {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
+/// What a release image installs and what it is built on. The image installs this project from its own
+/// wheel and its runtime dependencies from their wheels, all copied into the build context and pinned by
+/// SHA-256: nothing is installed by name from a package index.
+struct BuildContextOptions {
+  std::filesystem::path wheel;  ///< this project's wheel (mlops_dolt-*.whl); empty: the release folder only
+  std::vector<std::filesystem::path> dependency_wheels;  ///< wheels of its runtime dependencies (numpy, ...)
+  std::string base_image;  ///< needs python3 with venv; default python:<the wheel's X.Y>-slim-bookworm
+};
+
 /// What release() or rollback() did.
 struct ReleaseReport {
   ReleaseRecord release;
@@ -190,10 +199,17 @@ class Pipeline {
   /// digest, params, final metrics.
   nlohmann::json lineage(const std::string& name, const std::string& version_or_alias);
 
-  /// Writes a Docker build context for a release (default: the latest): a Dockerfile with OCI labels (release
-  /// MD5, per-model lineage summary), manifest.json and every model's artifacts under models/<name>/.
-  /// `docker build -t <image tag> <dir>` builds the release image. @return the image tag
-  std::string write_build_context(const std::filesystem::path& dir, const std::string& md5 = "");
+  /// Writes a Docker build context for a release (`md5`, default the latest): manifest.json, lineage.json,
+  /// every model's artifacts under models/<name>/, the wheels of `options` under wheels/ with
+  /// wheels/requirements.txt pinning each by SHA-256, and a Dockerfile: OCI labels (release MD5, previous
+  /// release, per-model version and commits), an install with `pip --no-index --require-hashes` into a venv,
+  /// a non-root user, `EXPOSE 8080`, a HEALTHCHECK on /health and `mlops serve /srv/release` as its command.
+  /// `docker build -t <image tag> <dir>` builds the release image. Without `options.wheel` only the release
+  /// folder is written (manifest.json, lineage.json, models/): what `mlops serve DIR` reads.
+  /// @throws ConfigError naming the file when a wheel is missing or is not a wheel (before anything is written)
+  /// @return the image tag
+  std::string write_build_context(const std::filesystem::path& dir, const std::string& md5,
+                                  const BuildContextOptions& options);
 
  private:
   void count_stale_rows(Plan& plan);

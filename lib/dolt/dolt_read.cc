@@ -1,8 +1,10 @@
-// DoltSource, reading: datasets (rows → X, y in one streamed scan), counts, table shapes.
+// DoltSource, reading: datasets (rows → X, y in one streamed scan; many slices of a table in one scan),
+// counts, table shapes.
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <unordered_map>
@@ -95,27 +97,31 @@ struct ScanPlan {
   const Featurizer* featurizer = nullptr;
 };
 
-// The rows of the scan: X rows, label ids in order of first appearance, dropped rows.
+// The rows of one dataset: X rows, label ids in order of first appearance, dropped rows.
 struct ScanResult {
-  BlockBuffer xs{std::size_t{1} << 20};
+  // `block_floats`: X grows in blocks of this many floats (smaller for the many slices of one scan).
+  ScanResult(const ScanPlan& p, std::size_t block_floats) : xs(block_floats), widths(p.nf, 1) {
+    d = p.use_text ? static_cast<std::size_t>(p.featurizer->dimension()) : p.nf;
+    d_fixed = p.use_text;
+  }
+  BlockBuffer xs;
   std::vector<std::int32_t> y;
   std::vector<std::string> label_names;
   std::vector<bool> label_is_int;
   std::unordered_map<std::int64_t, std::int32_t> int_labels;
   std::unordered_map<std::string, std::int32_t> text_labels;
-  std::vector<std::size_t> widths;
+  std::vector<std::size_t> widths;  // BLOB columns: floats per row, fixed by the first row
   std::size_t d = 0;
   bool d_fixed = false;
   std::int64_t dropped = 0;
   std::size_t rows = 0;
 };
 
-void scan_rows(detail::RowReader& r, const ScanPlan& p, ScanResult& out) {
+// Reads every row of `r` into the ScanResult `route(r)` names (nullptr: a row no dataset wants).
+template <class Route>
+void scan_rows(detail::RowReader& r, const ScanPlan& p, Route&& route) {
   const auto& spec = *p.spec;
   const std::size_t nk = p.nk, label_at = p.label_at, first_feature = p.first_feature, nf = p.nf;
-  out.widths.assign(nf, 1);  // BLOB columns: floats per row, fixed by the first row
-  out.d = p.use_text ? static_cast<std::size_t>(p.featurizer->dimension()) : nf;
-  out.d_fixed = p.use_text;
   std::size_t row_no = 0;
   auto row_key = [&]() {
     std::string k;
@@ -129,6 +135,9 @@ void scan_rows(detail::RowReader& r, const ScanPlan& p, ScanResult& out) {
   };
   while (r.next()) {
     ++row_no;
+    ScanResult* routed = route(r);
+    if (routed == nullptr) continue;
+    ScanResult& out = *routed;
     // Label first: a row with a bad label is skipped before its features are written.
     std::int32_t label = -1;
     std::string invalid_col, invalid_why;
@@ -256,6 +265,59 @@ void scan_rows(detail::RowReader& r, const ScanPlan& p, ScanResult& out) {
   }
 }
 
+// The Dataset of one scan: classes in a stable order, X moved out of the blocks, the lineage naming
+// `sql` with `params` as the query that reads these rows at the pinned commit.
+Dataset finish(ScanResult& scan, const ScanPlan& plan, const std::string& sql, const std::vector<SqlValue>& params,
+               const std::string& uri) {
+  const DatasetSpec& spec = *plan.spec;
+  const bool use_text = plan.use_text;
+  // Classes in a stable order: integers numerically, then text in byte order.
+  const auto& names = scan.label_names;
+  const auto& is_int = scan.label_is_int;
+  const std::size_t rows = scan.rows;
+  const std::size_t d = scan.rows > 0 ? scan.d : use_text ? static_cast<std::size_t>(plan.featurizer->dimension()) : plan.nf;
+  std::vector<std::int32_t> order_idx(names.size());
+  for (std::size_t i = 0; i < order_idx.size(); ++i) order_idx[i] = static_cast<std::int32_t>(i);
+  std::sort(order_idx.begin(), order_idx.end(), [&](std::int32_t a, std::int32_t b) {
+    if (is_int[a] != is_int[b]) return static_cast<bool>(is_int[a]);
+    if (is_int[a]) return std::stoll(names[a]) < std::stoll(names[b]);
+    return names[a] < names[b];
+  });
+  std::vector<std::int32_t> rank(names.size());
+  std::vector<std::string> classes;
+  for (std::size_t i = 0; i < order_idx.size(); ++i) {
+    rank[order_idx[i]] = static_cast<std::int32_t>(i);
+    classes.push_back(names[order_idx[i]]);
+  }
+  std::vector<std::int32_t> y;
+  y.reserve(rows);
+  for (auto v : scan.y) y.push_back(rank[v]);
+  std::vector<float> X;
+  X.reserve(rows * d);  // pages are touched (counted) only as the blocks are copied in and released
+  scan.xs.drain_into(X);
+  if (X.size() != rows * d)
+    throw InternalError("dataset holds " + std::to_string(X.size()) + " values, expected " + std::to_string(rows * d));
+
+  DatasetLineage lin;
+  lin.commit = plan.hash;
+  lin.ref = spec.at.value_or("");
+  lin.uri = uri;
+  lin.table = spec.table;
+  lin.query = sql;
+  lin.params = params_json(params);
+  lin.label = spec.label;
+  if (use_text) {
+    lin.text = spec.text;
+    lin.featurizer = plan.featurizer->settings();
+  } else {
+    lin.features = spec.features;
+    lin.featurizer = {{"kind", "columns"}, {"dimension", d}, {"seed", 0}};
+  }
+  lin.dropped_rows = scan.dropped;
+  std::vector<std::int32_t>().swap(scan.y);  // the scan's own copy goes now, not with the last slice
+  return Dataset(std::move(X), rows, d, std::move(y), std::move(classes), std::move(lin));
+}
+
 }  // namespace
 
 std::vector<std::string> DoltSource::Impl::primary_key(const std::string& table) {
@@ -297,7 +359,10 @@ std::string DoltSource::Impl::live_or(const std::string& table, const std::strin
   return hash;
 }
 
-Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
+namespace {
+
+// The checks of a read's spec made before touching the source; returns a text dataset's featurizer.
+std::optional<Featurizer> checked(const DatasetSpec& spec, const DoltSource::Impl& impl) {
   detail::Dialect::check_table(spec.table);
   if (spec.label.empty()) throw ConfigError("dataset: label column is empty");
   detail::Dialect::check_column(spec.label);
@@ -307,12 +372,88 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
                       (use_text ? "both" : "neither"));
   for (const auto& f : spec.features) detail::Dialect::check_column(f);
   if (use_text) detail::Dialect::check_column(spec.text);
+  if (spec.at && !impl.dialect.versioned())
+    throw DataSourceError(impl.display + " is a MySQL server without Dolt: it cannot read at " +
+                          quote_for_message(*spec.at) + "; pass at=None to read the current rows unpinned");
   std::optional<Featurizer> featurizer;
   if (use_text) featurizer.emplace(spec.text_dimension, spec.text_seed, spec.text);
-  if (spec.at && !dialect.versioned())
-    throw DataSourceError(display + " is a MySQL server without Dolt: it cannot read at " + quote_for_message(*spec.at) +
-                          "; pass at=None to read the current rows unpinned");
+  return featurizer;
+}
 
+// The plan of a scan at `hash`, and the columns it selects into `cols`: key, label, features or text.
+ScanPlan scan_plan(DoltSource::Impl& impl, const DatasetSpec& spec, const std::string& hash,
+                   const std::optional<Featurizer>& featurizer, std::vector<std::string>& cols) {
+  ScanPlan plan;
+  plan.spec = &spec;
+  plan.hash = hash;
+  plan.key = impl.primary_key(spec.table);
+  plan.use_text = featurizer.has_value();
+  plan.featurizer = featurizer ? &*featurizer : nullptr;
+  cols = plan.key;
+  cols.push_back(spec.label);
+  if (plan.use_text) cols.push_back(spec.text);
+  else cols.insert(cols.end(), spec.features.begin(), spec.features.end());
+  plan.nk = plan.key.size();
+  plan.label_at = plan.nk;
+  plan.first_feature = plan.nk + 1;
+  plan.nf = plan.use_text ? 1 : spec.features.size();
+  return plan;
+}
+
+// Starts the scan; an SQL error that comes from a missing column is reported as that column missing.
+std::unique_ptr<detail::RowReader> open_scan(DoltSource::Impl& impl, const ScanPlan& plan, const std::string& sql,
+                                             const std::vector<SqlValue>& params, const std::vector<std::string>& cols) {
+  try {
+    return impl.conn->query(sql, params);
+  } catch (const detail::ConnectionLost&) {
+    throw;
+  } catch (const DataSourceError&) {
+    std::vector<std::string> wanted(cols.begin() + static_cast<std::ptrdiff_t>(plan.nk), cols.end());
+    impl.check_columns(plan.spec->table, plan.hash, wanted);
+    throw;
+  }
+}
+
+// A slice value as a lookup key: numbers by value (5 and 5.0 are one key), text and bytes by their bytes.
+std::string number_key(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9.0e18) return "i" + std::to_string(static_cast<std::int64_t>(v));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "r%.17g", v);
+  return buf;
+}
+
+std::optional<std::string> slice_key(const SqlValue& v) {
+  return std::visit(
+      [](const auto& x) -> std::optional<std::string> {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::nullptr_t>) return std::nullopt;
+        else if constexpr (std::is_same_v<T, std::int64_t>) return "i" + std::to_string(x);
+        else if constexpr (std::is_same_v<T, double>) return number_key(x);
+        else if constexpr (std::is_same_v<T, std::string>) return "t" + x;
+        else return "b" + x.bytes;
+      },
+      v);
+}
+
+std::optional<std::string> slice_key(detail::RowReader& r, std::size_t c) {
+  switch (r.kind(c)) {
+    case CellKind::Null: return std::nullopt;
+    case CellKind::Int: return "i" + std::to_string(r.get_int(c));
+    case CellKind::Real: return number_key(r.get_real(c));
+    case CellKind::Text: return "t" + std::string(r.get_text(c));
+    case CellKind::Blob: return "b" + std::string(r.get_blob(c));
+  }
+  return std::nullopt;
+}
+
+// A server is sent the wanted values (fewer rows on the wire) up to this many; DoltLite, and a longer
+// list, scan the whole table and keep the wanted rows.
+constexpr std::size_t kMaxInList = 10000;
+
+}  // namespace
+
+Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
+  const auto featurizer = checked(spec, *this);
   return read([&]() -> Dataset {
     // One snapshot, so HEAD, the status and the rows agree.
     detail::ReadSnapshot snapshot(*conn);
@@ -320,91 +461,82 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
     // When the commit is the unchanged HEAD, the live table holds exactly its rows and reads without
     // materialising a historical copy. The lineage keeps the pinned query either way.
     const std::string read_hash = live_or(spec.table, hash);
-    ScanPlan plan;
-    plan.spec = &spec;
-    plan.hash = hash;
-    plan.key = primary_key(spec.table);
-    plan.use_text = use_text;
-    plan.featurizer = featurizer ? &*featurizer : nullptr;
-    std::vector<std::string> cols = plan.key;
-    cols.push_back(spec.label);
-    if (use_text) cols.push_back(spec.text);
-    else cols.insert(cols.end(), spec.features.begin(), spec.features.end());
-    plan.nk = plan.key.size();
-    plan.label_at = plan.nk;
-    plan.first_feature = plan.nk + 1;
-    plan.nf = use_text ? 1 : spec.features.size();
+    std::vector<std::string> cols;
+    const ScanPlan plan = scan_plan(*this, spec, hash, featurizer, cols);
     // Rows come in key order, so X is the same for the same commit.
     const auto order = dialect.scans_in_key_order() ? std::vector<std::string>{} : plan.key;
     const std::string sql = dialect.select(cols, spec.table, hash, spec.where, order);
     const std::string run_sql = read_hash == hash ? sql : dialect.select(cols, spec.table, read_hash, spec.where, order);
-
-    std::unique_ptr<detail::RowReader> r;
-    try {
-      r = conn->query(run_sql, spec.params);
-    } catch (const detail::ConnectionLost&) {
-      throw;
-    } catch (const DataSourceError&) {
-      std::vector<std::string> wanted(cols.begin() + static_cast<std::ptrdiff_t>(plan.nk), cols.end());
-      check_columns(spec.table, hash, wanted);
-      throw;
-    }
-
-    ScanResult scan;
-    scan_rows(*r, plan, scan);
+    auto r = open_scan(*this, plan, run_sql, spec.params, cols);
+    ScanResult scan(plan, std::size_t{1} << 20);
+    scan_rows(*r, plan, [&](detail::RowReader&) { return &scan; });
     r.reset();
     snapshot.end();
-
-    // Classes in a stable order: integers numerically, then text in byte order.
-    const auto& names = scan.label_names;
-    const auto& is_int = scan.label_is_int;
-    const std::size_t rows = scan.rows;
-    const std::size_t d = scan.rows > 0 ? scan.d : use_text ? static_cast<std::size_t>(featurizer->dimension()) : plan.nf;
-    std::vector<std::int32_t> order_idx(names.size());
-    for (std::size_t i = 0; i < order_idx.size(); ++i) order_idx[i] = static_cast<std::int32_t>(i);
-    std::sort(order_idx.begin(), order_idx.end(), [&](std::int32_t a, std::int32_t b) {
-      if (is_int[a] != is_int[b]) return static_cast<bool>(is_int[a]);
-      if (is_int[a]) return std::stoll(names[a]) < std::stoll(names[b]);
-      return names[a] < names[b];
-    });
-    std::vector<std::int32_t> rank(names.size());
-    std::vector<std::string> classes;
-    for (std::size_t i = 0; i < order_idx.size(); ++i) {
-      rank[order_idx[i]] = static_cast<std::int32_t>(i);
-      classes.push_back(names[order_idx[i]]);
-    }
-    std::vector<std::int32_t> y;
-    y.reserve(rows);
-    for (auto v : scan.y) y.push_back(rank[v]);
-    std::vector<float> X;
-    X.reserve(rows * d);  // pages are touched (counted) only as the blocks are copied in and released
-    scan.xs.drain_into(X);
-    if (X.size() != rows * d)
-      throw InternalError("dataset holds " + std::to_string(X.size()) + " values, expected " + std::to_string(rows * d));
-
-    DatasetLineage lin;
-    lin.commit = hash;
-    lin.ref = spec.at.value_or("");
-    lin.uri = display;
-    lin.table = spec.table;
-    lin.query = sql;
-    lin.params = params_json(spec.params);
-    lin.label = spec.label;
-    if (use_text) {
-      lin.text = spec.text;
-      lin.featurizer = featurizer->settings();
-    } else {
-      lin.features = spec.features;
-      lin.featurizer = {{"kind", "columns"}, {"dimension", d}, {"seed", 0}};
-    }
-    lin.dropped_rows = scan.dropped;
-    return Dataset(std::move(X), rows, d, std::move(y), std::move(classes), std::move(lin));
+    return finish(scan, plan, sql, spec.params, display);
   });
 }
 
 Dataset DoltSource::dataset(const DatasetSpec& spec) {
   MLOPS_LOCK;
   return impl_->dataset(spec);
+}
+
+std::vector<Dataset> DoltSource::datasets(const DatasetSpec& spec, const std::string& by,
+                                          const std::vector<SqlValue>& values) {
+  MLOPS_LOCK;
+  auto& impl = *impl_;
+  if (!spec.where.empty() || !spec.params.empty())
+    throw ConfigError("datasets of table " + quote_for_message(spec.table) +
+                      ": each slice is `" + by + " = value`; leave where and params empty");
+  detail::Dialect::check_column(by);
+  const auto featurizer = checked(spec, impl);
+  std::unordered_map<std::string, std::size_t> slice_of;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    auto key = slice_key(values[i]);
+    if (!key) throw ConfigError("datasets: value " + std::to_string(i) + " is NULL, which `" + by + " = ?` matches no row of");
+    if (!slice_of.emplace(std::move(*key), i).second)
+      throw ConfigError("datasets: value " + std::to_string(i) + " (" + params_json({values[i]})[0].dump() +
+                        ") is given twice");
+  }
+  if (values.empty()) return {};
+  return impl.read([&]() -> std::vector<Dataset> {
+    detail::ReadSnapshot snapshot(*impl.conn);
+    const std::string hash = spec.at ? impl.resolve(*spec.at) : std::string();
+    const std::string read_hash = impl.live_or(spec.table, hash);
+    std::vector<std::string> cols;
+    const ScanPlan plan = scan_plan(impl, spec, hash, featurizer, cols);
+    const auto order = impl.dialect.scans_in_key_order() ? std::vector<std::string>{} : plan.key;
+    // What each slice's own read runs, for its lineage.
+    const std::string slice_sql = impl.dialect.select(cols, spec.table, hash, by + " = ?", order);
+    // The one pass: the same columns and `by`, in key order, so each slice's rows keep their order.
+    std::vector<std::string> all = cols;
+    all.push_back(by);
+    std::string where;
+    std::vector<SqlValue> params;
+    if (!impl.dialect.scans_in_key_order() && values.size() <= kMaxInList) {
+      where = by + " IN (?";
+      for (std::size_t i = 1; i < values.size(); ++i) where += ", ?";
+      where += ")";
+      params = values;
+    }
+    auto r = open_scan(impl, plan, impl.dialect.select(all, spec.table, read_hash, where, order), params, all);
+    std::vector<ScanResult> parts;
+    parts.reserve(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) parts.emplace_back(plan, std::size_t{1} << 14);
+    const std::size_t by_at = cols.size();
+    scan_rows(*r, plan, [&](detail::RowReader& row) -> ScanResult* {
+      const auto key = slice_key(row, by_at);
+      if (!key) return nullptr;
+      const auto it = slice_of.find(*key);
+      return it == slice_of.end() ? nullptr : &parts[it->second];
+    });
+    r.reset();
+    snapshot.end();
+    std::vector<Dataset> out;
+    out.reserve(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) out.push_back(finish(parts[i], plan, slice_sql, {values[i]}, impl.display));
+    return out;
+  });
 }
 
 std::int64_t DoltSource::count(const std::string& table, const std::string& where, const std::vector<SqlValue>& params,

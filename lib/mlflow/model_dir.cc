@@ -17,7 +17,8 @@ std::string yaml_str(const std::string& s) { return nlohmann::json(s).dump(); }
 
 }  // namespace
 
-std::string requirements_text() { return "mlops\nnumpy\nsafetensors\npandas\n"; }
+// This project by its distribution name and version: the bare name `mlops` on the public index is another package.
+std::string requirements_text() { return "mlops-dolt==" MLOPS_VERSION_STRING "\nnumpy\nsafetensors\npandas\n"; }
 
 TextFiles text_files(const std::string& dir_name, const std::string& weights_name, const std::string& weights_sha256,
                      const std::string& run_id, const nlohmann::json& lineage) {

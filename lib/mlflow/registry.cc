@@ -1,5 +1,6 @@
 // MlflowTracker: the model registry (registered models, versions, aliases, tags).
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "core/text.hpp"
@@ -130,10 +131,17 @@ RegisteredModel MlflowTracker::get_registered_model(const std::string& name) {
 std::vector<ModelVersion> MlflowTracker::search_model_versions(const std::string& filter, int page_size) {
   if (page_size <= 0 || page_size > 10000) throw ConfigError("page_size must be in 1..10000");
   std::vector<ModelVersion> out;
-  nlohmann::json q = {{"max_results", page_size}};
+  // The server pages by offset. Its default order puts the last updated first, so a version created
+  // while the pages are read pushes the rest down (the next page repeats what was read) and an updated
+  // one moves up (the next page skips a version). By name and version the order never changes, and a
+  // version created meanwhile only repeats one that was read, which is dropped here.
+  nlohmann::json q = {{"max_results", page_size}, {"order_by", {"name ASC", "version_number ASC"}}};
   if (!filter.empty()) q["filter"] = filter;
-  impl_->each_page("GET", "mlflow/model-versions/search", q, "model_versions",
-                   [&](nlohmann::json& mv) { out.push_back(ModelVersion::from_json(mv)); });
+  std::set<std::pair<std::string, std::int64_t>> seen;
+  impl_->each_page("GET", "mlflow/model-versions/search", q, "model_versions", [&](nlohmann::json& mv) {
+    auto v = ModelVersion::from_json(mv);
+    if (seen.emplace(v.name, v.version).second) out.push_back(std::move(v));
+  });
   return out;
 }
 
@@ -142,8 +150,12 @@ std::vector<RegisteredModel> MlflowTracker::search_registered_models(const std::
   std::vector<RegisteredModel> out;
   nlohmann::json q = {{"max_results", page_size}};
   if (!filter.empty()) q["filter"] = filter;
-  impl_->each_page("GET", "mlflow/registered-models/search", q, "registered_models",
-                   [&](nlohmann::json& m) { out.push_back(RegisteredModel::from_json(m)); });
+  // Ordered by name (the server's default); a model created while the pages are read repeats one.
+  std::set<std::string> seen;
+  impl_->each_page("GET", "mlflow/registered-models/search", q, "registered_models", [&](nlohmann::json& m) {
+    auto model = RegisteredModel::from_json(m);
+    if (seen.insert(model.name).second) out.push_back(std::move(model));
+  });
   std::lock_guard lock(impl_->models_mutex);
   for (const auto& m : out)
     if (!m.name.empty()) impl_->known_models.insert(m.name);

@@ -107,6 +107,18 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
   using Clock = std::chrono::steady_clock;
   auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   auto t0 = Clock::now();
+  // A READY version with the same fingerprint is reused; every other adapter's rows are read, slices
+  // `column = ?` of one table in one scan.
+  auto reusable = [&](const CatalogEntry& e) {
+    const ModelVersion* existing = nullptr;
+    for (const auto& v : versions[e.name])
+      if (tag_of(v, tags::kFingerprint) == fingerprints.at(e.name) && v.status == "READY") existing = &v;
+    return existing;
+  };
+  std::vector<const CatalogEntry*> to_read;
+  for (const PlanItem* item : mine)
+    if (reusable(catalog_.at(item->name)) == nullptr) to_read.push_back(&catalog_.at(item->name));
+  auto read_together = read_slices(source_, to_read, plan.commit);
   std::vector<AdapterSpec> specs;
   std::size_t looked_at = 0;
   for (const PlanItem* item : mine) {
@@ -114,10 +126,7 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
     const CatalogEntry& e = catalog_.at(item->name);
     TrainedItem out;
     out.name = e.name;
-    const std::string& fp = fingerprints.at(e.name);
-    const ModelVersion* existing = nullptr;
-    for (const auto& v : versions[e.name])
-      if (tag_of(v, tags::kFingerprint) == fp && v.status == "READY") existing = &v;
+    const ModelVersion* existing = reusable(e);
     try {
       if (existing != nullptr) {
         tracker_.set_alias(e.name, options_.staging_alias, existing->version);
@@ -127,7 +136,8 @@ TrainReport Pipeline::train(const Plan& plan, int shard_index, int shard_count, 
         report.items.push_back(std::move(out));
         continue;
       }
-      Dataset ds = source_.dataset(dataset_spec(e, plan.commit));
+      auto read = read_together.find(e.name);
+      Dataset ds = read != read_together.end() ? std::move(read->second) : source_.dataset(dataset_spec(e, plan.commit));
       AdapterSpec spec = adapter_spec(e, std::move(ds), code);
       spec.validate();
       specs.push_back(std::move(spec));

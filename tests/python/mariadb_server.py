@@ -58,6 +58,16 @@ class MariaDB:
     def uri_with_password(self) -> str:
         return f"mysql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
 
+    def store_uri(self, name: str) -> str:
+        """Creates database `name` for the test user and returns its SQLAlchemy URI (an MLflow store)."""
+        conn = self.root()
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+            for host in ("localhost", "127.0.0.1"):
+                cur.execute(f"GRANT ALL ON `{name}`.* TO '{USER}'@'{host}'")
+        conn.close()
+        return f"mysql+pymysql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{name}"
+
     def root(self) -> pymysql.connections.Connection:
         return pymysql.connect(unix_socket=self.socket, user="root", autocommit=True)
 

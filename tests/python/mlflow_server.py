@@ -1,124 +1,75 @@
-"""A real MLflow tracking server on loopback for tests and benchmarks, plus a small fault-injecting proxy.
+"""Real MLflow tracking servers for tests and benchmarks, a small fault-injecting proxy, and a look into
+a server's own store.
 
-``MlflowServer(root).start()`` runs ``mlflow server`` (the executable next to ``sys.executable``) with a
-SQLite store and an artifacts folder under ``root``, waits for ``/health`` and ``stop()`` ends it.
-``FaultProxy`` forwards HTTP (optionally HTTPS) to an upstream and can answer the first N requests with an
-error status, drop answers of chosen requests after forwarding them, or demand credentials.
+``MlflowServer`` is the package's ``mlops.local_server.MlflowServer`` (SQLite or MariaDB store, one or
+more workers, restartable on the same port and store; ``mariadb_server.MariaDB.store_uri`` makes a
+database for it). ``store_model_versions(server)`` reads the registry's versions straight
+from the store's tables, not through the REST API. ``FaultProxy`` forwards HTTP (optionally HTTPS) to an
+upstream and can answer the first N requests with an error status, drop answers of chosen requests after
+forwarding them, or demand credentials.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import http.server
-import os
 import pathlib
-import signal
-import socket
+import sqlite3
 import ssl
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
+
+from mlops.local_server import MlflowServer, free_port  # noqa: F401  (re-exported for tests and benches)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def mlflow_on(backend: str, root: pathlib.Path, workers: int = 1, frontend: str = "gunicorn") -> Iterator[MlflowServer]:
+    """A started MlflowServer under ``root`` whose store is on "sqlite" (a file under ``root``) or on
+    "mariadb" (a MariaDB server of its own, started here and stopped with it)."""
+    if backend == "sqlite":
+        with MlflowServer(root, workers=workers, frontend=frontend) as server:
+            yield server
+    elif backend == "mariadb":
+        from mariadb_server import MariaDB
+
+        with MariaDB() as db, MlflowServer(root, workers=workers, frontend=frontend,
+                                           backend_store_uri=db.store_uri("mlflow")) as server:
+            yield server
+    else:
+        raise ValueError(f"backend must be 'sqlite' or 'mariadb', not {backend!r}")
 
 
-def mlflow_executable() -> str:
-    exe = pathlib.Path(sys.executable).with_name("mlflow")
-    if not exe.exists():
-        raise RuntimeError(f"mlflow is not installed next to {sys.executable}")
-    return str(exe)
-
-
-class MlflowServer:
-    """``mlflow server`` with a SQLite store under ``root``; restartable on the same port and store."""
-
-    def __init__(self, root: pathlib.Path, port: Optional[int] = None) -> None:
-        self.root = pathlib.Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.proc: Optional[subprocess.Popen] = None
-        self.log_path = self.root / "server.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 90.0) -> "MlflowServer":
-        (self.root / "artifacts").mkdir(exist_ok=True)
-        cmd = [
-            mlflow_executable(), "server",
-            "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
-            "--artifacts-destination", str(self.root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-        ]
-        env = dict(os.environ)
-        env.pop("MLFLOW_TRACKING_URI", None)
-        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # MLflow's GenAI job runner: unused here
-        log = open(self.log_path, "ab")
-        # Its own process group: the server starts worker processes that stop() must end too.
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
-                                     start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer /health within {timeout} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-        # Worker processes of the server's group that outlive it are ended too.
+def store_model_versions(server: MlflowServer) -> list[tuple[str, int, str, str]]:
+    """Every model version in the server's store, read from its ``model_versions`` table directly:
+    (name, version, run_id, status), sorted."""
+    sql = "SELECT name, version, run_id, status FROM model_versions"
+    if server.backend == "sqlite":
+        conn = sqlite3.connect(server.backend_store_uri[len("sqlite:///"):])
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        # Wait until the port is free again so that a restart can bind it.
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                if s.connect_ex(("127.0.0.1", self.port)) != 0:
-                    break
-            time.sleep(0.1)
-        self.proc = None
+            rows = conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+    elif server.backend == "mysql":
+        import urllib.parse
 
-    def log_tail(self, n: int = 4000) -> str:
+        import pymysql
+
+        u = urllib.parse.urlsplit(server.backend_store_uri)
+        conn = pymysql.connect(host=u.hostname, port=u.port or 3306, user=urllib.parse.unquote(u.username or ""),
+                               password=urllib.parse.unquote(u.password or ""), database=u.path.lstrip("/"))
         try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def __enter__(self) -> "MlflowServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                rows = cur.fetchall()
+        finally:
+            conn.close()
+    else:
+        raise ValueError(f"no direct reader for a {server.backend} store")
+    return sorted((str(n), int(v), str(r or ""), str(s)) for n, v, r, s in rows)
 
 
 class FaultProxy:

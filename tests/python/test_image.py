@@ -9,11 +9,14 @@ localhost/mlops-test-base:bookworm; its tar is kept under ~/.cache/mlops so late
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -137,3 +140,151 @@ def test_apt_mirror_reads_both_source_formats(tmp_path):
     (tmp_path / "sources.list.d" / "debian.sources").write_text("Types: deb\nURIs: http://x.test/\nSuites: trixie\n")
     with pytest.raises(RuntimeError, match="bookworm"):
         apt_mirror(etc=tmp_path)
+
+
+# ---- the demo's release, its build context and its image --------------------------------------------------
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory):
+    """Two releases of a small demo (the second retrains one customer), recorded in an MLflow server of this
+    module's own (so the releases experiment holds these two only)."""
+    from mlflow_server import MlflowServer
+
+    from mlops import demo
+
+    root = tmp_path_factory.mktemp("image-release")
+    server = MlflowServer(root / "mlflow").start()
+    try:
+        src = mlops.DoltSource(f"doltlite:{root / 'data.db'}")
+        demo.init_demo(src, customers=2, rows_per_customer=40, seed=5, epochs=3)
+        tracker = mlops.MlflowTracker(server.url)
+
+        def pipeline():
+            return mlops.Pipeline(src, tracker, mlops.CudaTrainer(device="cpu"), mlops.load_catalog_table(src),
+                                  code_commit="c0de")
+
+        pipe = pipeline()
+        pipe.train(pipe.plan())
+        first = pipe.release(image="registry.example.com/adapters")
+        src.execute("UPDATE tickets SET body = body || ' again' WHERE id = "
+                    "(SELECT MIN(id) FROM tickets WHERE customer = ?)", (demo.customer_name(2),))
+        src.commit("Edit one ticket")
+        pipe = pipeline()
+        pipe.train(pipe.plan())
+        second = pipe.release(image="registry.example.com/adapters")
+        assert first.complete and second.complete and second.md5 != first.md5
+        env = dict(os.environ, MLOPS_DATA=f"doltlite:{root / 'data.db'}", MLFLOW_TRACKING_URI=server.url)
+        yield {"first": first, "second": second, "env": env}
+    finally:
+        server.stop()
+
+
+def build_context(release, wheel, base: str | None, directory: pathlib.Path) -> str:
+    cmd = [sys.executable, "-m", "mlops", "build-context", str(directory), "--release", release["second"].md5,
+           "--wheel", str(wheel)]
+    if base:
+        cmd += ["--base-image", base]
+    r = subprocess.run(cmd, env=release["env"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def context(release, wheel, tmp_path_factory):
+    ctx = tmp_path_factory.mktemp("context") / "image"
+    tag = build_context(release, wheel, None, ctx)
+    return ctx, tag
+
+
+def test_the_build_context_installs_only_what_it_ships(context, release, wheel):
+    ctx, tag = context
+    assert tag == release["second"].image
+    dockerfile = (ctx / "Dockerfile").read_text()
+    py = re.search(r"-cp(\d)(\d+)-", wheel.name)
+    assert f"FROM python:{py[1]}.{py[2]}-slim-bookworm\n" in dockerfile
+    installs = [line for line in dockerfile.replace("\\\n", " ").splitlines() if "pip install" in line]
+    assert installs and all("--no-index" in i and "--require-hashes" in i for i in installs), installs
+    # Every wheel in the context is pinned by its hash, this project's own among them.
+    wheels = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ctx / "wheels").glob("*.whl")}
+    assert wheels[wheel.name] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert any(n.startswith("numpy-") for n in wheels), wheels
+    pins = {}
+    for line in (ctx / "wheels" / "requirements.txt").read_text().splitlines():
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s]+) --hash=sha256:([0-9a-f]{64})", line)
+        assert m, line
+        pins[m[1].lower().replace("_", "-")] = m[3]
+    assert pins.get("mlops-dolt") == wheels[wheel.name]
+    assert sorted(pins.values()) == sorted(wheels.values())
+    assert "mlops" not in pins  # never the bare name
+    assert re.search(r"^USER (?!0\b|root\b)\S+", dockerfile, re.M), dockerfile
+    assert re.search(r"^EXPOSE \d+", dockerfile, re.M) and "/health" in dockerfile.split("HEALTHCHECK", 1)[1]
+    assert re.search(r'^CMD \["mlops", ', dockerfile, re.M), dockerfile
+    second = release["second"]
+    assert f'LABEL "io.mlops.release.md5"="{second.md5}"' in dockerfile
+    assert f'LABEL "io.mlops.release.previous"="{release["first"].md5}"' in dockerfile
+
+
+def test_a_build_context_without_a_wheel_is_a_config_error(release, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mlops", "build-context", str(tmp_path / "ctx"), "--wheel",
+                        str(tmp_path / "missing.whl")], env=release["env"], capture_output=True, text=True)
+    assert r.returncode == 1 and "--wheel" in r.stderr and "missing.whl" in r.stderr, r.stderr
+    assert not (tmp_path / "ctx").exists()
+
+
+@pytest.fixture(scope="session")
+def image(podman, base_image, release, wheel, tmp_path_factory):
+    ctx = tmp_path_factory.mktemp("context-on-base") / "image"
+    build_context(release, wheel, base_image, ctx)
+    tag = f"localhost/mlops-release-test:{release['second'].md5}"
+    podman("build", "--pull=never", "--format", "docker", "--network", "host", "-t", tag, str(ctx), timeout=1200)
+    yield tag
+    podman("rmi", "-f", tag, check=False)
+
+
+def test_the_image_carries_the_release_in_its_labels(podman, image, release):
+    data = json.loads(podman("image", "inspect", image).stdout)[0]
+    config = data["Config"]
+    labels = config["Labels"]
+    second, first = release["second"], release["first"]
+    assert labels["io.mlops.release.md5"] == second.md5
+    assert labels["io.mlops.release.previous"] == first.md5
+    assert labels["io.mlops.release.models"] == str(len(second.manifest))
+    for name, version in second.manifest.to_dict().items():
+        assert re.fullmatch(rf"v{version} data=[0-9a-z]{{12}} code=c0de", labels[f"io.mlops.model.{name}"]), labels
+    assert config["User"] not in ("", "0", "root") and "8080/tcp" in config["ExposedPorts"]
+    health = {k.lower(): v for k, v in {**config, **data}.items()}.get("healthcheck") or {}
+    assert "/health" in " ".join(health.get("Test", [])), data
+
+
+def test_the_release_image_serves_health_and_a_prediction(podman, image, release):
+    from mlflow_server import free_port
+
+    port = free_port()
+    name = f"mlops-release-test-{os.getpid()}"
+    podman("run", "-d", "--name", name, "--network", "host", "-e", f"MLOPS_PORT={port}", image)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, health = time.monotonic() + 120, None
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    health = (r.status, r.read())
+            except OSError:
+                state = podman("container", "inspect", "--format", "{{.State.Running}}", name, check=False)
+                if state.stdout.strip() != "true":
+                    break
+                time.sleep(0.5)
+        logs = podman("logs", name, check=False)
+        assert health and health[0] == 200, f"no /health answer; the container said:\n{logs.stdout}{logs.stderr}"
+        model, version = sorted(release["second"].manifest.to_dict().items())[0]
+        body = json.dumps({"inputs": ["my kettle will not turn on"]}).encode()
+        req = urllib.request.Request(f"{base}/models/{model}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            predictions = json.load(r)["predictions"]
+        assert len(predictions) == 1 and predictions[0] in ("billing", "shipping", "returns", "technical", "account")
+        # Served by the image's own user, not root.
+        uid = podman("exec", name, "id", "-u").stdout.strip()
+        assert uid not in ("", "0"), uid
+    finally:
+        podman("rm", "-f", name, check=False)

@@ -8,12 +8,17 @@ import json
 import os
 import pathlib
 import socketserver
+import sys
 import threading
 import urllib.request
 
 import pytest
 
 import mlops
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mariadb_server import available as mariadb_available  # noqa: E402
+from mlflow_server import mlflow_on  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(mlops, "Pipeline"), reason="built without the pipeline component"),
@@ -26,11 +31,29 @@ IMAGE = "registry.example.com/adapters"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from mlops.local_server import MlflowServer
-
-    with MlflowServer(tmp_path_factory.mktemp("mlflow")) as s:
+def sqlite_server(tmp_path_factory):
+    with mlflow_on("sqlite", tmp_path_factory.mktemp("mlflow"), workers=2) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def mariadb_server(tmp_path_factory):
+    """MLflow with its store on MariaDB; started only by the tests that run on both backends."""
+    with mlflow_on("mariadb", tmp_path_factory.mktemp("mlflow-mariadb"), workers=2) as s:
+        yield s
+
+
+@pytest.fixture
+def server(request):
+    """The MLflow server of the test's backend: SQLite unless parametrized with `backend`."""
+    backend = getattr(request, "param", "sqlite")
+    return request.getfixturevalue(f"{backend}_server")
+
+
+ON_BOTH_BACKENDS = pytest.mark.parametrize("server", [
+    "sqlite",
+    pytest.param("mariadb", marks=[pytest.mark.mysql, pytest.mark.skipif(not mariadb_available(), reason="mariadbd is not installed")]),
+], indirect=True)
 
 
 @pytest.fixture
@@ -142,19 +165,18 @@ def test_plan_train_release_change_retrain_rollback(world):
     assert [r["md5"] for r in pipe.releases()][0] in (rolled.md5, second.md5, first.md5)
     assert {r["md5"] for r in pipe.releases()} == {first.md5, second.md5, rolled.md5}
 
-    # A Docker build context for the release.
+    # A Docker build context needs the wheel the image installs (test_image.py builds and runs one); without
+    # it nothing is written.
     ctx = world["tmp"] / "image"
+    with pytest.raises(mlops.ConfigError, match="does not exist"):
+        pipe.write_build_context(ctx, first.md5, wheel=world["tmp"] / "mlops_dolt-0.1.0-cp311-cp311-linux_x86_64.whl")
+    assert not ctx.exists()
+    # Without a wheel: the release folder that `mlops serve DIR` reads, and no Dockerfile.
     assert pipe.write_build_context(ctx, first.md5) == first.image
     assert (ctx / "manifest.json").read_text() == first.manifest.to_json()
-    dockerfile = (ctx / "Dockerfile").read_text()
-    assert f'LABEL "io.mlops.release.md5"="{first.md5}"' in dockerfile
-    assert f'"io.mlops.model.{name(3)}"="v1 data=' in dockerfile
     assert list((ctx / "models" / name(3)).rglob("MLmodel"))
     assert json.loads((ctx / "lineage.json").read_text())[name(3)]["version"] == 1
-    # The image installs what the models' own requirements.txt ask for, each once.
-    assert (ctx / "requirements.txt").read_text().splitlines() == ["mlops", "numpy", "pandas", "safetensors"]
-    assert dockerfile.startswith(f"# Release {first.md5}: {len(first.manifest)} adapter models.\n")
-    assert dockerfile.endswith(f"ENV MLOPS_RELEASE_MD5={first.md5} MLOPS_RELEASE_DIR=/srv/release MLOPS_IMAGE={first.image}\n")
+    assert not (ctx / "Dockerfile").exists() and not (ctx / "wheels").exists()
 
 
 def test_rows_moving_between_slices_make_both_stale(world):
@@ -198,6 +220,7 @@ def test_rerunning_a_shard_reuses_versions_instead_of_duplicating(world):
     assert all(i["status"] == "trained" for i in other.items)
 
 
+@ON_BOTH_BACKENDS
 def test_threaded_recording_registers_every_adapter_once_and_reports_progress(world):
     pipe, tracker = world["make"](record_threads=4), world["tracker"]
     events = []
@@ -325,6 +348,7 @@ class FailingProxy(InterceptingProxy):
 
 
 
+@ON_BOTH_BACKENDS
 @pytest.mark.parametrize("kill_at", ["model-versions/create", "registered-models/alias"])
 def test_a_shard_killed_while_recording_is_completed_by_a_rerun(world, server, kill_at):
     """`mlops train` is killed (SIGKILL) while its third adapter waits on the server: after the version

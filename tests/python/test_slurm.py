@@ -98,13 +98,14 @@ def mlflow(tmp_path_factory):
 
 
 @pytest.fixture
-def world(tmp_path, mlflow, slurm, request):
+def world(tmp_path, mlflow, slurm, request, wheel):
     """Demo data made by `mlops init-demo`, adapters named for this test, and the environment of the chain."""
     data = f"doltlite:{tmp_path / 'data.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_", "SLURM_"))}
     env.update(slurm.env)
     env.update(PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", MLOPS_DATA=data,
-               MLFLOW_TRACKING_URI=mlflow.url, MLOPS_IMAGE=IMAGE, SHARDS=str(SHARDS), WORKDIR=str(tmp_path))
+               MLFLOW_TRACKING_URI=mlflow.url, MLOPS_IMAGE=IMAGE, SHARDS=str(SHARDS), WORKDIR=str(tmp_path),
+               MLOPS_WHEEL=str(wheel))
     subprocess.run([sys.executable, "-m", "mlops", "init-demo", "--customers", str(CUSTOMERS), "--rows", "40"],
                    env=env, check=True, capture_output=True)
     # Model names are global in MLflow's registry: each test's adapters get a prefix of their own.

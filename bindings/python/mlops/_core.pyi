@@ -213,7 +213,9 @@ class Pipeline:
     def releases(self) -> list[dict[str, Any]]: ...
     def diff_releases(self, a: str, b: str) -> ManifestDiff: ...
     def lineage(self, name: str, version: int | str = "production") -> dict[str, Any]: ...
-    def write_build_context(self, directory: str | os.PathLike[str], release: str = "") -> str: ...
+    def write_build_context(self, directory: str | os.PathLike[str], release: str = "", *,
+                            wheel: str | os.PathLike[str] = ..., wheels: list[str | os.PathLike[str]] = ...,
+                            base_image: str = "") -> str: ...
 # ---- Dolt (present when "dolt" is in components) ----------------------------------------------------
 
 SqlParam = Any  # None | int | float | str | bytes
@@ -300,6 +302,19 @@ class DoltSource:
         dimension: int = 1024,
         seed: int = 0,
     ) -> Dataset: ...
+    def datasets(
+        self,
+        table: str,
+        by: str,
+        values: Sequence[SqlParam],
+        label: str,
+        features: Optional[Sequence[str]] = None,
+        text: Optional[str] = None,
+        at: Optional[str] = "HEAD",
+        drop_invalid: bool = False,
+        dimension: int = 1024,
+        seed: int = 0,
+    ) -> dict[SqlParam, Dataset]: ...
     def count(
         self, table: str, where: Optional[str] = None, params: Sequence[SqlParam] = (), at: Optional[str] = "HEAD"
     ) -> int: ...

@@ -436,10 +436,13 @@ def _report_release(args, report) -> int:
 
 
 def _cmd_release(args) -> int:
+    from mlops.build_context import find_wheel, write_build_context
+
+    wheel = find_wheel(args.wheel) if args.build_context else None  # before anything is recorded
     pipe = _pipeline(args)
     report = pipe.release(image=args.image, alias=args.alias or "")
     if args.build_context and report.complete:
-        pipe.write_build_context(args.build_context, report.md5)
+        write_build_context(pipe, args.build_context, report.md5, wheel=wheel, base_image=args.base_image or "")
         _progress(f"build context written to {args.build_context}")
     return _report_release(args, report)
 
@@ -498,8 +501,11 @@ def _print_diff(args, d, old_id: str, new_id: str) -> None:
 
 
 def _cmd_build_context(args) -> int:
+    from mlops.build_context import write_build_context
+
     pipe = _pipeline(args)
-    print(pipe.write_build_context(args.directory, args.release or ""))
+    print(write_build_context(pipe, args.directory, args.release or "", wheel=args.wheel,
+                              base_image=args.base_image or ""))
     return EXIT_OK
 
 
@@ -641,6 +647,14 @@ def _add_submit_parser(sub, add_pipeline_options) -> None:
     submit.set_defaults(func=lambda _args: (submit.print_help(), EXIT_USAGE)[1])
 
 
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wheel", metavar="PATH",
+                   help="the mlops-dolt wheel the image installs (env MLOPS_WHEEL; default: this version's wheel "
+                        "in ./dist, as `make wheel` builds it)")
+    p.add_argument("--base-image", metavar="IMAGE",
+                   help="image to build on, with python3 and venv (default: python:<the wheel's Python>-slim-bookworm)")
+
+
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=_env("MLOPS_DATA", "doltlite:mlops.db"),
                    help="Dolt URI: doltlite:PATH or mysql://user@host:port/db (env MLOPS_DATA)")
@@ -767,6 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="Docker repository, e.g. registry.example.com/adapters")
     p.add_argument("--alias", help="alias to move (default production)")
     p.add_argument("--build-context", metavar="DIR", help="also write a Docker build context for the release")
+    _add_image_options(p)
 
     p = command("rollback", "restore a release, or move one model back",
                 "Restore a recorded release's aliases, or move one model's alias and record a new release.", _cmd_rollback)
@@ -807,9 +822,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default ~/.cache/mlops/releases)")
 
     p = command("build-context", "write a Docker build context for a release",
-                "A Dockerfile with OCI labels, the manifest and every model's artifacts.", _cmd_build_context)
+                "A Dockerfile with OCI labels, the manifest, every model's artifacts, and the wheels the image "
+                "installs (this project's and its dependencies', pinned by hash; nothing from an index).", _cmd_build_context)
     p.add_argument("directory")
     p.add_argument("--release", metavar="MD5", help="default: the newest release")
+    _add_image_options(p)
 
     _add_submit_parser(sub, _add_pipeline_options)
     return parser

@@ -1,5 +1,8 @@
-"""A local MLflow tracking server for demos, notebooks and tests: started on a free loopback port with a
-SQLite store and an artifacts folder under one directory, stopped by ``close()`` or the ``with`` block.
+"""A local MLflow tracking server for demos, notebooks, tests and benchmarks: started on a free loopback
+port with its backend store on SQLite (a file under one directory, the default) or on a database server
+(MariaDB/MySQL through ``mysql+pymysql://``), an artifacts folder under the same directory, and one or
+more worker processes; stopped by ``close()``/``stop()`` or the ``with`` block, and restartable on the
+same port and store.
 
 It runs the real ``mlflow server`` (the PyPI package ``mlflow``) from the same environment as Python.
 """
@@ -34,16 +37,25 @@ def _mlflow_executable() -> str:
     return found
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1, its state in ``directory`` (kept after stopping).
 
-    ``frontend``: "gunicorn" (MLflow's Flask app in gunicorn's sync workers) or "uvicorn" (``mlflow
-    server``'s default). ``workers``: server processes; writes to the one SQLite file take turns either
-    way. MLflow's GenAI job runner is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
+    ``backend_store_uri``: where runs and registered models live; None: a SQLite file
+    ``directory/mlflow.db``. A database server is named the SQLAlchemy way, e.g.
+    ``mysql+pymysql://user:password@127.0.0.1:3306/mlflow`` (the database must exist; MLflow creates its
+    tables at the first start). ``frontend``: "gunicorn" (MLflow's Flask app in gunicorn's sync workers)
+    or "uvicorn" (``mlflow server``'s default). ``workers``: server processes; on SQLite their writes take
+    turns on the one file, on a database server they run side by side. MLflow's GenAI job runner is off
+    unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
     """
 
     def __init__(self, directory: str | os.PathLike, port: int | None = None, timeout: float = 120.0,
-                 workers: int = 1, frontend: str = "gunicorn"):
+                 workers: int = 1, frontend: str = "gunicorn", backend_store_uri: str | None = None):
         if frontend not in ("gunicorn", "uvicorn"):
             raise ValueError(f"frontend must be 'gunicorn' or 'uvicorn', not {frontend!r}")
         if workers < 1:
@@ -54,14 +66,21 @@ class MlflowServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.directory / "server.log"
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.directory / 'mlflow.db'}"
         self._timeout = timeout
         self.workers = workers
         self._process: subprocess.Popen | None = None
 
+    @property
+    def backend(self) -> str:
+        """The store's kind: "sqlite", "mysql", "postgresql", ... (the URI's scheme without its driver)."""
+        return self.backend_store_uri.split(":", 1)[0].split("+", 1)[0]
+
     def start(self) -> "MlflowServer":
+        (self.directory / "artifacts").mkdir(exist_ok=True)
         cmd = [
             _mlflow_executable(), "server",
-            "--backend-store-uri", f"sqlite:///{self.directory / 'mlflow.db'}",
+            "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", str(self.directory / "artifacts"),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
         ]
@@ -71,38 +90,63 @@ class MlflowServer:
             cmd += ["--gunicorn-opts", "--timeout 600"]
         log = open(self.log_path, "ab")
         env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="false")
+        env.pop("MLFLOW_TRACKING_URI", None)
         # MLflow's job runner (GenAI evaluation jobs) starts seven consumer processes that import MLflow
         # and then poll the store; tracking and the registry do not use it. Set the variable to keep it.
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        self._process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        # Its own process group: the server starts worker processes that close() must end too.
+        self._process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.directory,
+                                         start_new_session=True)
         log.close()
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self._process.returncode}; see {self.log_path}")
+                code = self._process.returncode
+                self._process = None
+                raise RuntimeError(f"mlflow server exited with {code}; see {self.log_path}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
                     if r.status == 200:
                         return self
             except (urllib.error.URLError, OSError):
                 pass
-            time.sleep(0.3)
+            time.sleep(0.2)
         self.close()
-        raise TimeoutError(f"mlflow server did not answer on {self.url} within {self._timeout:.0f} s; see {self.log_path}")
+        raise TimeoutError(f"mlflow server did not answer on {self.url} within {self._timeout:.0f} s; "
+                           f"see {self.log_path}:\n{self.log_tail()}")
 
     def close(self) -> None:
+        """Stops the server and its workers, and waits until the port is free (so start() can bind it)."""
         p, self._process = self._process, None
-        if p is None or p.poll() is not None:
+        if p is None:
             return
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        if p.poll() is None:
             try:
-                os.killpg(p.pid, signal.SIGKILL)
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=20)
             except ProcessLookupError:
                 pass
+            except subprocess.TimeoutExpired:
+                pass
+        # Workers of the server's group that outlive it are ended too.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.poll() is None:
             p.wait()
+        deadline = time.monotonic() + 15
+        while not _port_free(self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    stop = close
+
+    def log_tail(self, n: int = 4000) -> str:
+        """The last ``n`` characters of the server's log."""
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
 
     def __enter__(self) -> "MlflowServer":
         return self.start()

@@ -287,6 +287,36 @@ merge commit with `message`. On conflicting rows nothing is merged and ConflictE
 Give numeric/float32-BLOB `features` or a `text` column (hashed word unigrams+bigrams, `dimension`, `seed`).
 Invalid rows raise DataError naming table, column and key, or are skipped with drop_invalid=True.)doc")
       .def(
+          "datasets",
+          [](DoltSource& s, const std::string& table, const std::string& by, const py::sequence& values,
+             const std::string& label, std::optional<std::vector<std::string>> features, std::optional<std::string> text,
+             std::optional<std::string> at, bool drop_invalid, int dimension, std::uint64_t seed) {
+            DatasetSpec spec;
+            spec.table = table;
+            spec.label = label;
+            spec.features = features.value_or(std::vector<std::string>{});
+            spec.text = text.value_or("");
+            spec.at = at;
+            spec.drop_invalid = drop_invalid;
+            spec.text_dimension = dimension;
+            spec.text_seed = seed;
+            auto v = to_params(values);
+            std::vector<Dataset> read;
+            {
+              py::gil_scoped_release nogil;
+              read = s.datasets(spec, by, v);
+            }
+            py::dict out;
+            for (std::size_t i = 0; i < read.size(); ++i) out[values[i]] = py::cast(std::move(read[i]));
+            return out;
+          },
+          py::arg("table"), py::arg("by"), py::arg("values"), py::arg("label"), py::arg("features") = py::none(),
+          py::arg("text") = py::none(), py::arg("at") = "HEAD", py::arg("drop_invalid") = false,
+          py::arg("dimension") = 1024, py::arg("seed") = 0,
+          R"doc(Read one slice per value of column `by` in one scan at one commit: {value: Dataset}, each exactly
+what dataset(where=f"{by} = ?", params=(value,)) returns (X, y, row order, classes, lineage, digest).
+Numbers match by value, text byte for byte.)doc")
+      .def(
           "count",
           [](DoltSource& s, const std::string& table, std::optional<std::string> where, const py::object& params,
              std::optional<std::string> at) {

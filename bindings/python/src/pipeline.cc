@@ -234,8 +234,19 @@ holds none, so any machine pointing at the same two places sees the same plan an
             return p.lineage(name, v);
           },
           py::arg("name"), py::arg("version") = "production")
-      .def("write_build_context", &Pipeline::write_build_context, py::arg("directory"), py::arg("release") = "",
-           py::call_guard<py::gil_scoped_release>());
+      .def(
+          "write_build_context",
+          [](Pipeline& p, const std::filesystem::path& dir, const std::string& release,
+             const std::optional<std::filesystem::path>& wheel, const std::vector<std::filesystem::path>& wheels,
+             const std::string& base_image) {
+            return p.write_build_context(dir, release, BuildContextOptions{wheel.value_or(""), wheels, base_image});
+          },
+          py::arg("directory"), py::arg("release") = "", py::kw_only(), py::arg("wheel") = py::none(),
+          py::arg("wheels") = std::vector<std::filesystem::path>{}, py::arg("base_image") = "",
+          py::call_guard<py::gil_scoped_release>(),
+          "Writes the release's Docker build context; the image installs `wheel` and `wheels` from it, pinned by "
+          "hash. `mlops.build_context.write_build_context` finds the wheel and downloads the dependencies. "
+          "Without `wheel`: the release folder only (manifest, lineage, models), as `mlops serve DIR` reads it.");
 }
 
 }  // namespace mlops::python

@@ -1,6 +1,7 @@
 // DoltSource on embedded DoltLite, loaded from the `doltlite` wheel (DOLTLITE_LIB or the configured path).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -145,6 +146,51 @@ TEST_CASE("DoltLite: CSV import commits, and a bad file changes nothing") {
   }
   CHECK(src.head().hash == c1.hash);
   CHECK(src.count("items", "", {}, std::nullopt) == 2);
+}
+
+TEST_CASE("DoltLite: datasets reads every slice in one scan, each exactly its single-slice read") {
+  if (!usable()) return;
+  TempDir dir;
+  mlops::DoltSource src((dir.path / "s.db").string(), options());
+  src.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT, a REAL, label INTEGER)");
+  for (int i = 0; i < 60; ++i) {
+    const int id = (i * 37) % 60;  // inserted out of key order
+    src.execute("INSERT INTO t VALUES (?, ?, ?, ?)",
+                {std::int64_t{id}, std::string("c") + std::to_string(id % 4), id * 0.25, std::int64_t{id % 3 + (id % 4)}});
+  }
+  const auto first = src.commit("rows");
+  src.execute("UPDATE t SET c = 'c0' WHERE c = 'c1'");
+  src.commit("merge c1 into c0");
+
+  mlops::DatasetSpec spec;
+  spec.table = "t";
+  spec.label = "label";
+  spec.features = {"a"};
+  spec.at = first.hash;
+  const std::vector<mlops::SqlValue> values = {std::string("c3"), std::string("c1"), std::string("none"), std::string("c0")};
+  const auto many = src.datasets(spec, "c", values);
+  REQUIRE(many.size() == values.size());
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    mlops::DatasetSpec one = spec;
+    one.where = "c = ?";
+    one.params = {values[i]};
+    const auto want = src.dataset(one);
+    CHECK(many[i].rows() == want.rows());
+    CHECK(std::equal(many[i].X().begin(), many[i].X().end(), want.X().begin(), want.X().end()));
+    CHECK(std::equal(many[i].y().begin(), many[i].y().end(), want.y().begin(), want.y().end()));
+    CHECK(many[i].classes() == want.classes());
+    CHECK(many[i].lineage().query == want.lineage().query);
+    CHECK(many[i].lineage().params == want.lineage().params);
+    CHECK(many[i].content_digest() == want.content_digest());
+    total += many[i].rows();
+  }
+  CHECK(many[2].rows() == 0);
+  CHECK(total == 45);  // c0, c1 and c3 at the first commit
+  CHECK(src.datasets(spec, "c", {}).empty());
+  CHECK_THROWS_AS(src.datasets(spec, "c", {std::string("c0"), std::string("c0")}), mlops::ConfigError);
+  spec.where = "a > 1";
+  CHECK_THROWS_AS(src.datasets(spec, "c", values), mlops::ConfigError);
 }
 
 TEST_CASE("DoltLite: merges fast-forward or with a commit; a conflict merges nothing and names the rows") {
