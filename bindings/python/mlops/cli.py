@@ -39,12 +39,14 @@ EXIT_NOT_FOUND = 4
 EXIT_PARTIAL = 5
 EXIT_INCOMPLETE = 6
 EXIT_CONFLICT = 7
+EXIT_RELEASE_RACE = 8
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 mlops error; 2 usage; 3 integrity (hash mismatch); 4 not found; "
     "5 train: some adapters failed; 6 release/rollback incomplete (run it again); "
-    "7 conflict (merge conflicts; another release holds the lease, or the aliases changed); 130 interrupted."
+    "7 merge conflicts (nothing merged); 8 another release or rollback holds the lease, or the aliases changed "
+    "under this one (nothing reported complete); 130 interrupted."
 )
 
 
@@ -854,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except mlops.ConflictError as e:
         print(f"mlops: {e}", file=sys.stderr)
-        return EXIT_CONFLICT
+        return EXIT_CONFLICT if getattr(e, "conflicts", None) is not None else EXIT_RELEASE_RACE
     except mlops.IntegrityError as e:
         print(f"mlops: {e}", file=sys.stderr)
         return EXIT_INTEGRITY
