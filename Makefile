@@ -9,6 +9,14 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 BUILD   := build
 export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
+# Rebuilds (the three build folders, a fresh clone on the same machine) reuse compiled objects through ccache
+# when it is installed; paths are hashed relative to the checkout, so another clone hits the same cache.
+ifneq ($(shell command -v ccache 2>/dev/null),)
+export CMAKE_CXX_COMPILER_LAUNCHER ?= ccache
+export CMAKE_CUDA_COMPILER_LAUNCHER ?= ccache
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
+endif
 
 .PHONY: setup build install wheel demo test test-cpp test-python test-asan fuzz bench clean help
 

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git ccache
   clang libclang-rt-dev
   default-libmysqlclient-dev mariadb-server
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libopenblas-dev libtomlplusplus-dev
