@@ -246,9 +246,12 @@ class MlflowTracker {
   /// Every point of metric `key` of a run (all pages), each {key, value, timestamp, step}.
   [[nodiscard]] std::vector<nlohmann::json> metric_history(const std::string& run_id, const std::string& key);
 
-  /// Creates registered model `name` when missing (race-safe).
-  void create_registered_model(const std::string& name, const std::map<std::string, std::string>& tags = {},
+  /// Creates registered model `name` when missing (race-safe). Returns true when this call created it,
+  /// false when it existed already (made by anyone, this process included: MLflow cannot tell them apart).
+  bool create_registered_model(const std::string& name, const std::map<std::string, std::string>& tags = {},
                                const std::string& description = "");
+  /// Deletes registered model `name` with all its versions. @throws NotFoundError when there is none
+  void delete_registered_model(const std::string& name);
   /// Registers `<run artifact uri>/<artifact_path>` as a new version of `name` (the model is created
   /// when missing) and waits until it is READY.
   /// @throws TrackingError when registration fails or is not READY within `wait_seconds`

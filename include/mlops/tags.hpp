@@ -74,6 +74,13 @@ inline constexpr const char* kStateRecording = "recording";
 inline constexpr const char* kStateComplete = "complete";
 /// The release run's artifact holding the canonical manifest.
 inline constexpr const char* kManifestArtifact = "manifest.json";
+/// The release lease: a numbered registered model per release experiment (`<prefix><generation>`) whose
+/// tags name its holder and expiry; a generation is free once released or expired.
+inline constexpr const char* kLeasePrefix = "mlops.lease.";
+inline constexpr const char* kLeaseHolder = "mlops.lease.holder";
+inline constexpr const char* kLeaseExpires = "mlops.lease.expires_ms";
+inline constexpr const char* kLeaseReleased = "mlops.lease.released";
+inline constexpr const char* kLeaseExperiment = "mlops.lease.experiment";
 
 // ---- Defaults ------------------------------------------------------------------------------------------
 inline constexpr const char* kModelArtifactPath = "model";  ///< where a run's model directory goes

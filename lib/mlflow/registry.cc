@@ -14,19 +14,28 @@ using detail::query_literal;
 using detail::tag_list;
 using detail::tag_map;
 
-void MlflowTracker::create_registered_model(const std::string& name, const std::map<std::string, std::string>& tags,
+bool MlflowTracker::create_registered_model(const std::string& name, const std::map<std::string, std::string>& tags,
                                             const std::string& description) {
   if (name.empty()) throw ConfigError("registered model name must not be empty");
   nlohmann::json body = {{"name", name}};
   if (!tags.empty()) body["tags"] = tag_list(tags);
   if (!description.empty()) body["description"] = description;
+  bool created = true;
   try {
     impl_->call("POST", "mlflow/registered-models/create", body);
   } catch (const ConflictError&) {
     // Exists already (maybe created by a concurrent process): that is what was asked for.
+    created = false;
   }
   std::lock_guard lock(impl_->models_mutex);
   impl_->known_models.insert(name);
+  return created;
+}
+
+void MlflowTracker::delete_registered_model(const std::string& name) {
+  impl_->call("DELETE", "mlflow/registered-models/delete", {{"name", name}});
+  std::lock_guard lock(impl_->models_mutex);
+  impl_->known_models.erase(name);
 }
 
 ModelVersion MlflowTracker::register_model(const std::string& name, const Run& run, const std::string& artifact_path,

@@ -12,25 +12,20 @@
 #include "core/text.hpp"
 #include "mlops/error.hpp"
 #include "mlops/mlflow.hpp"
+#include "mlops/tags.hpp"
 
 namespace mlops::detail {
 
 namespace {
-
-constexpr const char* kHolder = "mlops.lease.holder";
-constexpr const char* kExpires = "mlops.lease.expires_ms";
-constexpr const char* kReleased = "mlops.lease.released";
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-std::string tag(const nlohmann::json& model, const char* key) {
-  if (auto it = model.find("tags"); it != model.end() && it->is_array())
-    for (const auto& t : *it)
-      if (t.value("key", "") == key) return t.value("value", "");
-  return "";
+std::string tag(const RegisteredModel& model, const char* key) {
+  const auto it = model.tags.find(key);
+  return it == model.tags.end() ? "" : it->second;
 }
 
 std::int64_t to_int(const std::string& text) {
@@ -59,25 +54,16 @@ namespace {
 template <typename G>
 std::vector<G> generations(MlflowTracker& tracker, const std::string& prefix) {
   std::vector<G> out;
-  std::string token;
-  do {
-    nlohmann::json query = {{"filter", "name LIKE '" + prefix + "%'"}, {"max_results", 1000}};
-    if (!token.empty()) query["page_token"] = token;
-    const auto page = tracker.call("GET", "mlflow/registered-models/search", query);
-    if (auto it = page.find("registered_models"); it != page.end() && it->is_array())
-      for (const auto& m : *it) {
-        const std::string name = m.value("name", "");
-        if (!name.starts_with(prefix)) continue;
-        G g;
-        g.number = to_int(name.substr(prefix.size()));
-        if (g.number == 0) continue;
-        g.holder = tag(m, kHolder);
-        g.expires_ms = to_int(tag(m, kExpires));
-        g.released = tag(m, kReleased) == "1";
-        out.push_back(std::move(g));
-      }
-    token = page.value("next_page_token", "");
-  } while (!token.empty());
+  for (const auto& m : tracker.search_registered_models("name LIKE '" + prefix + "%'", 1000)) {
+    if (!m.name.starts_with(prefix)) continue;
+    G g;
+    g.number = to_int(m.name.substr(prefix.size()));
+    if (g.number == 0) continue;
+    g.holder = tag(m, tags::kLeaseHolder);
+    g.expires_ms = to_int(tag(m, tags::kLeaseExpires));
+    g.released = tag(m, tags::kLeaseReleased) == "1";
+    out.push_back(std::move(g));
+  }
   std::sort(out.begin(), out.end(), [](const G& a, const G& b) { return a.number < b.number; });
   return out;
 }
@@ -87,7 +73,7 @@ std::vector<G> generations(MlflowTracker& tracker, const std::string& prefix) {
 ReleaseLease::ReleaseLease(MlflowTracker& tracker, const std::string& experiment, std::chrono::milliseconds ttl,
                            std::chrono::milliseconds wait)
     : tracker_(tracker), experiment_(experiment) {
-  prefix_ = "mlops.lease." + sha256_hex(experiment).substr(0, 16) + ".";
+  prefix_ = std::string(tags::kLeasePrefix) + sha256_hex(experiment).substr(0, 16) + ".";
   std::random_device rd;
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
@@ -100,19 +86,17 @@ ReleaseLease::ReleaseLease(MlflowTracker& tracker, const std::string& experiment
     const std::int64_t now = now_ms();
     if (top == nullptr || top->released || top->expires_ms < now) {
       const std::int64_t next = top ? top->number + 1 : 1;
-      try {
-        tracker_.call("POST", "mlflow/registered-models/create",
-                      {{"name", model_name(next)},
-                       {"description", "Lease of the release experiment " + experiment + "; managed by mlops."},
-                       {"tags",
-                        {{{"key", kHolder}, {"value", holder_}},
-                         {{"key", kExpires}, {"value", std::to_string(now + ttl.count())}},
-                         {{"key", "mlops.lease.experiment"}, {"value", experiment.substr(0, 5000)}}}}});
+      const bool created = tracker_.create_registered_model(
+          model_name(next),
+          {{tags::kLeaseHolder, holder_},
+           {tags::kLeaseExpires, std::to_string(now + ttl.count())},
+           {tags::kLeaseExperiment, experiment.substr(0, 5000)}},
+          "Lease of the release experiment " + experiment + "; managed by mlops.");
+      if (created) {
         generation_ = next;
-      } catch (const ConflictError&) {
+      } else {
         // Another process made this generation first, unless the answer to our own create was lost.
-        const auto again = generations<Generation>(tracker_, prefix_);
-        for (const auto& g : again)
+        for (const auto& g : generations<Generation>(tracker_, prefix_))
           if (g.number == next && g.holder == holder_) generation_ = next;
       }
       if (generation_ != 0) {
@@ -120,7 +104,7 @@ ReleaseLease::ReleaseLease(MlflowTracker& tracker, const std::string& experiment
         for (const auto& g : all)
           if (g.number + 1 < next) {
             try {
-              tracker_.call("DELETE", "mlflow/registered-models/delete", {{"name", model_name(g.number)}});
+              tracker_.delete_registered_model(model_name(g.number));
             } catch (const Error&) {
             }
           }
@@ -147,8 +131,7 @@ void ReleaseLease::check_held() {
 
 ReleaseLease::~ReleaseLease() {
   try {
-    tracker_.call("POST", "mlflow/registered-models/set-tag",
-                  {{"name", model_name(generation_)}, {"key", kReleased}, {"value", "1"}});
+    tracker_.set_registered_model_tag(model_name(generation_), tags::kLeaseReleased, "1");
   } catch (...) {
   }
 }

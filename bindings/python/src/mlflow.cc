@@ -359,9 +359,11 @@ MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_HTTP_
           [](MlflowTracker& t, const std::string& name, const py::object& tags, const std::string& description) {
             auto tg = text_map(tags, "tags");
             py::gil_scoped_release release;
-            t.create_registered_model(name, tg, description);
+            return t.create_registered_model(name, tg, description);
           },
-          py::arg("name"), py::arg("tags") = py::none(), py::arg("description") = "")
+          py::arg("name"), py::arg("tags") = py::none(), py::arg("description") = "",
+          "Creates the registered model when missing; True when this call created it.")
+      .def("delete_registered_model", &MlflowTracker::delete_registered_model, py::arg("name"), Release())
       .def(
           "register",
           [](MlflowTracker& t, const std::string& name, const Run& run, const std::string& artifact_path,
