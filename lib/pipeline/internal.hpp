@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/parallel.hpp"
 #include "mlops/catalog.hpp"
 #include "mlops/dolt.hpp"
 #include "mlops/mlflow.hpp"
@@ -20,21 +21,10 @@
 
 namespace mlops::pipeline {
 
-/// Calls fn(0), ..., fn(n - 1) on up to `threads` threads (the caller's among them). Once fn returns
-/// false no further index is handed out; calls already under way finish.
+/// detail::parallel_for with at least one thread (a thread count of 0 means 1 here, as in the options).
 template <class Fn>
-void parallel_for(std::size_t n, unsigned threads, Fn fn) {
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> stop{false};
-  auto worker = [&] {
-    for (std::size_t k = 0; !stop && (k = next++) < n;)
-      if (!fn(k)) stop = true;
-  };
-  const std::size_t extra = std::min<std::size_t>(std::max(threads, 1U), std::max<std::size_t>(n, 1)) - 1;
-  std::vector<std::thread> pool;
-  for (std::size_t i = 0; i < extra; ++i) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
+  detail::parallel_for(n, std::max(threads, 1U), std::forward<Fn>(fn));
 }
 
 /// Milliseconds since the epoch.

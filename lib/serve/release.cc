@@ -6,6 +6,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/parallel.hpp"
 #include "core/text.hpp"
 #include "mlops/error.hpp"
 #include "mlops/manifest.hpp"
@@ -78,36 +79,21 @@ std::shared_ptr<const Release> Release::load(const fs::path& dir, unsigned threa
 
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, rel->models_.size())));
-  std::atomic<std::size_t> next{0};
-  std::vector<std::exception_ptr> errors(threads);
-  auto work = [&](unsigned t) {
-    try {
-      for (std::size_t i = next++; i < rel->models_.size(); i = next++) {
-        auto& m = rel->models_[i];
-        m.adapter = detail::load_model_dir(dir / "models" / m.name, m.name);
-        if (lineage.is_object() && lineage.contains(m.name) && lineage[m.name].is_object()) {
-          m.lineage = lineage[m.name];
-          if (m.lineage.contains("version") && m.lineage["version"] != m.version)
-            throw IntegrityError("release folder: lineage.json gives " + m.name + " version " +
-                                 m.lineage["version"].dump() + ", the manifest " + std::to_string(m.version));
-        } else {
-          const auto& l = m.adapter.lineage();
-          m.lineage = {{"version", m.version},
-                       {"data_commit", l.value("commit", "")},
-                       {"code_commit", l.value("code_commit", "")}};
-        }
-      }
-    } catch (...) {
-      errors[t] = std::current_exception();
-      next = rel->models_.size();
+  detail::parallel_for(rel->models_.size(), threads, [&](std::size_t i) {
+    auto& m = rel->models_[i];
+    m.adapter = detail::load_model_dir(dir / "models" / m.name, m.name);
+    if (lineage.is_object() && lineage.contains(m.name) && lineage[m.name].is_object()) {
+      m.lineage = lineage[m.name];
+      if (m.lineage.contains("version") && m.lineage["version"] != m.version)
+        throw IntegrityError("release folder: lineage.json gives " + m.name + " version " +
+                             m.lineage["version"].dump() + ", the manifest " + std::to_string(m.version));
+    } else {
+      const auto& l = m.adapter.lineage();
+      m.lineage = {{"version", m.version},
+                   {"data_commit", l.value("commit", "")},
+                   {"code_commit", l.value("code_commit", "")}};
     }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  });
   rel->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return rel;
 }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/fs.hpp"
+#include "core/parallel.hpp"
 #include "core/text.hpp"
 #include "mlops/error.hpp"
 #include "trainer/cpu_math.hpp"
@@ -183,19 +184,8 @@ std::vector<std::vector<float>> Adapter::predict_proba_many(std::span<const Adap
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, adapters.size()));
   detail::blas_single_threaded();
-  std::vector<std::exception_ptr> errors(threads);
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      try {
-        for (std::size_t i = t; i < adapters.size(); i += threads) out[i] = adapters[i]->predict_proba(X, rows);
-      } catch (...) {
-        errors[t] = std::current_exception();
-      }
-    });
-  for (auto& th : pool) th.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  detail::parallel_for(adapters.size(), threads,
+                       [&](std::size_t i) { out[i] = adapters[i]->predict_proba(X, rows); });
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "mlops/error.hpp"
+#include "core/parallel.hpp"
 #include "trainer/backend.hpp"
 #include "trainer/cpu_math.hpp"
 
@@ -228,25 +229,16 @@ std::vector<AdapterResult> train_cpu(const std::vector<AdapterPlan>& plans, unsi
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>(threads, plans.size())));
   blas_single_threaded();
-  std::atomic<std::size_t> next{0};
-  std::vector<std::exception_ptr> errors(threads);
-  auto work = [&](unsigned t) {
+  detail::parallel_for(plans.size(), threads, [&](std::size_t i) {
+    if (sink.cancel.load()) return false;
     try {
-      for (std::size_t i; (i = next.fetch_add(1)) < plans.size();) {
-        if (sink.cancel.load()) break;
-        results[i] = CpuAdapterTrainer(plans[i]).run(sink);
-      }
+      results[i] = CpuAdapterTrainer(plans[i]).run(sink);
     } catch (...) {
-      errors[t] = std::current_exception();
-      sink.cancel = true;
+      sink.cancel = true;  // the other adapters stop at their next step
+      throw;
     }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+    return true;
+  });
   return results;
 }
 

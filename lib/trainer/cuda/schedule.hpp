@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/parallel.hpp"
+
 namespace mlops::cuda_schedule {
 
 constexpr double kBeta1 = 0.9, kBeta2 = 0.999;
@@ -113,24 +115,8 @@ inline Grouping plan_subgroups(long long d, long long h, long long k, const std:
 /// exception.
 template <typename Fn>
 void parallel_for(int n, unsigned threads, Fn&& fn) {
-  const int t_count = n < 64 ? 1 : static_cast<int>(std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(n))));
-  if (t_count <= 1) {
-    for (int i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(t_count));
-  std::vector<std::thread> pool;
-  for (int t = 0; t < t_count; ++t)
-    pool.emplace_back([&, t] {
-      try {
-        for (int i = t; i < n; i += t_count) fn(i);
-      } catch (...) {
-        errors[static_cast<std::size_t>(t)] = std::current_exception();
-      }
-    });
-  for (auto& th : pool) th.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  mlops::detail::parallel_for(static_cast<std::size_t>(std::max(n, 0)), n < 64 ? 1U : std::max(1U, threads),
+                              [&](std::size_t i) { fn(static_cast<int>(i)); });
 }
 
 /// The step tables of one sub-group, chunk by chunk. A chunk is at most `table_steps` steps and never
