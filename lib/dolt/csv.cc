@@ -16,18 +16,24 @@ namespace mlops::detail {
 
 namespace {
 
+// A leading '+' is allowed once and not before a sign ("+-5" is text: stoll and the SQL side refuse it).
+const char* after_plus(std::string_view s) {
+  if (s.empty() || s[0] != '+') return s.data();
+  return s.size() > 1 && (s[1] == '-' || s[1] == '+') ? nullptr : s.data() + 1;
+}
+
 bool is_int(std::string_view s) {
   std::int64_t v = 0;
-  const char* b = s.data();
-  if (!s.empty() && s[0] == '+') ++b;
+  const char* b = after_plus(s);
+  if (b == nullptr) return false;
   auto [end, ec] = std::from_chars(b, s.data() + s.size(), v);
   return ec == std::errc() && end == s.data() + s.size() && b != end;
 }
 
 bool is_real(std::string_view s) {
   double v = 0;
-  const char* b = s.data();
-  if (!s.empty() && s[0] == '+') ++b;
+  const char* b = after_plus(s);
+  if (b == nullptr) return false;
   auto [end, ec] = std::from_chars(b, s.data() + s.size(), v, std::chars_format::general);
   return ec == std::errc() && end == s.data() + s.size() && b != end;
 }

@@ -17,6 +17,16 @@ TEST_CASE("CSV: quotes, CRLF, empty fields as NULL, type inference") {
   CHECK(csv.lines == std::vector<std::size_t>{2, 3});
 }
 
+TEST_CASE("CSV: a value typed as a number is one the import's conversion accepts") {
+  // "+-0992233" once counted as an integer ('+' skipped, then "-0992233"), and the import's stoll threw.
+  auto csv = parse_csv("k,v,r\n+233,1,+1.5\n+-0992233,+5,+-2.5\n", "t.csv");
+  CHECK(csv.kinds == std::vector<char>{'t', 'i', 't'});
+  csv = parse_csv("k\n++1\n", "t.csv");
+  CHECK(csv.kinds == std::vector<char>{'t'});
+  csv = parse_csv("k,r\n+7,+7.25\n-3,-0.5\n", "t.csv");
+  CHECK(csv.kinds == std::vector<char>{'i', 'r'});
+}
+
 TEST_CASE("CSV errors name the line") {
   auto msg = [](const std::string& text) {
     try {
