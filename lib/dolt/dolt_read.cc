@@ -321,8 +321,16 @@ Dataset finish(ScanResult& scan, const ScanPlan& plan, const std::string& sql, c
 }  // namespace
 
 std::vector<std::string> DoltSource::Impl::primary_key(const std::string& table) {
-  auto r = conn->query(dialect.primary_key(table), {});
-  return detail::key_columns(*r);
+  try {
+    auto r = conn->query(dialect.primary_key(table), {});
+    return detail::key_columns(*r);
+  } catch (const detail::ConnectionLost&) {
+    throw;
+  } catch (const DataSourceError&) {
+    // A MySQL server refuses SHOW KEYS of a missing table: say NotFoundError as DoltLite's path does.
+    (void)columns_at(table, "");
+    throw;
+  }
 }
 
 std::vector<std::string> DoltSource::Impl::columns_at(const std::string& table, const std::string& hash) {

@@ -37,7 +37,8 @@ def test_help_lists_every_exit_code():
     out = r.stdout.decode()
     assert r.returncode == 0
     for code, word in ((0, "ok"), (1, "mlops error"), (2, "usage"), (3, "integrity"), (4, "not found"),
-                       (5, "train: some adapters failed"), (6, "release/rollback incomplete"), (7, "conflict"), (130, "interrupted")):
+                       (5, "train: some adapters failed"), (6, "release/rollback incomplete"), (7, "merge conflicts"),
+                       (8, "another release or rollback holds the lease"), (130, "interrupted")):
         assert f"{code} {word}" in " ".join(out.split()), (code, out)
 
 
