@@ -11,6 +11,7 @@ import yaml
 
 import mlops
 from mlops import cli
+from mlops.cli import jobs as cli_jobs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "examples" / "github-actions").glob("*.yml"))
@@ -143,7 +144,7 @@ def reference_errors(doc) -> list[str]:
     on = doc[True] if True in doc else doc["on"]
     inputs = set(((on or {}).get("workflow_dispatch") or {}).get("inputs") or {}) if isinstance(on, dict) else set()
     jobs = doc["jobs"]
-    matrix_keys_of_plan = set(cli._matrix(_FakePlan(), 1)["include"][0])
+    matrix_keys_of_plan = set(cli_jobs._matrix(_FakePlan(), 1)["include"][0])
     workflow_env = set(doc.get("env") or {})
 
     def check(expr, where, allowed, job=None, needs=(), steps_before=(), matrix=None, env=()):

@@ -1,0 +1,217 @@
+"""Pipeline commands: ``plan``, ``train``, ``release``, ``rollback``, ``lineage``, ``releases``,
+``diff-release`` and ``build-context``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import mlops
+
+from .common import (EXIT_INCOMPLETE, EXIT_OK, EXIT_PARTIAL, _add_image_options, _pipeline, _positive_int,
+                     _print_diff, _print_json, _progress, _read_text, _version_number, _version_or_alias,
+                     shard_from_environment)
+from .data import _cmd_plan_against
+
+
+def _matrix(plan, shards: int) -> dict:
+    include = []
+    for i in range(shards):
+        items = plan.shard(i, shards)
+        if items:
+            include.append({"shard": f"{i}/{shards}", "adapters": len(items), "rows": sum(x.rows for x in items)})
+    return {"include": include}
+
+
+def _cmd_plan(args) -> int:
+    if args.against:
+        return _cmd_plan_against(args)
+    if args.format == "markdown":
+        raise mlops.ConfigError("[mlops.config] plan --format markdown is for --against")
+    pipe = _pipeline(args, args.at)
+    _progress(f"planning at {args.at}")
+    plan = pipe.plan(at=args.at)
+    if args.output:
+        pathlib.Path(args.output).write_text(json.dumps(plan.to_dict(), sort_keys=True), encoding="utf-8")
+    stale = plan.stale()
+    if args.format == "json":
+        _print_json(plan.to_dict())
+    elif args.format == "github-matrix":
+        matrix = _matrix(plan, args.shards)
+        _print_json(matrix)
+        out = os.environ.get("GITHUB_OUTPUT")
+        if out:
+            with open(out, "a", encoding="utf-8") as f:
+                f.write(f"matrix={json.dumps(matrix, separators=(',', ':'))}\n")
+                f.write(f"commit={plan.commit}\n")
+                f.write(f"stale={len(stale)}\n")
+    else:
+        print(f"plan at {plan.ref} = {plan.commit}: {len(stale)} of {len(plan.items)} adapters stale")
+        width = max((len(i.name) for i in plan.items), default=4)
+        for item in plan.items:
+            state = "stale" if item.stale else "ok"
+            why = "; ".join(item.reasons)
+            print(f"  {item.name:<{width}}  {state:<5}  v{item.production_version or '-':<4} {why}")
+    return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    index, count = shard_from_environment(args.shard, args.shards)
+    trainer = mlops.CudaTrainer(device=args.device)
+    _progress(f"device {trainer.device}: {trainer.device_reason}")
+    if args.plan:
+        text = _read_text(args.plan, "plan")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise mlops.DataError(f"[mlops.data] plan {args.plan!r} is not JSON: {e.msg} at line {e.lineno}, "
+                                  f"column {e.colno} (write it with 'mlops plan -o')") from None
+        if not isinstance(data, dict):
+            raise mlops.DataError(f"[mlops.data] plan {args.plan!r} is not a JSON object (write it with 'mlops plan -o')")
+        plan = mlops.Plan.from_dict(data)
+        pipe = _pipeline(args, plan.commit, trainer)
+    else:
+        pipe = _pipeline(args, args.at, trainer)
+        _progress(f"planning at {args.at}")
+        plan = pipe.plan(at=args.at)
+    mine = plan.shard(index, count)
+    _progress(f"shard {index}/{count}: training {len(mine)} adapter(s) at {plan.commit[:12]}")
+    report = pipe.train(plan, shard=(index, count), progress=args.progress)
+    if args.format == "json":
+        _print_json(report.to_dict())
+    else:
+        for item in report.items:
+            if item["status"] == "failed":
+                print(f"  {item['name']}: FAILED {item['error']}")
+            else:
+                print(f"  {item['name']}: {item['status']} v{item['version']}"
+                      + (f" val_accuracy={item['val_accuracy']:.3f}" if item["status"] == "trained" else ""))
+        print(f"shard {index}/{count}: {len(report.items) - report.failed} ok, {report.failed} failed")
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _report_release(args, report) -> int:
+    if args.format == "json":
+        _print_json(report.to_dict())
+    else:
+        print(report.image)
+        _progress(f"release {report.md5}: moved {len(report.moved)} alias(es)"
+                  + (f", {len(report.pending)} pending: {report.error}" if report.pending else ""))
+    return EXIT_OK if report.complete else EXIT_INCOMPLETE
+
+
+def _cmd_release(args) -> int:
+    from mlops.build_context import find_wheel, write_build_context
+
+    wheel = find_wheel(args.wheel) if args.build_context else None  # before anything is recorded
+    pipe = _pipeline(args)
+    report = pipe.release(image=args.image, alias=args.alias or "")
+    if args.build_context and report.complete:
+        write_build_context(pipe, args.build_context, report.md5, wheel=wheel, base_image=args.base_image or "")
+        _progress(f"build context written to {args.build_context}")
+    return _report_release(args, report)
+
+
+def _cmd_rollback(args) -> int:
+    pipe = _pipeline(args)
+    if args.release:
+        report = pipe.rollback(release=args.release)
+    else:
+        report = pipe.rollback(model=args.model, version=args.version)
+    return _report_release(args, report)
+
+
+def _cmd_lineage(args) -> int:
+    pipe = _pipeline(args)
+    info = pipe.lineage(args.name, args.version)
+    if args.format == "json":
+        _print_json(info)
+    else:
+        for key in sorted(info):
+            print(f"{key}: {json.dumps(info[key], ensure_ascii=False) if isinstance(info[key], (dict, list)) else info[key]}")
+    return EXIT_OK
+
+
+def _cmd_releases(args) -> int:
+    pipe = _pipeline(args)
+    records = pipe.releases()
+    if args.format == "json":
+        _print_json(records)
+    else:
+        for r in records:
+            print(f"{r['md5']}  {r['state']:<9} {len(r['manifest']):>4} models  {r['image']}")
+    return EXIT_OK
+
+
+def _cmd_diff_release(args) -> int:
+    pipe = _pipeline(args)
+    d = pipe.diff_releases(args.old, args.new)
+    _print_diff(args, d, args.old, args.new)
+    return EXIT_OK
+
+
+def _cmd_build_context(args) -> int:
+    from mlops.build_context import write_build_context
+
+    pipe = _pipeline(args)
+    print(write_build_context(pipe, args.directory, args.release or "", wheel=args.wheel,
+                              base_image=args.base_image or ""))
+    return EXIT_OK
+
+
+def add_commands(command) -> None:
+    p = command("plan", "list which adapters are stale and why",
+                "Per adapter: up to date or stale (never trained, data slice changed, hyperparameters changed).",
+                _cmd_plan, formats=("table", "json", "github-matrix", "markdown"))
+    p.add_argument("--at", default="main", help="branch, tag or commit to plan at (default main)")
+    p.add_argument("--against", metavar="BRANCH",
+                   help="only what merging --at into BRANCH would make stale, and why (no MLflow needed)")
+    p.add_argument("--shards", type=_positive_int, default=1, help="shard count for --format github-matrix")
+    p.add_argument("-o", "--output", help="also write the plan as JSON here (for train --plan)")
+
+    p = command("train", "train the stale adapters of one shard",
+                "Train one shard's stale adapters in one batched fit; each becomes an MLflow run, a registered "
+                "version and the staging alias. The shard comes from --shard, MLOPS_SHARD, a Kubernetes indexed Job "
+                "(JOB_COMPLETION_INDEX with --shards/MLOPS_SHARDS) or a Slurm array (SLURM_ARRAY_TASK_ID/COUNT).",
+                _cmd_train)
+    p.add_argument("--shard", help="INDEX/COUNT, 0-based (default 0/1)")
+    p.add_argument("--shards", type=_positive_int, help="shard count when the index comes from the environment")
+    p.add_argument("--at", default="main", help="ref to plan at when no --plan is given")
+    p.add_argument("--plan", help="a plan written by 'mlops plan -o' (every shard then uses the same commit)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars on stderr (loading, training, recording)")
+
+    p = command("release", "record a release of the staging versions and move the production aliases",
+                "Record the manifest in MLflow (experiment mlops-releases, run named by its MD5) and move the aliases. "
+                "Prints the image tag.", _cmd_release)
+    p.add_argument("--image", required=True, help="Docker repository, e.g. registry.example.com/adapters")
+    p.add_argument("--alias", help="alias to move (default production)")
+    p.add_argument("--build-context", metavar="DIR", help="also write a Docker build context for the release")
+    _add_image_options(p)
+
+    p = command("rollback", "restore a release, or move one model back",
+                "Restore a recorded release's aliases, or move one model's alias and record a new release.", _cmd_rollback)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--release", metavar="MD5")
+    g.add_argument("--model", metavar="NAME")
+    p.add_argument("--version", type=_version_number, help="with --model: the version to restore")
+
+    p = command("lineage", "show where a model version came from",
+                "Code commit, data commit, source, query, digest, params and metrics of a model version.", _cmd_lineage)
+    p.add_argument("name")
+    p.add_argument("version", nargs="?", default="production", type=_version_or_alias,
+                   help="version number or alias (default production)")
+
+    command("releases", "list recorded releases, newest first", "List recorded releases, newest first.", _cmd_releases)
+
+    p = command("diff-release", "compare two releases", "Models added (+), removed (-) and changed (~).", _cmd_diff_release)
+    p.add_argument("old")
+    p.add_argument("new")
+
+    p = command("build-context", "write a Docker build context for a release",
+                "A Dockerfile with OCI labels, the manifest, every model's artifacts, and the wheels the image "
+                "installs (this project's and its dependencies', pinned by hash; nothing from an index).", _cmd_build_context)
+    p.add_argument("directory")
+    p.add_argument("--release", metavar="MD5", help="default: the newest release")
+    _add_image_options(p)
