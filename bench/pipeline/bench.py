@@ -144,7 +144,7 @@ def main() -> int:
                     help="adapters recorded with MLflow's Python client for comparison (0: skip)")
     args = ap.parse_args()
     if args.threads is None:
-        args.threads = _default_record_threads()
+        args.threads = mlops.Pipeline.default_record_threads
     work = pathlib.Path(tempfile.mkdtemp(prefix="mlops-bench-pipeline-"))
     t = time.perf_counter()
     csv_path = work / "readings.csv"
@@ -176,12 +176,6 @@ def main() -> int:
             print(f"{b}: record + register + release per adapter: mlops {ours * 1000:.1f} ms, MLflow's client "
                   f"{f['anchor (per adapter)'] * 1000:.1f} ms ({f['anchor (per adapter)'] / ours:.2f}x)")
     return 0
-
-
-def _default_record_threads() -> int:
-    import re
-
-    return int(re.search(r"record_threads: [^=]*= (\d+)", mlops.Pipeline.__init__.__doc__).group(1))
 
 
 if __name__ == "__main__":
