@@ -43,6 +43,40 @@ def mlflow_on(backend: str, root: pathlib.Path, workers: int = 1, frontend: str 
         raise ValueError(f"backend must be 'sqlite' or 'mariadb', not {backend!r}")
 
 
+
+@contextlib.contextmanager
+def demo_releases(root: pathlib.Path) -> Iterator[dict]:
+    """Two releases of a small demo (two customers; the second release retrains one) recorded in an MLflow
+    server of their own under ``root``, so its releases experiment holds these two only. Yields the two
+    ReleaseReports ("first", "second"), the server's "url", the DoltSource ("source") and the environment
+    the ``mlops`` command needs to find them ("env")."""
+    import os
+
+    import mlops
+    from mlops import demo
+
+    with MlflowServer(root / "mlflow") as server:
+        src = mlops.DoltSource(f"doltlite:{root / 'data.db'}")
+        demo.init_demo(src, customers=2, rows_per_customer=40, seed=5, epochs=3)
+        tracker = mlops.MlflowTracker(server.url)
+
+        def pipeline():
+            return mlops.Pipeline(src, tracker, mlops.CudaTrainer(device="cpu"), mlops.load_catalog_table(src),
+                                  code_commit="c0de")
+
+        pipe = pipeline()
+        pipe.train(pipe.plan())
+        first = pipe.release(image="registry.example.com/adapters")
+        src.execute("UPDATE tickets SET body = body || ' again' WHERE id = "
+                    "(SELECT MIN(id) FROM tickets WHERE customer = ?)", (demo.customer_name(2),))
+        src.commit("Edit one ticket")
+        pipe = pipeline()
+        pipe.train(pipe.plan())
+        second = pipe.release(image="registry.example.com/adapters")
+        assert first.complete and second.complete and second.md5 != first.md5
+        env = dict(os.environ, MLOPS_DATA=f"doltlite:{root / 'data.db'}", MLFLOW_TRACKING_URI=server.url)
+        yield {"first": first, "second": second, "env": env, "url": server.url, "source": src}
+
 def store_model_versions(server: MlflowServer) -> list[tuple[str, int, str, str]]:
     """Every model version in the server's store, read from its ``model_versions`` table directly:
     (name, version, run_id, status), sorted."""

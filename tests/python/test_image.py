@@ -148,35 +148,10 @@ def test_apt_mirror_reads_both_source_formats(tmp_path):
 def release(tmp_path_factory):
     """Two releases of a small demo (the second retrains one customer), recorded in an MLflow server of this
     module's own (so the releases experiment holds these two only)."""
-    from mlflow_server import MlflowServer
+    from mlflow_server import demo_releases
 
-    from mlops import demo
-
-    root = tmp_path_factory.mktemp("image-release")
-    server = MlflowServer(root / "mlflow").start()
-    try:
-        src = mlops.DoltSource(f"doltlite:{root / 'data.db'}")
-        demo.init_demo(src, customers=2, rows_per_customer=40, seed=5, epochs=3)
-        tracker = mlops.MlflowTracker(server.url)
-
-        def pipeline():
-            return mlops.Pipeline(src, tracker, mlops.CudaTrainer(device="cpu"), mlops.load_catalog_table(src),
-                                  code_commit="c0de")
-
-        pipe = pipeline()
-        pipe.train(pipe.plan())
-        first = pipe.release(image="registry.example.com/adapters")
-        src.execute("UPDATE tickets SET body = body || ' again' WHERE id = "
-                    "(SELECT MIN(id) FROM tickets WHERE customer = ?)", (demo.customer_name(2),))
-        src.commit("Edit one ticket")
-        pipe = pipeline()
-        pipe.train(pipe.plan())
-        second = pipe.release(image="registry.example.com/adapters")
-        assert first.complete and second.complete and second.md5 != first.md5
-        env = dict(os.environ, MLOPS_DATA=f"doltlite:{root / 'data.db'}", MLFLOW_TRACKING_URI=server.url)
-        yield {"first": first, "second": second, "env": env}
-    finally:
-        server.stop()
+    with demo_releases(tmp_path_factory.mktemp("image-release")) as recorded:
+        yield {k: recorded[k] for k in ("first", "second", "env")}
 
 
 def build_context(release, wheel, base: str | None, directory: pathlib.Path) -> str:

@@ -259,3 +259,145 @@ def test_mlops_serve_needs_a_release():
     r = subprocess.run([sys.executable, "-m", "mlops", "serve", "/no/such/release", "--port", "0"],
                        capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "MLOPS_RELEASE_DIR"})
     assert r.returncode == 4 and "does not exist" in r.stderr
+
+
+def test_mlops_serve_switches_under_concurrent_load_and_each_answer_names_its_release(world, tmp_path):
+    """Four clients post while the admin route switches between two releases of the same model name whose
+    adapters answer differently (text labels in A, integer labels in B): no request fails, every answer
+    carries the release that made it (X-Mlops-Release), and an answer sent and received with no switch under
+    way comes from the release in place at the time."""
+    import threading
+
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    md5_a = write_release(a_dir, {"acme": (1, world["acme"])})
+    md5_b = write_release(b_dir, {"acme": (2, world["prio"])})
+    proc, port = start_serve([str(a_dir)], {"MLOPS_ADMIN_TOKEN": "t0ken"})
+    epoch = [0]  # even: no switch under way (A after an even number of switches, B after an odd one)
+    stop = threading.Event()
+    failures, mismatches, answered = [], [], [0]
+    lock = threading.Lock()
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        body = json.dumps({"instances": TEXTS[:2]})
+        while not stop.is_set():
+            before = epoch[0]
+            try:
+                conn.request("POST", "/models/acme/invocations", body=body, headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                reply = r.read()
+            except OSError as e:
+                failures.append(repr(e))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                continue
+            after = epoch[0]
+            if r.status != 200:
+                failures.append((r.status, reply))
+                continue
+            from_a = isinstance(json.loads(reply)["predictions"][0], str)
+            with lock:
+                answered[0] += 1
+                if from_a != (r.getheader("X-Mlops-Release") == md5_a):
+                    mismatches.append((from_a, r.getheader("X-Mlops-Release")))
+                if before == after and before % 2 == 0 and from_a != ((before // 2) % 2 == 0):
+                    mismatches.append(("epoch", before, from_a))
+        conn.close()
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        admin = Http(port)
+        seen = []
+        for i in range(12):
+            time.sleep(0.05)
+            epoch[0] += 1
+            status, reply, _ = admin.call("POST", "/admin/release", {"release": str(b_dir if i % 2 == 0 else a_dir)},
+                                          {"Authorization": "Bearer t0ken"})
+            epoch[0] += 1
+            assert status == 200, reply
+            seen.append(reply["release"])
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert seen == [md5_b, md5_a] * 6
+        assert failures == [] and mismatches == []
+        assert answered[0] > 50
+        admin.conn.close()
+    finally:
+        stop.set()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        proc.stderr.close()
+
+
+# ---- mlops serve from MLflow: a release by MD5 or by the production alias -----------------------------------
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """Two releases of a small demo recorded in an MLflow server of this module's own (the second retrains
+    one customer), and the environment the CLI needs to find them."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mlflow_server import demo_releases
+
+    with demo_releases(tmp_path_factory.mktemp("serve-recorded")) as recorded:
+        query = recorded["source"].query("SELECT body FROM tickets ORDER BY id LIMIT 6")
+        yield dict(recorded, bodies=[str(b) for b in query.to_numpy()["body"]])
+
+
+@pytest.mark.mlflow
+@pytest.mark.slow
+def test_mlops_serve_a_recorded_release_by_alias_and_md5(recorded, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    first, second, bodies = recorded["first"], recorded["second"], recorded["bodies"]
+    env = dict(recorded["env"], MLOPS_ADMIN_TOKEN="t0ken")
+    cache = tmp_path / "cache"
+    proc, port = start_serve(["--alias", "production", "--cache", str(cache)], env)
+    try:
+        c = Http(port)
+        # The alias names the newest release; every model answers as MLflow's own pyfunc of that version.
+        version = c.call("GET", "/version")[1]
+        assert version["release"] == second.md5
+        models = c.call("GET", "/models")[1]["models"]
+        assert {m["name"]: m["version"] for m in models} == dict(second.manifest.items())
+        assert all(m["code_commit"] == "c0de" and m["data_commit"] for m in models)
+        mlflow.set_tracking_uri(recorded["url"])
+        for name, v in second.manifest.items():
+            want = list(mlflow.pyfunc.load_model(f"models:/{name}/{v}").predict(bodies))
+            status, reply, _ = c.call("POST", f"/models/{name}/invocations", {"instances": bodies})
+            assert status == 200 and reply["predictions"] == want, name
+
+        # Rolled back in MLflow, then SIGHUP: the alias is looked up again.
+        r = subprocess.run([sys.executable, "-m", "mlops", "rollback", "--release", first.md5], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 60
+        while c.call("GET", "/version")[1]["release"] != first.md5 and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.call("GET", "/version")[1]["release"] == first.md5
+
+        # The admin route takes a release MD5 (a prefix is enough) and fetches it from MLflow.
+        status, reply, _ = c.call("POST", "/admin/release", {"release": second.md5[:12]}, {"Authorization": "Bearer t0ken"})
+        assert status == 200 and (reply["release"], reply["previous"]) == (second.md5, first.md5)
+        assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == sorted([first.md5, second.md5])
+        c.conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        proc.stderr.close()
+
+    # --release MD5 serves that release; an unknown MD5 is a typed not-found error, not a traceback.
+    proc, port = start_serve(["--release", first.md5, "--cache", str(cache)], env)
+    try:
+        c = Http(port)
+        assert c.call("GET", "/version")[1]["release"] == first.md5
+        c.conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        proc.stderr.close()
+    r = subprocess.run([sys.executable, "-m", "mlops", "serve", "--release", "feedfacecafe", "--port", "0",
+                        "--cache", str(cache)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 4 and "[mlops.not_found]" in r.stderr and "Traceback" not in r.stderr
