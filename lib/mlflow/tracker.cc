@@ -220,7 +220,11 @@ nlohmann::json MlflowTracker::Impl::create_once(const std::string& path, const n
   if (r.retryable())
     if (auto found = lookup()) r = as_response(*found);
   if (r.status < 200 || r.status >= 300) raise(r, what);
-  return nlohmann::json::parse(r.body);
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_discarded())
+    throw TrackingError(what + " at " + shown + ": the answer is not JSON: " + detail::quote_for_message(r.body, 200),
+                        static_cast<int>(r.status));
+  return j;
 }
 
 void MlflowTracker::Impl::each_page(const std::string& method, const std::string& path, nlohmann::json request,

@@ -286,6 +286,9 @@ Catalog Catalog::from_json(std::string_view text, const std::string& origin) {
     doc = json::parse(text.begin(), text.end(), check);
   } catch (const json::parse_error& e) {
     throw DataError(origin + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  } catch (const json::exception& e) {
+    // A number too large for a double (`1e400`) is an out_of_range error, not a parse_error.
+    throw DataError(origin + ": invalid JSON: " + e.what());
   }
   if (!duplicate.empty())
     throw DataError(origin + ": key " + detail::quote_for_message(duplicate) + " appears twice in one object");

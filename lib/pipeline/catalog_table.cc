@@ -30,7 +30,7 @@ Catalog load_catalog_table(DoltSource& source, const std::string& at, const std:
       }
       try {
         config = json::parse(configs.strings[i]);
-      } catch (const json::parse_error& e) {
+      } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
         problems.push_back("adapter " + detail::quote_for_message(name) + ": column 'config' is not JSON (" + e.what() + ")");
         continue;
       }

@@ -63,3 +63,14 @@ def test_integers_are_bounded_not_truncated():
         mlops.Catalog.from_dict({**base, "adapters": [{"name": "a", "featurizer": {"dimension": 4294967312}}]})
     cat = mlops.Catalog.from_dict({**base, "adapters": [{"name": "a", "class_weights": [1.0, 3.0]}]})
     assert cat["a"].hyperparameters["class_weights"] == [1.0, 3.0]
+
+
+@pytest.mark.skipif("dolt" not in mlops.components, reason="built without the dolt component")
+def test_a_catalog_table_config_with_a_number_out_of_range_is_named(tmp_path):
+    src = mlops.DoltSource(f"doltlite:{tmp_path / 'c.db'}")
+    src.execute("CREATE TABLE adapters (name TEXT PRIMARY KEY, config TEXT NOT NULL)")
+    src.execute("INSERT INTO adapters VALUES (?, ?)", ("*", '{"table": "t", "label": "y", "text": "body"}'))
+    src.execute("INSERT INTO adapters VALUES (?, ?)", ("a", '{"epochs": 1e400}'))
+    src.commit("catalog")
+    with pytest.raises(mlops.DataError, match=r"adapter 'a': column 'config' is not JSON \(.*number overflow"):
+        mlops.load_catalog_table(src)

@@ -95,6 +95,10 @@ TEST_CASE("every invalid entry is reported at once, naming the adapter and the f
 
 TEST_CASE("malformed documents are DataErrors with a position") {
   CHECK(problems_of("{\"adapters\": [").find("invalid JSON at byte") != std::string::npos);
+  // A number beyond a double's range is refused like any other bad JSON, not thrown as a library error.
+  const auto overflow = problems_of(R"({"adapters": [{"name": "a", "epochs": 44444444444444444444e4444444444}]})");
+  CHECK(overflow.find("cat.json: invalid JSON") != std::string::npos);
+  CHECK(overflow.find("number overflow") != std::string::npos);
   CHECK(problems_of("[1]").find("adapter #1: must be a table/object") != std::string::npos);
   CHECK(problems_of("{\"adapter\": []}").find("unknown key 'adapter'") != std::string::npos);
   try {
