@@ -136,6 +136,8 @@ def test_shard_variables_that_are_not_numbers(env, name):
     ["init-demo", "--customers", "-5"],
     ["init-demo", "--rows", "0"],
     ["plan", "--shards", "0"],
+    ["serve", "--port", "65536", "some-release"],
+    ["serve", "--port", "http", "some-release"],
 ])
 def test_out_of_range_numbers_are_usage_errors(args, tmp_path):
     r = run_cli(*args, "--tracking-uri", "http://127.0.0.1:9", "--data", f"doltlite:{tmp_path / 'x.db'}", cwd=tmp_path)
@@ -163,3 +165,11 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly():
         err = p.stderr.read().decode()
         assert p.wait(timeout=60) == 0
     assert err == ""
+
+
+@pipeline
+def test_a_bad_port_in_the_environment_concerns_serve_only(tmp_path):
+    r = run_cli("serve", "some-release", env={"MLOPS_PORT": "abc"}, cwd=tmp_path)
+    assert r.returncode == 2 and "--port" in stderr(r) and "'abc'" in stderr(r)
+    r = run_cli("manifest", "create", "a=1", env={"MLOPS_PORT": "abc"}, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.decode().strip() == '{"a":1}'
