@@ -353,7 +353,9 @@ class FailingProxy(InterceptingProxy):
 def test_a_shard_killed_while_recording_is_completed_by_a_rerun(world, server, kill_at):
     """`mlops train` is killed (SIGKILL) while its third adapter waits on the server: after the version
     is created but before its alias is set, or before the version exists. The re-run reuses what was
-    registered, ends the abandoned run KILLED, and leaves exactly one version per adapter."""
+    registered, ends the abandoned run KILLED, and leaves exactly one version per adapter. The killed run
+    records one adapter at a time (--mlflow-threads 1), so which adapters were registered when it died is
+    known; the re-run records with the default number of threads."""
     import subprocess
     import sys
 
@@ -371,7 +373,7 @@ def test_a_shard_killed_while_recording_is_completed_by_a_rerun(world, server, k
     env = dict(os.environ, MLOPS_DATA=world["uri"], MLOPS_CATALOG="table:adapters", MLOPS_DEVICE="cpu")
     cmd = [sys.executable, "-m", "mlops", "train", "--no-progress", "--format", "json"]
     try:
-        child = subprocess.Popen(cmd, env=dict(env, MLFLOW_TRACKING_URI=proxy.url),
+        child = subprocess.Popen(cmd + ["--mlflow-threads", "1"], env=dict(env, MLFLOW_TRACKING_URI=proxy.url),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if not proxy.hanging.wait(120):
             child.kill()
