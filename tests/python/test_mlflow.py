@@ -547,3 +547,20 @@ def test_registry_aliases_tags_and_pagination(tracker, client, tmp_path):
         tracker.create_registered_model(f"{prefix}-{i}")
     models = tracker.search_registered_models(f"name LIKE '{prefix}-%'", page_size=2)
     assert sorted(m.name for m in models) == [f"{prefix}-{i}" for i in range(3)]
+
+
+def test_the_local_servers_sqlite_store_keeps_a_write_ahead_log(mlflow_server, tracker):
+    """Every worker commits to the WAL (durable, fsync'd) instead of rewriting a rollback journal; the mode
+    is kept in the file, and what the server confirmed is in the store for any reader."""
+    import sqlite3
+
+    if mlflow_server.backend != "sqlite":
+        pytest.skip("the shared server is not on SQLite")
+    name = "wal-" + uuid.uuid4().hex[:8]
+    tracker.create_registered_model(name)
+    db = sqlite3.connect(mlflow_server.backend_store_uri[len("sqlite:///"):])
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT name FROM registered_models WHERE name = ?", (name,)).fetchall() == [(name,)]
+    finally:
+        db.close()

@@ -49,9 +49,9 @@ class MlflowServer:
     ``directory/mlflow.db``. A database server is named the SQLAlchemy way, e.g.
     ``mysql+pymysql://user:password@127.0.0.1:3306/mlflow`` (the database must exist; MLflow creates its
     tables at the first start). ``frontend``: "gunicorn" (MLflow's Flask app in gunicorn's sync workers)
-    or "uvicorn" (``mlflow server``'s default). ``workers``: server processes; on SQLite their writes take
-    turns on the one file, on a database server they run side by side. MLflow's GenAI job runner is off
-    unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
+    or "uvicorn" (``mlflow server``'s default). ``workers``: server processes; on SQLite (put in
+    write-ahead-log mode at start) their writes take turns on the one file, on a database server they run
+    side by side. MLflow's GenAI job runner is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
     """
 
     def __init__(self, directory: str | os.PathLike, port: int | None = None, timeout: float = 120.0,
@@ -78,6 +78,7 @@ class MlflowServer:
 
     def start(self) -> "MlflowServer":
         (self.directory / "artifacts").mkdir(exist_ok=True)
+        self._use_write_ahead_log()
         cmd = [
             _mlflow_executable(), "server",
             "--backend-store-uri", self.backend_store_uri,
@@ -114,6 +115,25 @@ class MlflowServer:
         self.close()
         raise TimeoutError(f"mlflow server did not answer on {self.url} within {self._timeout:.0f} s; "
                            f"see {self.log_path}:\n{self.log_tail()}")
+
+    def _use_write_ahead_log(self) -> None:
+        """A SQLite store is put in write-ahead-log mode (kept in the file, so every worker's connection uses
+        it): a commit appends to the log instead of rewriting a rollback journal, and readers do not wait for
+        a writer (bench/pipeline)."""
+        prefix = "sqlite:///"
+        if not self.backend_store_uri.startswith(prefix) or self.backend_store_uri == prefix:
+            return
+        path = pathlib.Path(self.backend_store_uri[len(prefix):].split("?", 1)[0])
+        path = path if path.is_absolute() else self.directory / path
+        import sqlite3
+
+        db = sqlite3.connect(path)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        finally:
+            db.close()
+        if mode != "wal":
+            raise RuntimeError(f"the SQLite store {path} cannot use a write-ahead log (journal mode {mode})")
 
     def close(self) -> None:
         """Stops the server and its workers, and waits until the port is free (so start() can bind it)."""
