@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/text.hpp"
+#include "core/uri.hpp"
 #include "mlops/error.hpp"
 #include "mlops/version.hpp"
 #include "serve/scoring.hpp"
@@ -40,23 +41,6 @@ json parse_body(std::string_view body, std::string_view content_type) {
   auto j = json::parse(body.begin(), body.end(), nullptr, false);
   if (j.is_discarded()) throw bad_request("malformed_json", "the request body is not valid JSON");
   return j;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
-      const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
 }
 
 const ServedModel& find_model(const Release& rel, const std::string& name) {
