@@ -119,6 +119,21 @@ def test_lost_create_answer_leaves_no_ghost_run(mlflow_server):
     assert [r.run_id for r in runs] == [run.id]
 
 
+def _register_through(mlflow_server, tmp_path, drop, prefix="lostlookup"):
+    """Registers a fresh run's model through a FaultProxy dropping the answers `drop` picks: (name, version or
+    None, the TrackingError or None)."""
+    name = unique(prefix)
+    (tmp_path / "w.bin").write_bytes(b"\0" * 16)
+    with FaultProxy(mlflow_server.url, drop_answer=drop) as proxy:
+        tracker = mlops.MlflowTracker(proxy.url, **FAST)
+        with tracker.start_run(unique(prefix)) as run:
+            run.log_artifact(tmp_path / "w.bin", "model")
+        try:
+            return name, tracker.register(name, run), None
+        except mlops.TrackingError as e:
+            return name, None, e
+
+
 def test_lost_register_answer_leaves_no_extra_version(mlflow_server, tmp_path):
     lost = {"n": 0}
 
@@ -128,14 +143,8 @@ def test_lost_register_answer_leaves_no_extra_version(mlflow_server, tmp_path):
             return True
         return False
 
-    name = unique("ghostmodel")
-    (tmp_path / "w.bin").write_bytes(b"\0" * 16)
-    with FaultProxy(mlflow_server.url, drop_answer=drop) as proxy:
-        tracker = mlops.MlflowTracker(proxy.url, **FAST)
-        with tracker.start_run(unique("ghostmodel")) as run:
-            run.log_artifact(tmp_path / "w.bin", "model")
-        v = tracker.register(name, run)
-    assert v.version == 1
+    name, v, err = _register_through(mlflow_server, tmp_path, drop, "ghostmodel")
+    assert err is None and v.version == 1
     assert [m.version for m in mlops.MlflowTracker(mlflow_server.url).search_model_versions(f"name = '{name}'")] == [1]
 
 
@@ -196,19 +205,6 @@ def test_batches_spooled_at_exit_are_delivered_by_a_later_tracker(own_server, tm
     assert later.deliver_spooled() >= 1
     assert not list(spool.glob("*.jsonl"))
     assert sorted(p["step"] for p in later.metric_history(run.id, "x")) == list(range(50))
-
-
-def _register_through(mlflow_server, tmp_path, drop):
-    name = unique("lostlookup")
-    (tmp_path / "w.bin").write_bytes(b"\0" * 16)
-    with FaultProxy(mlflow_server.url, drop_answer=drop) as proxy:
-        tracker = mlops.MlflowTracker(proxy.url, **FAST)
-        with tracker.start_run(unique("lostlookup")) as run:
-            run.log_artifact(tmp_path / "w.bin", "model")
-        try:
-            return name, tracker.register(name, run), None
-        except mlops.TrackingError as e:
-            return name, None, e
 
 
 def test_a_lost_create_answer_and_a_failed_lookup_do_not_create_twice(mlflow_server, tmp_path):
