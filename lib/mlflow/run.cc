@@ -55,6 +55,17 @@ std::string file_sha256(const std::filesystem::path& path) {
   return d.hex();
 }
 
+// MLflow's log-inputs looks the dataset up by (experiment, name, digest) and inserts it when missing, in
+// two steps: runs logging the same data at once on different server workers can all miss it, and every
+// insert but the first then fails on the table's unique key (HTTP 400 with the database driver's
+// IntegrityError or UniqueViolation). Nothing of the losing call is kept; asked again, the server finds
+// the dataset and links it to the run (an input already linked is not linked twice).
+bool lost_dataset_insert_race(const TrackingError& e) {
+  if (e.http_status() != 400) return false;
+  const std::string_view m = e.what();
+  return m.find("IntegrityError") != std::string_view::npos || m.find("UniqueViolation") != std::string_view::npos;
+}
+
 }  // namespace
 
 const char* detail::status_name(RunStatus s) {
@@ -322,7 +333,14 @@ void Run::log_dataset(const Dataset& dataset, const std::string& context, const 
            {"source", source.dump()},
            {"schema", schema.dump()},
            {"profile", profile.dump()}}}}}}};
-  state_->tracker->call("POST", "mlflow/runs/log-inputs", body);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      state_->tracker->call("POST", "mlflow/runs/log-inputs", body);
+      break;
+    } catch (const TrackingError& e) {
+      if (attempt == 3 || !lost_dataset_insert_race(e)) throw;
+    }
+  }
   std::map<std::string, std::string> lineage_tags = {{tags::kDataCommit, l.commit},
                                                      {tags::kDataUri, uri},
                                                      {tags::kDataTable, l.table},

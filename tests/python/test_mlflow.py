@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*Any type hint:UserWarning"),
 ]
 
-from mlflow_server import shared_server  # noqa: E402
+from mlflow_server import MlflowServer, shared_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -406,6 +406,42 @@ def test_log_dataset_records_input_and_tags(tracker, client):
     assert tags["mlops.data.table"] == "reviews"
     assert tags["mlops.data.query_sha256"] == hashlib.sha256(ds.lineage["query"].encode()).hexdigest()
 
+
+
+def test_runs_logging_the_same_dataset_at_once_all_record_it(tmp_path):
+    """MLflow's log-inputs looks the dataset up and inserts it when missing, in two steps: runs that log the
+    same data at the same moment, answered by several server workers, race to insert it, and the losers'
+    first answer is an integrity error. Every run must still end with the dataset as its input."""
+    mlflow = pytest.importorskip("mlflow")
+    with MlflowServer(tmp_path / "mlflow", workers=4) as server:
+        _log_the_same_dataset_at_once(mlops.MlflowTracker(server.url), mlflow.MlflowClient(server.url))
+
+
+def _log_the_same_dataset_at_once(tracker, client):
+    exp = unique("same-data")
+    for rnd in range(4):
+        ds = make_dataset(seed=100 + rnd)  # new data each round: every round races to create the dataset
+        runs = [tracker.start_run(exp) for _ in range(12)]
+        gate = threading.Barrier(len(runs))
+        errors = []
+
+        def log(run):
+            gate.wait()
+            try:
+                run.log_dataset(ds)
+            except mlops.MlopsError as e:
+                errors.append(str(e))
+
+        threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        for run in runs:
+            run.end()
+            (inp,) = client.get_run(run.id).inputs.dataset_inputs
+            assert inp.dataset.digest == ds.digest[:36]
 
 # ---- artifacts ----------------------------------------------------------------------------------------
 

@@ -505,8 +505,10 @@ def test_fast_slice_diff_agrees_with_the_sql_diff(world, server):
         {"name": prefix + f"in-{c}", "where": "customer IN (?)", "params": [customer(c)]} for c in (2, 3, 4)]})
     pipe = mlops.Pipeline(source, world["tracker"], mlops.CudaTrainer(device="cpu"), catalog,
                           experiment=prefix + "a", releases_experiment=prefix + "r", code_commit="c0de")
-    pipe.train(pipe.plan())
-    pipe.release(image=IMAGE)
+    tr = pipe.train(pipe.plan())
+    assert tr.failed == 0, [i for i in tr.to_dict()["items"] if i["status"] == "failed"]
+    rel = pipe.release(image=IMAGE)
+    assert rel.complete, rel.to_dict()
     t2, t3 = tickets_of(source, customer(2)), tickets_of(source, customer(3))
     upsert(source, world["tmp"], [
         (t2[0][0], t2[0][1], t2[0][2] + " again", t2[0][3]),   # modified inside slice 2
