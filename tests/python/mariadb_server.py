@@ -58,11 +58,13 @@ class MariaDB:
     def uri_with_password(self) -> str:
         return f"mysql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
 
-    def store_uri(self, name: str) -> str:
-        """Creates database `name` for the test user and returns its SQLAlchemy URI (an MLflow store)."""
+    def store_uri(self, name: str, charset: Optional[str] = "utf8mb4") -> str:
+        """Grants the test user database `name` and returns its SQLAlchemy URI (an MLflow store). The database
+        is created here with `charset` (its binary collation); with None it is left for the user to create."""
         conn = self.root()
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}`")
+            if charset is not None:
+                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET {charset} COLLATE {charset}_bin")
             for host in ("localhost", "127.0.0.1"):
                 cur.execute(f"GRANT ALL ON `{name}`.* TO '{USER}'@'{host}'")
         conn.close()
@@ -112,7 +114,9 @@ class MariaDB:
              f"--port={self.port}", f"--bind-address={bind}", "--user=root", *tls,
              f"--pid-file={self.base / 'mysqld.pid'}", f"--log-error={self.base / 'error.log'}",
              f"--innodb-buffer-pool-size={self.buffer_pool}", "--skip-log-bin", "--max-allowed-packet=256M",
-             "--local-infile=1", "--innodb-flush-log-at-trx-commit=2"],
+             "--local-infile=1", "--innodb-flush-log-at-trx-commit=2",
+             # Customers write in every language: the server's defaults are utf8mb4, not MariaDB's latin1.
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 90
         while True:
@@ -127,7 +131,7 @@ class MariaDB:
                 raise RuntimeError("mariadbd did not answer within 90 s")
             time.sleep(0.2)
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {DATABASE}")
+            cur.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
             for host in ("localhost", "127.0.0.1", "127.0.0.2"):
                 cur.execute(f"CREATE USER '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}'")
                 cur.execute(f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'{host}'")

@@ -47,8 +47,10 @@ class MlflowServer:
 
     ``backend_store_uri``: where runs and registered models live; None: a SQLite file
     ``directory/mlflow.db``. A database server is named the SQLAlchemy way, e.g.
-    ``mysql+pymysql://user:password@127.0.0.1:3306/mlflow`` (the database must exist; MLflow creates its
-    tables at the first start). ``frontend``: "gunicorn" (MLflow's Flask app in gunicorn's sync workers)
+    ``mysql+pymysql://user:password@127.0.0.1:3306/mlflow``: a missing database is created
+    ``CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`` (MLflow's migrations compare names with ``utf8mb4_bin``), an
+    existing one must already be utf8mb4 (``ConfigError`` otherwise); MLflow creates its tables at the first
+    start. ``frontend``: "gunicorn" (MLflow's Flask app in gunicorn's sync workers)
     or "uvicorn" (``mlflow server``'s default). ``workers``: server processes; on SQLite (put in
     write-ahead-log mode at start) their writes take turns on the one file, on a database server they run
     side by side. MLflow's GenAI job runner is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
@@ -79,6 +81,7 @@ class MlflowServer:
     def start(self) -> "MlflowServer":
         (self.directory / "artifacts").mkdir(exist_ok=True)
         self._use_write_ahead_log()
+        self._use_utf8mb4_database()
         cmd = [
             _mlflow_executable(), "server",
             "--backend-store-uri", self.backend_store_uri,
@@ -134,6 +137,45 @@ class MlflowServer:
             db.close()
         if mode != "wal":
             raise RuntimeError(f"the SQLite store {path} cannot use a write-ahead log (journal mode {mode})")
+
+    def _use_utf8mb4_database(self) -> None:
+        """A MySQL/MariaDB store lives in a utf8mb4 database: created so when missing, refused when it is not.
+
+        MLflow's migrations compare with ``COLLATE utf8mb4_bin``, which a latin1 database (MariaDB's default)
+        rejects halfway through the first start; names and tags in any language need utf8mb4 as well."""
+        if self.backend != "mysql":
+            return
+        import urllib.parse
+
+        import pymysql
+
+        from . import _core
+
+        u = urllib.parse.urlsplit(self.backend_store_uri)
+        name = urllib.parse.unquote(u.path.lstrip("/"))
+        if not name:
+            raise _core.ConfigError(f"[mlops.config] the store {_core.redact_uri(self.backend_store_uri)} names "
+                                    "no database")
+        query = urllib.parse.parse_qs(u.query)
+        conn = pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306,
+                               user=urllib.parse.unquote(u.username or ""),
+                               password=urllib.parse.unquote(u.password or ""),
+                               unix_socket=(query.get("unix_socket") or [None])[0], autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA "
+                            "WHERE SCHEMA_NAME = %s", (name,))
+                row = cur.fetchone()
+                if row is None:
+                    quoted = name.replace("`", "``")
+                    cur.execute(f"CREATE DATABASE `{quoted}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+                elif row[0] != "utf8mb4":
+                    raise _core.ConfigError(
+                        f"[mlops.config] the MLflow store's database {name!r} uses the character set {row[0]}; "
+                        f"MLflow needs utf8mb4: create it with CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
+                        "COLLATE utf8mb4_bin (or convert it with ALTER DATABASE before MLflow creates its tables)")
+        finally:
+            conn.close()
 
     def close(self) -> None:
         """Stops the server and its workers, and waits until the port is free (so start() can bind it)."""
