@@ -18,17 +18,29 @@ export CCACHE_BASEDIR ?= $(CURDIR)
 export CCACHE_NOHASHDIR ?= 1
 endif
 
-.PHONY: setup build install wheel demo test test-cpp test-python test-asan fuzz bench clean help
+.PHONY: setup lock build install wheel demo test test-cpp test-python test-asan test-latest test-fresh fuzz bench clean help
 
 help:
 	@echo "make demo    run the main job (installs what it needs)"
 	@echo "make wheel   build dist/mlops_dolt-<version>-<python>-manylinux_*.whl with its own shared libraries"
 	@echo "make test    build and run all tests: C++ (ctest), Python (pytest), C++ under ASan+UBSan"
+	@echo "make test-latest  the Python suite against the newest releases of requirements-dev.txt (not the lock)"
+	@echo "make test-fresh   clone into a new folder and run 'make demo' and 'make test' there, nothing reused"
+	@echo "make lock    refresh requirements-lock.txt (pinned versions and hashes) from requirements-dev.txt"
 	@echo "make fuzz    run each libFuzzer target (manifest, URI, CSV, safetensors, catalog) FUZZ_SECONDS each (default 60)"
 	@echo "make bench   run the benchmarks under bench/"
 
 setup:
 	@bash tools/setup.sh
+
+# requirements-lock.txt: every development and test package pinned with its hashes, for any platform and the
+# Python versions the project supports. uv resolves it; only this target installs uv (into build/, not .venv).
+lock:
+	python3 -m venv $(BUILD)/lock-tool
+	$(BUILD)/lock-tool/bin/python -m pip install -q uv
+	$(BUILD)/lock-tool/bin/uv pip compile -q requirements-dev.txt --generate-hashes --universal \
+	  --python-version 3.11 --upgrade --custom-compile-command "make lock" -o requirements-lock.txt
+	git diff --stat requirements-lock.txt || true
 
 # The C++ library and its tests (ctest), with every component this machine can build.
 build: setup
@@ -64,6 +76,29 @@ test-asan: setup
 	  ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS)
 
 test: test-cpp test-python test-asan
+
+# The Python suite on the newest releases of everything requirements-dev.txt names, in a venv and build folder of
+# their own, so an upstream release that breaks the project is seen here on purpose rather than by a newcomer.
+LATEST := $(BUILD)/latest
+test-latest: setup
+	python3 -m venv --clear $(LATEST)/venv
+	$(LATEST)/venv/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/venv/bin/python -m pip install -q --upgrade -r requirements-dev.txt
+	$(LATEST)/venv/bin/python -m pip list --format=freeze | grep -iE '^(mlflow|numpy|pandas|doltlite|pybind11|scikit-learn)=='
+	$(LATEST)/venv/bin/python -m pip install -q --no-build-isolation -Cbuild-dir=$(LATEST)/py .
+	PATH="$(abspath $(LATEST))/venv/bin:$$PATH" $(LATEST)/venv/bin/python -m pytest
+
+# What a newcomer gets: a clone in a new folder, the README's two commands, nothing reused from this checkout or
+# this machine's caches (a new .venv, no pip cache, an empty ccache, no build folders). Debian packages already
+# installed stay installed. Prints how long each command took.
+test-fresh:
+	d=$$(mktemp -d -t mlops-fresh-XXXXXX)
+	git clone -q "$(CURDIR)" "$$d/mlops"
+	echo "test-fresh: $$d/mlops"
+	cd "$$d/mlops"
+	export PIP_NO_CACHE_DIR=1 CCACHE_DIR="$$d/ccache" CCACHE_BASEDIR="$$d/mlops"
+	t0=$$(date +%s); $(MAKE) demo; t1=$$(date +%s); $(MAKE) test; t2=$$(date +%s)
+	echo "test-fresh: make demo $$((t1 - t0)) s, make test $$((t2 - t1)) s, in $$d/mlops"
 
 demo: install wheel
 	$(PY) examples/run_demo.py

@@ -31,11 +31,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv
 fi
+# The locked environment (every version and hash pinned), so a fresh machine gets what the tests passed with
+# today, not whatever was released since; `make lock` refreshes it, `make test-latest` tries the newest.
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+want=$(sha256sum requirements-lock.txt | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing Python packages from requirements-dev.txt"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements-dev.txt
+  echo "setup: installing Python packages from requirements-lock.txt"
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements-lock.txt
   echo "$want" > "$stamp"
 fi
