@@ -31,6 +31,13 @@ std::int64_t to_int(const std::string& text) {
   return v;
 }
 
+// tags::kLeaseExpires for holders from before renewals, which read only that (this process's wall clock
+// plus `ttl`); without it they would take a renewed generation over at once. Refreshed at each renewal.
+std::string legacy_expiry(std::chrono::milliseconds ttl) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now + ttl).count());
+}
+
 // Puts back a late write this many times at most when yet another process takes the lease meanwhile.
 constexpr int kPutBackRounds = 8;
 
@@ -112,6 +119,7 @@ ReleaseLease::ReleaseLease(MlflowTracker& tracker, const std::string& experiment
           model_name(next),
           {{tags::kLeaseHolder, holder_},
            {tags::kLeaseTtl, std::to_string(ttl.count())},
+           {tags::kLeaseExpires, legacy_expiry(ttl)},
            {tags::kLeaseExperiment, experiment.substr(0, 5000)}},
           description_);
       if (created) {
@@ -168,6 +176,7 @@ void ReleaseLease::renew_loop() {
     try {
       renewer_tracker_->call("PATCH", "mlflow/registered-models/update", body);
       renewed = true;
+      renewer_tracker_->set_registered_model_tag(model_name(generation_), tags::kLeaseExpires, legacy_expiry(ttl_));
     } catch (const std::exception&) {  // on its own thread: nothing may escape; the next tick tries again
     }
     lock.lock();
