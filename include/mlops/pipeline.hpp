@@ -56,10 +56,12 @@ struct PipelineOptions {
   /// Requests to MLflow at once: adapters recorded by train(), aliases moved by release() and rollback().
   /// 8 was the fastest of 1, 2, 4 and 8 for 1,000 adapters against a 4-worker server (bench/pipeline).
   unsigned record_threads = 8;
-  /// release() and rollback() hold a lease on the release experiment, recorded in MLflow, for at most
-  /// this long (a killed holder blocks the others no longer), and wait this long for another's to end
-  /// before giving up with a ConflictError.
-  double release_lease_seconds = 900;
+  /// release() and rollback() hold a lease on the release experiment, recorded in MLflow, with this
+  /// time-to-live in seconds: the holder renews it every third of it while it works, and a holder that
+  /// is killed, paused or cut off from MLflow for this long loses it (its further writes are refused or
+  /// undone), so it blocks the others no longer. Expiry is judged by MLflow's clock.
+  double release_lease_seconds = 60;
+  /// How long release() and rollback() wait for another's lease to end before a ConflictError.
   double release_wait_seconds = 600;
 };
 

@@ -75,9 +75,17 @@ inline constexpr const char* kStateComplete = "complete";
 /// The release run's artifact holding the canonical manifest.
 inline constexpr const char* kManifestArtifact = "manifest.json";
 /// The release lease: a numbered registered model per release experiment (`<prefix><generation>`) whose
-/// tags name its holder and expiry; a generation is free once released or expired.
+/// tags name its holder and time-to-live; its holder renews it by updating it, so MLflow's own
+/// `last_updated_timestamp` is its heartbeat. A generation is free once released, or once the tracker's
+/// clock (`<prefix>clock`, a registered model that waiters update to read the time) is past its last
+/// renewal plus its time-to-live.
 inline constexpr const char* kLeasePrefix = "mlops.lease.";
 inline constexpr const char* kLeaseHolder = "mlops.lease.holder";
+inline constexpr const char* kLeaseTtl = "mlops.lease.ttl_ms";
+/// The release run that the holder of a generation applies, recorded before it moves any alias.
+inline constexpr const char* kLeaseTarget = "mlops.lease.release_run";
+/// Expiry in the holder's own clock, written by holders from before leases were renewed; read only from a
+/// generation without kLeaseTtl, and judged against the tracker's clock.
 inline constexpr const char* kLeaseExpires = "mlops.lease.expires_ms";
 inline constexpr const char* kLeaseReleased = "mlops.lease.released";
 inline constexpr const char* kLeaseExperiment = "mlops.lease.experiment";

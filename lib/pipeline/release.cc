@@ -1,6 +1,7 @@
 // Releases: recording a manifest in MLflow, moving the aliases to it, rolling back, listing releases.
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -151,55 +152,66 @@ void verify_aliases(MlflowTracker& tracker, const Catalog& catalog, const std::s
 // Moves the production aliases to `target` (removing it from catalog models not in `target`), recording
 // what moved and, after a failure, what is still pending. Marks the release complete when nothing is.
 // With `staging` set (rollbacks), a staging alias pointing elsewhere is moved to the released version
-// too, so the next release does not ship the withdrawn candidate again.
+// too, so the next release does not ship the withdrawn candidate again. Every write is fenced by the
+// lease (release_lease.hpp); losing the lease is a ConflictError, never a false "complete".
 void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::string& alias,
                    VersionIndex& versions, ReleaseReport& report, detail::ReleaseLease& lease,
                    unsigned threads, const std::string& staging = "") {
   const ReleaseManifest& target = report.release.manifest;
-  std::vector<std::pair<std::string, std::int64_t>> todo;  // version 0: delete the alias
-  std::vector<std::pair<std::string, std::int64_t>> staging_todo;
+  struct Move {
+    std::string name;
+    std::int64_t want = 0;  // 0: delete the alias
+    std::int64_t have = 0;
+  };
+  std::vector<Move> todo, staging_todo;
   for (const auto& e : catalog.entries()) {
     const ModelVersion* current = with_alias(versions[e.name], alias);
     const std::int64_t have = current ? current->version : 0;
     const std::int64_t want = target.contains(e.name) ? target.at(e.name) : 0;
-    if (have != want) todo.emplace_back(e.name, want);
+    if (have != want) todo.push_back({e.name, want, have});
     if (!staging.empty() && want != 0) {
       const ModelVersion* staged = with_alias(versions[e.name], staging);
-      if (staged != nullptr && staged->version != want) staging_todo.emplace_back(e.name, want);
+      if (staged != nullptr && staged->version != want) staging_todo.push_back({e.name, want, staged->version});
     }
   }
+  lease.record_target(report.release.run_id);  // before any alias moves: what a late write is put back to
   // After a failure no further alias is moved; those already under way finish and count as moved.
   std::vector<char> moved(todo.size(), 0);
   std::string failure;
+  std::exception_ptr lease_lost;
   std::mutex error_mutex;
   parallel_for(todo.size(), threads, [&](std::size_t i) {
-    const auto& [name, version] = todo[i];
     try {
-      if (version == 0) tracker.delete_alias(name, alias);
-      else tracker.set_alias(name, alias, version);
+      lease.move_alias(todo[i].name, alias, todo[i].want, todo[i].have);
       moved[i] = 1;
       return true;
     } catch (const std::exception& err) {  // on a worker thread: nothing may escape
       std::lock_guard lock(error_mutex);
       if (failure.empty()) failure = err.what();
+      if (!lease_lost && dynamic_cast<const ConflictError*>(&err)) lease_lost = std::current_exception();
       return false;
     }
   });
-  for (std::size_t i = 0; i < todo.size(); ++i) (moved[i] ? report.moved : report.pending).push_back(todo[i].first);
+  for (std::size_t i = 0; i < todo.size(); ++i) (moved[i] ? report.moved : report.pending).push_back(todo[i].name);
+  if (lease_lost) std::rethrow_exception(lease_lost);
   if (!failure.empty()) {
     report.error = failure;
     return;
   }
   try {
-    for (const auto& [name, version] : staging_todo) tracker.set_alias(name, staging, version);
+    for (const auto& m : staging_todo) lease.move_alias(m.name, staging, m.want, m.have, false);
+  } catch (const ConflictError&) {
+    throw;
   } catch (const Error& err) {
     report.error = err.what();
     return;
   }
   verify_aliases(tracker, catalog, alias, target, lease);  // a ConflictError: never a false "complete"
   try {
-    tracker.set_run_tag(report.release.run_id, tags::kReleaseState, tags::kStateComplete);
+    lease.set_run_tag(report.release.run_id, tags::kReleaseState, tags::kStateComplete, report.release.state);
     report.release.state = tags::kStateComplete;
+  } catch (const ConflictError&) {
+    throw;
   } catch (const Error& err) {
     report.error = err.what();
   }

@@ -196,6 +196,8 @@ class Pipeline:
         code_commit: str = "",
         retrain_on_code_change: bool = False,
         record_threads: int = 1,
+        release_lease_seconds: float = 60.0,
+        release_wait_seconds: float = 600.0,
     ) -> None: ...
     @property
     def catalog(self) -> Catalog: ...

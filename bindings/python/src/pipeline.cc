@@ -154,7 +154,8 @@ holds none, so any machine pointing at the same two places sees the same plan an
            py::arg("experiment") = tags::kAdaptersExperiment, py::arg("releases_experiment") = tags::kReleasesExperiment,
            py::arg("staging_alias") = tags::kStagingAlias, py::arg("production_alias") = tags::kProductionAlias,
            py::arg("code_commit") = "", py::arg("retrain_on_code_change") = false, py::arg("record_threads") = PipelineOptions{}.record_threads,
-           py::arg("release_lease_seconds") = 900.0, py::arg("release_wait_seconds") = 600.0,
+           py::arg("release_lease_seconds") = PipelineOptions{}.release_lease_seconds,
+           py::arg("release_wait_seconds") = PipelineOptions{}.release_wait_seconds,
            py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::keep_alive<1, 4>())
       .def_property_readonly_static(
           "default_record_threads", [](const py::object&) { return PipelineOptions{}.record_threads; },

@@ -25,8 +25,9 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 mlops error; 2 usage; 3 integrity (hash mismatch); 4 not found; "
     "5 train: some adapters failed; 6 release/rollback incomplete (run it again); "
-    "7 merge conflicts (nothing merged); 8 another release or rollback holds the lease, or the aliases changed "
-    "under this one (nothing reported complete); 130 interrupted."
+    "7 merge conflicts (nothing merged); 8 another release or rollback holds the lease, took it over while this "
+    "one was paused or cut off from MLflow, or changed the aliases under it (nothing reported complete); "
+    "130 interrupted."
 )
 
 
