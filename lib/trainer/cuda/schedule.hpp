@@ -16,10 +16,9 @@
 #include <vector>
 
 #include "core/parallel.hpp"
+#include "trainer/adam.hpp"
 
 namespace mlops::cuda_schedule {
-
-constexpr double kBeta1 = 0.9, kBeta2 = 0.999;
 
 /// A step table (rows, counts, Adam corrections of every adapter) never holds more than this many bytes,
 /// on the device or in pinned host memory, whatever the number of steps per epoch.
@@ -232,8 +231,8 @@ class StepSchedule {
         for (int r = 0; r < n; ++r)
           idx[r] = static_cast<int>(off_[static_cast<std::size_t>(a)] + s.rows[static_cast<std::size_t>(begin + r)]);
         s.t += 1;
-        corr[0] = static_cast<float>(1.0 / (1.0 - std::pow(kBeta1, static_cast<double>(s.t))));
-        corr[1] = static_cast<float>(1.0 / (1.0 - std::pow(kBeta2, static_cast<double>(s.t))));
+        corr[0] = adam::correction(adam::kBeta1, s.t);
+        corr[1] = adam::correction(adam::kBeta2, s.t);
       } else {
         corr[0] = corr[1] = 1.0f;
       }

@@ -23,7 +23,7 @@ std::vector<std::uint32_t> order_of(int adapter, int epoch, long long n) {
 
 struct Replay {
   std::map<int, std::vector<std::vector<std::uint32_t>>> batches;  // adapter -> rows of each of its steps
-  std::map<int, std::vector<float>> corr1;                         // adapter -> Adam correction 1 per step
+  std::map<int, std::vector<float>> corr1, corr2;                  // adapter -> Adam's corrections per step
   std::map<int, std::vector<int>> ends;                            // adapter -> epochs reported as ended
   long long chunks = 0, most_steps = 0, adapter_steps = 0;
 };
@@ -73,6 +73,7 @@ Replay replay(const std::vector<AdapterShape>& shapes, long long table_steps_cap
         for (int r = 0; r < n; ++r) batch.push_back(static_cast<std::uint32_t>(rows[r] - offsets[static_cast<std::size_t>(a)]));
         out.batches[a].push_back(batch);
         out.corr1[a].push_back(corr[cur][static_cast<std::size_t>((c * S + a) * 2)]);
+        out.corr2[a].push_back(corr[cur][static_cast<std::size_t>((c * S + a) * 2 + 1)]);
       }
     CHECK(counted == chunk.adapter_steps);
     const auto ends = chunk.ends;
@@ -120,10 +121,18 @@ TEST_CASE("every adapter visits its epochs' rows in order, whatever its neighbou
       std::vector<int> all(static_cast<std::size_t>(s.epochs));
       std::iota(all.begin(), all.end(), 1);
       CHECK(r.ends.at(a) == all);
-      // Adam's bias corrections follow the adapter's own step count.
+      // Adam's bias corrections follow the adapter's own step count, bit for bit the CPU backend's: the
+      // float betas widened to double, 1/(1 - beta^t) rounded to float.
       const auto& c1 = r.corr1.at(a);
-      for (std::size_t t = 0; t < c1.size(); ++t)
-        CHECK(c1[t] == doctest::Approx(1.0 / (1.0 - std::pow(0.9, static_cast<double>(t + 1)))));
+      const auto& c2 = r.corr2.at(a);
+      REQUIRE(c1.size() == c2.size());
+      bool same = true;
+      for (std::size_t t = 0; t < c1.size(); ++t) {
+        const double steps = static_cast<double>(t + 1);
+        same = same && c1[t] == static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(0.9f), steps))) &&
+               c2[t] == static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(0.999f), steps)));
+      }
+      CHECK(same);
       total += static_cast<long long>(s.epochs) * steps_per_epoch(s);
     }
     CHECK(r.most_steps <= cap);
@@ -175,4 +184,12 @@ TEST_CASE("sub-groups fit the budget, keep job order, and name an adapter too bi
   const auto big = plan_subgroups(64, 0, 4, shapes, budget);
   CHECK(big.too_big == 4);
   CHECK(big.too_big_bytes > budget);
+}
+
+TEST_CASE("Adam's corrections are those of the float betas the update uses, not of 0.9 and 0.999") {
+  const std::vector<AdapterShape> shapes = {{20, 20, 4, 1}};
+  const auto r = replay(shapes, 10);
+  // Step 1: 1/(1 - 0.9) = 10 exactly, but 1/(1 - 0.9f) = 9.99999762 (as the CPU computes it).
+  CHECK(r.corr1.at(0).at(0) != 10.0f);
+  CHECK(r.corr1.at(0).at(0) == static_cast<float>(1.0 / (1.0 - static_cast<double>(0.9f))));
 }
