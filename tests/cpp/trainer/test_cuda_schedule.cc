@@ -193,3 +193,29 @@ TEST_CASE("Adam's corrections are those of the float betas the update uses, not 
   CHECK(r.corr1.at(0).at(0) != 10.0f);
   CHECK(r.corr1.at(0).at(0) == static_cast<float>(1.0 / (1.0 - static_cast<double>(0.9f))));
 }
+
+TEST_CASE("adapters sharing one dataset are budgeted for one copy of it") {
+  // 100 adapters on one 2 GB dataset (d = 768) fit in 4 GB as one sub-group; on 100 datasets they would not.
+  std::vector<AdapterShape> shared(100, AdapterShape{650'000, 585'000, 256, 10, 65'000, 0});
+  const double data = dataset_bytes(768, shared[0]);
+  CHECK(data > 1.9e9);
+  const auto g = plan_subgroups(768, 0, 8, shared, 4e9);
+  REQUIRE(g.too_big < 0);
+  REQUIRE(g.groups.size() == 1);
+  CHECK(g.groups[0].members.size() == 100);
+  CHECK(g.groups[0].bytes < data + 100 * own_bytes(768, 0, 8, shared[0], 256) + 3 * kTableBytes);
+  // The same adapters, each on a dataset of its own: one per sub-group.
+  auto own = shared;
+  for (int i = 0; i < 100; ++i) own[static_cast<std::size_t>(i)].data = i;
+  CHECK(plan_subgroups(768, 0, 8, own, 4e9).groups.size() == 100);
+  // Rows count once as well: 32-bit row indices limit distinct rows, not adapters.
+  CHECK(plan_subgroups(768, 0, 8, shared, 1e15, 1'000'000).groups.size() == 1);
+  CHECK(plan_subgroups(768, 0, 8, own, 1e15, 1'000'000).groups.size() == 100);
+  // Two datasets interleaved: each counted once in the sub-group that holds both.
+  std::vector<AdapterShape> two(10, AdapterShape{1000, 900, 100, 1, 100, 0});
+  for (std::size_t i = 1; i < two.size(); i += 2) two[i].data = 1;
+  const auto g2 = plan_subgroups(64, 0, 4, two, 1e12);
+  REQUIRE(g2.groups.size() == 1);
+  CHECK(g2.groups[0].bytes == doctest::Approx(2 * kTableBytes + 2 * dataset_bytes(64, two[0]) +
+                                               10 * (own_bytes(64, 0, 4, two[0], 100) + step_table_bytes(1, 100))));
+}
