@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "trainer/cuda/abi.h"
+#include "trainer/cuda/capture.hpp"
 #include "trainer/cuda/handles.cuh"
 #include "trainer/cuda/kernels.cuh"
 #include "trainer/cuda/schedule.hpp"
@@ -348,32 +349,13 @@ class SubGroup {
   // launches run directly. Whatever train_step throws, the stream leaves capture mode first.
   template <typename Step>
   bool capture(cudaStream_t s, Graph& graph, Step& train_step) {
-    std::string why;
-    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-    if (e == cudaSuccess) {
-      std::exception_ptr thrown;
-      try {
-        train_step();
-      } catch (...) {
-        thrown = std::current_exception();
-      }
-      e = cudaStreamEndCapture(s, &graph.graph);
-      if (thrown) {
-        cudaGetLastError();
-        try {
-          std::rethrow_exception(thrown);
-        } catch (const Failure& f) {  // a launch that cannot be captured: run without a graph
-          why = f.what();
-        }
-      }
-      if (why.empty() && e != cudaSuccess) why = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e);
-      if (why.empty()) {
-        e = cudaGraphInstantiate(&graph.exec, graph.graph, 0);
-        if (e != cudaSuccess) why = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e);
-      }
-    } else {
-      why = std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e);
-    }
+    auto failed = [](const char* call, cudaError_t e) {
+      return e == cudaSuccess ? std::string() : std::string(call) + ": " + cudaGetErrorString(e);
+    };
+    std::string why = capture_step(
+        [&] { return failed("cudaStreamBeginCapture", cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal)); },
+        train_step, [&] { return failed("cudaStreamEndCapture", cudaStreamEndCapture(s, &graph.graph)); });
+    if (why.empty()) why = failed("cudaGraphInstantiate", cudaGraphInstantiate(&graph.exec, graph.graph, 0));
     cudaGetLastError();  // a failed capture leaves an error behind that is not the training's
     if (why.empty()) return true;
     notify(job_, "the training step of " + std::to_string(S_) + " adapter(s) could not be captured as a CUDA graph (" +
