@@ -53,7 +53,7 @@ install: setup
 	$(PY) -m pip install -q --no-build-isolation -Cbuild-dir=$(BUILD)/py .
 
 # A wheel that carries the shared libraries it links (auditwheel repair), built from the same build folder as
-# `make install`. The CUDA module stays outside: it is loaded at run time where a driver and cuBLAS exist.
+# `make install`. The CUDA module needs no CUDA library from the wheel: it is loaded at run time where a driver exists.
 wheel: setup
 	rm -rf $(BUILD)/wheel && mkdir -p $(BUILD)/wheel dist
 	$(PY) -m pip wheel -q --no-build-isolation --no-deps -Cbuild-dir=$(BUILD)/py -w $(BUILD)/wheel .

@@ -1,7 +1,7 @@
 /// @file trainer.hpp
 /// Batched training of many adapters at once: `CudaTrainer::fit` takes a list of `AdapterSpec`s (each
 /// naming its own Dataset and hyperparameters) and trains them all together, on a GPU through the
-/// separately loaded CUDA module (cuBLAS batched GEMMs, fused kernels, a CUDA graph per step) or on the
+/// separately loaded CUDA module (its own fixed-order batched GEMMs, fused kernels, a CUDA graph per step) or on the
 /// CPU (OpenBLAS, adapters spread over threads).
 ///
 /// Training, per adapter: the rows are shuffled with a generator seeded from (trainer seed, adapter name);
@@ -87,8 +87,8 @@ struct TrainerOptions {
   /// CPU worker threads (0 = hardware concurrency). Weights are bit-identical for one seed and thread count.
   unsigned threads = 0;
   /// Must be true (ConfigError otherwise). Every backend is deterministic: the CPU backend always was; on
-  /// the GPU no kernel of the trainer uses atomics and cuBLAS may not either, so weights repeat run after
-  /// run on one GPU. A non-deterministic mode would buy nothing measurable for these shapes (the GEMMs are
+  /// the GPU no kernel of the trainer uses atomics and every sum has a fixed order, so weights repeat run
+  /// after run on one GPU, and an adapter gets the same weights alone as inside any batch. A non-deterministic mode would buy nothing measurable for these shapes (the GEMMs are
   /// memory-bound with small inner dimensions), so none is offered.
   bool deterministic = true;
   /// GPU: bytes of device memory one fit may use for data, weights and workspace; 0 = 92 % of what is free

@@ -6,6 +6,7 @@
 
 #include "mlops/error.hpp"
 #include "core/parallel.hpp"
+#include "trainer/adam.hpp"
 #include "trainer/backend.hpp"
 #include "trainer/cpu_math.hpp"
 
@@ -39,7 +40,9 @@ bool ProgressSink::wait(std::deque<Event>& out, int ms) {
 
 namespace {
 
-constexpr float kBeta1 = 0.9f, kBeta2 = 0.999f, kEps = 1e-8f;
+using adam::kBeta1;
+using adam::kBeta2;
+using adam::kEps;
 
 // Sum of squared weights (biases excluded), for the L2 part of the reported loss.
 double weight_norm2(const ParamLayout& L, const float* p) {
@@ -162,8 +165,8 @@ class CpuAdapterTrainer {
     float* m = m_.data();
     if (!v_.empty()) {
       ++t_;
-      const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(double{kBeta1}, t_)));
-      const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(double{kBeta2}, t_)));
+      const float c1 = adam::correction(kBeta1, t_);
+      const float c2 = adam::correction(kBeta2, t_);
       float* v = v_.data();
       for (std::size_t i = 0; i < P_; ++i) {
         m[i] = kBeta1 * m[i] + (1.0f - kBeta1) * g[i];

@@ -142,6 +142,7 @@ std::vector<AdapterResult> train_cuda(const CudaModule& cuda, int ordinal, const
     const int32_t rc = cuda.train(&job, err, sizeof err);
     if (ctx.error) std::rethrow_exception(ctx.error);
     if (rc == MLOPS_CUDA_ERR_OOM) throw DeviceError(device + ": out of device memory: " + err);
+    if (rc == MLOPS_CUDA_ERR_HOST_MEMORY) throw DeviceError(device + ": out of host memory: " + err);
     if (rc == MLOPS_CUDA_ERR_INVALID) throw InternalError(device + ": the CUDA module rejected the job: " + err);
     if (rc != MLOPS_CUDA_OK) throw DeviceError(device + ": " + err);
     for (std::size_t i = 0; i < group.size(); ++i) results[group[i]->index].history = trackers[i].history();

@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -37,7 +39,9 @@ std::vector<std::filesystem::path> candidates() {
   return out;
 }
 
-std::shared_ptr<const CudaModule> try_load(const std::filesystem::path& path, std::string& why) {
+}  // namespace
+
+std::shared_ptr<const CudaModule> load_cuda_module_from(const std::filesystem::path& path, std::string& why) {
   void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char* e = dlerror();
@@ -61,11 +65,24 @@ std::shared_ptr<const CudaModule> try_load(const std::filesystem::path& path, st
     dlclose(h);
     return nullptr;
   }
-  // The handle stays open for the life of the process: kernels and cuBLAS state live in it.
+  // The same version compiled with another layout of the job structs would read every field wrong.
+  auto layout = reinterpret_cast<mlops_cuda_abi_layout_fn>(dlsym(h, "mlops_cuda_abi_layout"));
+  constexpr std::size_t kMax = 64;
+  std::uint64_t mine[kMax] = {}, theirs[kMax] = {};
+  const std::size_t n_mine = mlops_cuda_abi_layout_of(mine, kMax);
+  const std::size_t n_theirs = layout ? layout(theirs, kMax) : 0;
+  if (n_theirs != n_mine || !std::equal(mine, mine + n_mine, theirs)) {
+    std::size_t at = 0;
+    while (at < std::min(n_mine, n_theirs) && mine[at] == theirs[at]) ++at;
+    why = "the CUDA module " + path.string() + " lays out the job structs differently from this library (" +
+          (layout ? "value " + std::to_string(at) + " of " + std::to_string(n_mine) + " differs" : "no layout entry point") +
+          "): it was built against another mlops_cuda interface";
+    dlclose(h);
+    return nullptr;
+  }
+  // The handle stays open for the life of the process: its kernels and CUDA state live in it.
   return m;
 }
-
-}  // namespace
 
 std::shared_ptr<const CudaModule> load_cuda_module(std::string& why) {
   static std::mutex mu;
@@ -78,7 +95,7 @@ std::shared_ptr<const CudaModule> load_cuda_module(std::string& why) {
     if (!MLOPS_WITH_CUDA) {
       reason = "this build of mlops has no CUDA backend (configured with MLOPS_WITH_CUDA=OFF)";
     } else if (const char* env = std::getenv("MLOPS_CUDA_MODULE"); env && *env) {
-      module = try_load(env, reason);
+      module = load_cuda_module_from(env, reason);
       if (!module) reason = "MLOPS_CUDA_MODULE: " + reason;
     } else {
       std::string tried_paths;
@@ -88,7 +105,7 @@ std::shared_ptr<const CudaModule> load_cuda_module(std::string& why) {
           tried_paths += (tried_paths.empty() ? "" : ", ") + p.string();
           continue;
         }
-        module = try_load(p, reason);
+        module = load_cuda_module_from(p, reason);
         if (module) break;
       }
       if (!module && reason.empty()) reason = "the CUDA module was not found (looked at " + tried_paths + ")";

@@ -72,15 +72,19 @@ CudaTrainer::CudaTrainer(TrainerOptions options) : impl_(std::make_unique<Impl>(
   }
   const int want = ordinal.value_or(0);
   char name[256] = {0};
-  if (module && count > want && module->device_name(want, name, sizeof name) != 0) {
-    why = "CUDA device " + std::to_string(want) + " (" + name + ") is not supported: compute capability 8.0 or newer is needed";
-    count = 0;
+  if (module && count > want) {
+    const int32_t rc = module->device_name(want, name, sizeof name);
+    if (rc == 2)
+      why = "CUDA device " + std::to_string(want) + " (" + name + ") is not supported: compute capability 8.0 or newer is needed";
+    else if (rc != 0)
+      why = "CUDA device " + std::to_string(want) + " cannot be queried: " + name;
+    if (rc != 0) count = 0;
   }
   if (module && count > want) {
     impl_->cuda = module;
     impl_->cuda_ordinal = want;
     impl_->device = "cuda:" + std::to_string(want) + " (" + name + ")";
-    impl_->reason = required ? "requested" : "a usable GPU was found";
+    impl_->reason = std::string(required ? "requested" : "a usable GPU was found") + " (CUDA module " + module->path + ")";
     return;
   }
   if (module && count > 0) why = "device " + dev + " does not exist (" + std::to_string(count) + " CUDA device(s) visible)";

@@ -81,7 +81,7 @@ def test_the_extension_resolves_only_to_the_wheel_and_the_system_runtime(venv):
 
 def test_the_cuda_module_is_looked_for_next_to_the_installed_extension(wheel, venv):
     """CUDA stays outside the wheel: where the build has a CUDA backend its module sits next to the extension
-    (where the loader looks) and loads only where cuBLAS and a driver exist; the CPU works either way."""
+    (where the loader looks) and finds a GPU only where a driver exists; the CPU works either way."""
     names = zipfile.ZipFile(wheel).namelist()
     r = in_venv(venv, """
         import mlops
@@ -97,7 +97,7 @@ def test_the_cuda_module_is_looked_for_next_to_the_installed_extension(wheel, ve
         if "cannot load the CUDA module" in reason:
             assert str(module) in reason, reason
         else:  # it loaded: a GPU was used, or the module itself says why none is usable
-            assert reason in ("a usable GPU was found",) or "CUDA device" in reason, reason
+            assert reason.startswith("a usable GPU was found (CUDA module ") or "CUDA device" in reason, reason
 
 
 @pytest.fixture(scope="session")

@@ -19,14 +19,15 @@
 extern "C" {
 #endif
 
-#define MLOPS_CUDA_ABI_VERSION 2
+#define MLOPS_CUDA_ABI_VERSION 3
 
 /* Return codes of mlops_cuda_train. */
 #define MLOPS_CUDA_OK 0
-#define MLOPS_CUDA_ERR_DEVICE 1    /* a CUDA or cuBLAS failure; the message says which call */
+#define MLOPS_CUDA_ERR_DEVICE 1    /* a CUDA failure; the message says which call */
 #define MLOPS_CUDA_ERR_OOM 2       /* device memory exhausted; the message gives the sizes */
 #define MLOPS_CUDA_ERR_CANCELLED 3 /* a callback asked to stop */
 #define MLOPS_CUDA_ERR_INVALID 4   /* a malformed job (a bug in the caller) */
+#define MLOPS_CUDA_ERR_HOST_MEMORY 5 /* host memory (pinned or not) exhausted; the message says for what */
 
 /* Flags returned by the on_epoch callback. */
 #define MLOPS_CUDA_KEEP 1   /* these weights are the best so far: keep a copy and return it at the end */
@@ -73,7 +74,7 @@ typedef struct MlopsCudaCallbacks {
 
 typedef struct MlopsCudaJob {
   int32_t device;            /* CUDA device ordinal */
-  int32_t deterministic;     /* must be nonzero: the module never uses atomics in a reduction, nor lets cuBLAS */
+  int32_t deterministic;     /* must be nonzero: every sum of the module has a fixed order (no atomics) */
   int64_t d, h, k;
   int32_t n_adapters;
   const MlopsCudaAdapter* adapters;
@@ -81,16 +82,43 @@ typedef struct MlopsCudaJob {
   uint64_t memory_limit;     /* bytes of device memory the job may use; 0 = what is free now */
 } MlopsCudaJob;
 
+/* sizeof and offsetof of every field of the job structs, in a fixed order: the module reports the
+ * layout it was compiled with, and the loader refuses a module whose layout differs from its own (a
+ * different compiler, packing or a stale build with the same version number). Returns the count; writes
+ * at most n values. */
+static inline size_t mlops_cuda_abi_layout_of(uint64_t* out, size_t n) {
+  const uint64_t v[] = {
+      sizeof(MlopsCudaAdapter), offsetof(MlopsCudaAdapter, X), offsetof(MlopsCudaAdapter, y),
+      offsetof(MlopsCudaAdapter, rows), offsetof(MlopsCudaAdapter, val_rows), offsetof(MlopsCudaAdapter, n_val),
+      offsetof(MlopsCudaAdapter, n_train), offsetof(MlopsCudaAdapter, batch_size), offsetof(MlopsCudaAdapter, epochs),
+      offsetof(MlopsCudaAdapter, optimizer), offsetof(MlopsCudaAdapter, learning_rate), offsetof(MlopsCudaAdapter, l2),
+      offsetof(MlopsCudaAdapter, momentum), offsetof(MlopsCudaAdapter, class_weights),
+      offsetof(MlopsCudaAdapter, init_params), offsetof(MlopsCudaAdapter, out_params),
+      sizeof(MlopsCudaCallbacks), offsetof(MlopsCudaCallbacks, ctx), offsetof(MlopsCudaCallbacks, epoch_order),
+      offsetof(MlopsCudaCallbacks, on_epoch), offsetof(MlopsCudaCallbacks, on_steps),
+      offsetof(MlopsCudaCallbacks, on_notice),
+      sizeof(MlopsCudaJob), offsetof(MlopsCudaJob, device), offsetof(MlopsCudaJob, deterministic),
+      offsetof(MlopsCudaJob, d), offsetof(MlopsCudaJob, h), offsetof(MlopsCudaJob, k), offsetof(MlopsCudaJob, n_adapters),
+      offsetof(MlopsCudaJob, adapters), offsetof(MlopsCudaJob, callbacks), offsetof(MlopsCudaJob, memory_limit)};
+  const size_t count = sizeof v / sizeof v[0];
+  for (size_t i = 0; i < count && i < n; ++i) out[i] = v[i];
+  return count;
+}
+
 typedef int32_t (*mlops_cuda_abi_version_fn)(void);
+typedef size_t (*mlops_cuda_abi_layout_fn)(uint64_t* out, size_t n);
 typedef int32_t (*mlops_cuda_device_count_fn)(char* err, size_t err_size);
 typedef int32_t (*mlops_cuda_device_name_fn)(int32_t device, char* out, size_t out_size);
 typedef int32_t (*mlops_cuda_train_fn)(const MlopsCudaJob* job, char* err, size_t err_size);
 
 /* MLOPS_CUDA_ABI_VERSION of the module. */
 int32_t mlops_cuda_abi_version(void);
+/* mlops_cuda_abi_layout_of as the module was compiled. */
+size_t mlops_cuda_abi_layout(uint64_t* out, size_t n);
 /* Number of usable CUDA devices, or -1 with the reason in err (no driver, driver too old, ...). */
 int32_t mlops_cuda_device_count(char* err, size_t err_size);
-/* Device name and memory, e.g. "NVIDIA H100 80GB HBM3"; 0 on success. */
+/* Device name, e.g. "NVIDIA H100 80GB HBM3"; 0 on success, 2 when its compute capability is below 8.0,
+ * 1 with the reason in out when the device cannot be queried. */
 int32_t mlops_cuda_device_name(int32_t device, char* out, size_t out_size);
 /* Trains one group; MLOPS_CUDA_OK or an error code with the message in err. */
 int32_t mlops_cuda_train(const MlopsCudaJob* job, char* err, size_t err_size);

@@ -1,8 +1,8 @@
 // Errors and RAII handles of the CUDA module (included by module.cu only): device and pinned buffers,
-// stream, event, graph, the cuBLAS handle with its workspace, and the current-device guard.
+// stream, event, graph, and the guard that restores the calling thread's CUDA context.
 #pragma once
 
-#include <cublas_v2.h>
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,15 +12,11 @@
 #include <string>
 
 #include "trainer/cuda/abi.h"
+#include "trainer/cuda/abi_guard.hpp"
 
 namespace mlops_cuda {
 
 // ---- Errors -------------------------------------------------------------------------------------------
-
-struct Failure : std::runtime_error {
-  int code;
-  Failure(int c, const std::string& m) : std::runtime_error(m), code(c) {}
-};
 
 inline void check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
@@ -29,23 +25,10 @@ inline void check(cudaError_t e, const char* what) {
                 std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
 }
 
-inline void check_blas(cublasStatus_t s, const char* what) {
-  if (s == CUBLAS_STATUS_SUCCESS) return;
-  throw Failure(s == CUBLAS_STATUS_ALLOC_FAILED ? MLOPS_CUDA_ERR_OOM : MLOPS_CUDA_ERR_DEVICE,
-                std::string(what) + ": cuBLAS status " + std::to_string(static_cast<int>(s)));
-}
-
 inline std::string mib(double bytes) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1024.0 * 1024.0));
   return buf;
-}
-
-inline void write_message(char* out, size_t size, const std::string& m) {
-  if (!out || size == 0) return;
-  const size_t n = std::min(size - 1, m.size());
-  std::memcpy(out, m.data(), n);
-  out[n] = '\0';
 }
 
 // ---- RAII handles -------------------------------------------------------------------------------------
@@ -99,7 +82,16 @@ class PinnedBuffer {
   void allocate(size_t count, const char* what) {
     if (ptr_) cudaFreeHost(ptr_);
     ptr_ = nullptr;
-    if (count) check(cudaMallocHost(reinterpret_cast<void**>(&ptr_), count * sizeof(T)), what);
+    if (count == 0) return;
+    const cudaError_t e = cudaMallocHost(reinterpret_cast<void**>(&ptr_), count * sizeof(T));
+    if (e != cudaSuccess) {
+      ptr_ = nullptr;
+      cudaGetLastError();
+      // Page-locked host memory, limited by the host (RAM, RLIMIT_MEMLOCK), not by the device.
+      throw Failure(e == cudaErrorMemoryAllocation ? MLOPS_CUDA_ERR_HOST_MEMORY : MLOPS_CUDA_ERR_DEVICE,
+                    std::string("allocating pinned host memory for ") + what + " (" + mib(double(count) * sizeof(T)) +
+                        ") failed: " + cudaGetErrorString(e));
+    }
     count_ = count;
   }
   T* get() const { return ptr_; }
@@ -118,53 +110,36 @@ struct Stream {
   }
 };
 
-// The cuBLAS handle and the fixed workspace it uses: the handle is destroyed first, then the workspace
-// freed (cuBLAS may still use the workspace until cublasDestroy returns).
-struct Blas {
-  static constexpr size_t kWorkspace = 32u << 20;
-  DeviceBuffer<char> workspace;
-  cublasHandle_t h = nullptr;
-  explicit Blas(cudaStream_t stream) {
-    check_blas(cublasCreate(&h), "cublasCreate");
-    try {
-      check_blas(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");  // full FP32, no TF32
-      check_blas(cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED), "cublasSetAtomicsMode");
-      // A fixed workspace: required for graph capture and keeps the kernel choice stable. Set after the
-      // stream because cublasSetStream resets the workspace to cuBLAS's own pool.
-      check_blas(cublasSetStream(h, stream), "cublasSetStream");
-      workspace.allocate(kWorkspace, "the cuBLAS workspace");
-      check_blas(cublasSetWorkspace(h, workspace.get(), kWorkspace), "cublasSetWorkspace");
-    } catch (...) {
-      cublasDestroy(h);  // before the workspace member is freed
-      throw;
-    }
-  }
-  ~Blas() {
-    if (h) cublasDestroy(h);
-    h = nullptr;
-  }
-  Blas(const Blas&) = delete;
-  Blas& operator=(const Blas&) = delete;
-};
-
-// Makes `device` current for this thread and restores the caller's device on every exit.
+// Makes `device` current for this thread and, on every exit, gives the thread back the CUDA context it
+// had: the same context, or none at all. (The runtime's cudaGetDevice answers 0 for a thread that never
+// chose a device, and restoring that with cudaSetDevice(0) would create a context on GPU 0 after a job on
+// another GPU.) The driver's context calls are reached through the runtime, so the module needs no link
+// to libcuda.
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) {
-      cudaGetLastError();
-      previous_ = -1;
+    void* get = nullptr;
+    void* set = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &get, 12000, cudaEnableDefault, &found) == cudaSuccess &&
+        found == cudaDriverEntryPointSuccess &&
+        cudaGetDriverEntryPointByVersion("cuCtxSetCurrent", &set, 12000, cudaEnableDefault, &found) == cudaSuccess &&
+        found == cudaDriverEntryPointSuccess &&
+        reinterpret_cast<CUresult (*)(CUcontext*)>(get)(&previous_) == CUDA_SUCCESS) {
+      set_current_ = reinterpret_cast<CUresult (*)(CUcontext)>(set);
     }
+    cudaGetLastError();
     check(cudaSetDevice(device), "cudaSetDevice");
   }
   ~DeviceGuard() {
-    if (previous_ >= 0) cudaSetDevice(previous_);
+    if (set_current_) set_current_(previous_);
   }
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
 
  private:
-  int previous_ = -1;
+  CUcontext previous_ = nullptr;
+  CUresult (*set_current_)(CUcontext) = nullptr;
 };
 
 struct Event {

@@ -6,13 +6,18 @@
 #include <algorithm>
 #include <cfloat>
 
+#include "trainer/adam.hpp"
 #include "trainer/cuda/abi.h"
+#include "trainer/cuda/gemm.hpp"
 
 namespace mlops_cuda {
 
 // ---- Kernels --------------------------------------------------------------------------------------------
 
-constexpr float kBeta1 = 0.9f, kBeta2 = 0.999f, kEps = 1e-8f;
+using mlops::adam::kBeta1;
+using mlops::adam::kBeta2;
+using mlops::adam::kEps;
+namespace cuda_gemm = mlops::cuda_gemm;
 
 __device__ __forceinline__ int current_step(const int* step) { return step ? *step : 0; }
 
@@ -35,23 +40,47 @@ __global__ void gather_rows(const float* __restrict__ X, const int* __restrict__
   }
 }
 
-// H = relu(H + b1) for every adapter's batch (H is S×Bm×h, b1 at params + a*P + b1_off).
-__global__ void bias_relu(float* __restrict__ H, const float* __restrict__ params, long long P, long long b1_off,
-                          int Bm, long long h, long long total) {
-  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<long long>(gridDim.x) * blockDim.x) {
-    const long long a = i / (Bm * h);
-    const long long j = i % h;
-    H[i] = fmaxf(H[i] + params[a * P + b1_off + j], 0.0f);
+// One batched product of gemm.hpp: a thread block per (BM×BN tile, adapter), adapters beyond the grid's
+// z extent in further rounds.
+template <class T>
+__global__ void __launch_bounds__(T::kThreads) batched_gemm(cuda_gemm::Problem p, cuda_gemm::Epilogue e) {
+  __shared__ float As[T::kSharedA], Bs[T::kSharedB];
+  const long long row0 = static_cast<long long>(blockIdx.y) * T::kBM, col0 = static_cast<long long>(blockIdx.x) * T::kBN;
+  const int t = static_cast<int>(threadIdx.x);
+  for (int b = static_cast<int>(blockIdx.z); b < p.batch; b += static_cast<int>(gridDim.z)) {
+    typename T::Acc acc = {};
+    for (long long k0 = 0; k0 < p.K; k0 += T::kBK) {
+      T::load(p, b, row0, col0, k0, t, As, Bs);
+      __syncthreads();
+      T::accumulate(t, As, Bs, acc);
+      __syncthreads();
+    }
+    T::store(p, b, row0, col0, t, acc, e);
   }
 }
 
-// Per batch row: logits + bias -> softmax -> weighted cross-entropy (rowloss) and its gradient, written
-// over the logits: G = w[y] * (p - onehot(y)) / rows. Padded rows get zeros.
-__global__ void softmax_xent_grad(float* __restrict__ Z, const int* __restrict__ yb, const float* __restrict__ params,
-                                  long long P, long long bias_off, const float* __restrict__ class_w,
+template <class T>
+void launch_gemm(const cuda_gemm::Problem& p, cuda_gemm::Epilogue e, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>((p.N + T::kBN - 1) / T::kBN), static_cast<unsigned>((p.M + T::kBM - 1) / T::kBM),
+                  static_cast<unsigned>(std::min(p.batch, 65535)));
+  batched_gemm<T><<<grid, T::kThreads, 0, s>>>(p, e);
+}
+
+// op(A)·op(B) for every adapter, with the tile shape that suits the product's width. Which tile runs
+// changes only the speed: each element's sum is the same fma chain (gemm.hpp).
+template <bool TA, bool TB>
+void gemm(const cuda_gemm::Problem& p, cuda_gemm::Epilogue e, cudaStream_t s) {
+  if (p.N <= 8) launch_gemm<cuda_gemm::NarrowTile<TA, TB>>(p, e, s);
+  else if (p.N <= 16) launch_gemm<cuda_gemm::MidTile<TA, TB>>(p, e, s);
+  else launch_gemm<cuda_gemm::WideTile<TA, TB>>(p, e, s);
+}
+
+// Per batch row: softmax of the logits (bias included) -> weighted cross-entropy (rowloss) and its
+// gradient, written over the logits: G = w[y] * (p - onehot(y)) / rows. Padded rows get zeros. The
+// arithmetic is the CPU backend's (cpu_math.cc softmax_rows, cpu_backend.cc step), operation by operation.
+__global__ void softmax_xent_grad(float* __restrict__ Z, const int* __restrict__ yb, const float* __restrict__ class_w,
                                   const int* __restrict__ counts, const int* step, int S, int Bm, int k,
-                                  float* __restrict__ rowloss) {
+                                  double* __restrict__ rowloss) {
   // Grid-stride: the grid is capped (blocks_for), the rows are not.
   const long long total = static_cast<long long>(S) * Bm;
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
@@ -63,16 +92,11 @@ __global__ void softmax_xent_grad(float* __restrict__ Z, const int* __restrict__
     const int label = yb[i];
     if (r >= cnt || label < 0) {
       for (int c = 0; c < k; ++c) z[c] = 0.0f;
-      rowloss[i] = 0.0f;
+      rowloss[i] = 0.0;
       continue;
     }
-    const float* b = params + a * P + bias_off;
-    float mx = -FLT_MAX;
-    for (int c = 0; c < k; ++c) {
-      const float v = z[c] + b[c];
-      z[c] = v;
-      mx = fmaxf(mx, v);
-    }
+    float mx = z[0];
+    for (int c = 1; c < k; ++c) mx = z[c] > mx ? z[c] : mx;
     float sum = 0.0f;
     for (int c = 0; c < k; ++c) {
       const float e = expf(z[c] - mx);
@@ -80,10 +104,12 @@ __global__ void softmax_xent_grad(float* __restrict__ Z, const int* __restrict__
       sum += e;
     }
     const float inv = 1.0f / sum;
+    for (int c = 0; c < k; ++c) z[c] *= inv;
     const float w = class_w[static_cast<long long>(a) * k + label];
+    rowloss[i] = static_cast<double>(w) * -static_cast<double>(logf(fmaxf(z[label], FLT_MIN)));
     const float scale = w * (1.0f / static_cast<float>(cnt));
-    rowloss[i] = w * -logf(fmaxf(z[label] * inv, FLT_MIN));
-    for (int c = 0; c < k; ++c) z[c] = (z[c] * inv - (c == label ? 1.0f : 0.0f)) * scale;
+    z[label] -= 1.0f;
+    for (int c = 0; c < k; ++c) z[c] *= scale;
   }
 }
 
@@ -96,7 +122,7 @@ __global__ void relu_mask(float* __restrict__ dH, const float* __restrict__ H, l
 
 // One block per adapter: bias gradients (column sums of G and, for the MLP, of dH) in a fixed row order,
 // and the step's summed loss added to the adapter's epoch total.
-__global__ void reduce_step(const float* __restrict__ G, const float* __restrict__ dH, const float* __restrict__ rowloss,
+__global__ void reduce_step(const float* __restrict__ G, const float* __restrict__ dH, const double* __restrict__ rowloss,
                             float* __restrict__ grad, long long P, long long b_off, long long b1_off, int Bm, int k,
                             int h, const int* __restrict__ counts, const int* step, int S, double* __restrict__ epoch_loss) {
   const int a = blockIdx.x;
@@ -116,7 +142,7 @@ __global__ void reduce_step(const float* __restrict__ G, const float* __restrict
   }
   if (threadIdx.x == 0 && counts[static_cast<long long>(current_step(step)) * S + a] > 0) {
     double s = 0.0;
-    const float* rl = rowloss + static_cast<long long>(a) * Bm;
+    const double* rl = rowloss + static_cast<long long>(a) * Bm;
     for (int r = 0; r < Bm; ++r) s += rl[r];
     epoch_loss[a] += s;
   }
@@ -173,47 +199,64 @@ __global__ void update_params(UpdateArgs u) {
 
 __global__ void advance(int* step) { *step += 1; }
 
-// Validation rows: plain softmax cross-entropy and whether the argmax is right.
-__global__ void eval_rows(const float* __restrict__ Z, const int* __restrict__ yb, const float* __restrict__ params,
-                          long long P, long long bias_off, long long slots, int Bm, int k, float* __restrict__ rowloss,
-                          int* __restrict__ rowok) {
+// The slots of one validation slice: adapter a's rows [begin, begin + Bm) of its validation rows (already
+// offset into the device's data), -1 past its last; adapters not in `which` (0/1 per adapter) get none.
+__global__ void validation_slice(const int* __restrict__ val_rows, const long long* __restrict__ val_off,
+                                 const long long* __restrict__ n_val, const int* __restrict__ which, long long begin,
+                                 int S, int Bm, int* __restrict__ idx) {
+  const long long slots = static_cast<long long>(S) * Bm;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < slots;
+       i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int a = static_cast<int>(i / Bm);
+    const long long r = begin + i % Bm;
+    idx[i] = which[a] && r < n_val[a] ? val_rows[val_off[a] + r] : -1;
+  }
+}
+
+// Validation rows: plain softmax cross-entropy, clamped at 1e-38 in double, and whether the most probable
+// class is right (the first of equals), as the CPU's evaluate_cpu.
+__global__ void eval_rows(const float* __restrict__ Z, const int* __restrict__ yb, long long slots, int k,
+                          double* __restrict__ rowloss, int* __restrict__ rowok) {
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < slots;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int label = yb[i];
     if (label < 0) {
-      rowloss[i] = 0.0f;
+      rowloss[i] = 0.0;
       rowok[i] = 0;
       continue;
     }
-    const long long a = i / Bm;
     const float* z = Z + i * k;
-    const float* b = params + a * P + bias_off;
-    float mx = -FLT_MAX;
-    int best = 0;
-    for (int c = 0; c < k; ++c) {
-      const float v = z[c] + b[c];
-      if (v > mx) mx = v, best = c;
-    }
+    float mx = z[0];
+    for (int c = 1; c < k; ++c) mx = z[c] > mx ? z[c] : mx;
     float sum = 0.0f;
-    for (int c = 0; c < k; ++c) sum += expf(z[c] + b[c] - mx);
-    const float p = expf(z[label] + b[label] - mx) / sum;
-    rowloss[i] = -logf(fmaxf(p, FLT_MIN));
+    for (int c = 0; c < k; ++c) sum += expf(z[c] - mx);
+    const float inv = 1.0f / sum;
+    int best = 0;
+    float best_p = expf(z[0] - mx) * inv, p_label = best_p;
+    for (int c = 1; c < k; ++c) {
+      const float p = expf(z[c] - mx) * inv;
+      if (p > best_p) best_p = p, best = c;
+      if (c == label) p_label = p;
+    }
+    rowloss[i] = -log(fmax(static_cast<double>(p_label), 1e-38));
     rowok[i] = best == label ? 1 : 0;
   }
 }
 
-__global__ void reduce_eval(const float* __restrict__ rowloss, const int* __restrict__ rowok, int Bm,
+// Each adapter's validation sums, one row after the other in row order (padding adds 0): the same
+// sequence of additions whatever the slice length, as the CPU's loop over its validation rows.
+__global__ void reduce_eval(const double* __restrict__ rowloss, const int* __restrict__ rowok, int Bm,
                             double* __restrict__ val_loss, long long* __restrict__ val_ok) {
   if (threadIdx.x != 0) return;
   const int a = blockIdx.x;
-  double s = 0.0;
-  long long ok = 0;
+  double s = val_loss[a];
+  long long ok = val_ok[a];
   for (int r = 0; r < Bm; ++r) {
     s += rowloss[static_cast<long long>(a) * Bm + r];
     ok += rowok[static_cast<long long>(a) * Bm + r];
   }
-  val_loss[a] += s;
-  val_ok[a] += ok;
+  val_loss[a] = s;
+  val_ok[a] = ok;
 }
 
 // Squared norm of each adapter's weights (biases excluded): fixed-order tree reduction per block.

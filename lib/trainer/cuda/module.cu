@@ -4,16 +4,17 @@
 // through pinned staging buffers (in sub-groups when it does not fit: each sub-group's data stays resident
 // while it trains). A training step of all adapters together is a fixed sequence of launches, captured
 // once as a CUDA graph:
-//   gather each adapter's mini-batch rows -> strided-batched GEMM(s) forward -> fused bias + softmax +
-//   cross-entropy + gradient -> strided-batched GEMMs backward -> per-adapter bias-gradient and loss
+//   gather each adapter's mini-batch rows -> batched GEMM(s) forward, bias (and ReLU) in their epilogue ->
+//   softmax + cross-entropy + gradient -> batched GEMMs backward -> per-adapter bias-gradient and loss
 //   reduction -> fused optimiser update of every parameter of every adapter -> step counter + 1.
 // What changes from step to step (which rows, how many, Adam's bias corrections) lives in device tables
 // the kernels index with the step counter, so the same graph replays every step. The tables hold a chunk
 // of steps (schedule.hpp decides how many); the host fills the next chunk while the device runs the
 // current one. Adapters with fewer rows in a step (a last partial batch, a smaller batch size, a finished
-// adapter) are padded with zero rows that contribute nothing. No kernel uses atomics and cuBLAS may not
-// either: every reduction has a fixed order, so results repeat run after run on one GPU.
-#include <cublas_v2.h>
+// adapter) are padded with zero rows that contribute nothing. No kernel uses atomics, and every sum has
+// a fixed order that depends neither on the number of adapters nor on the padding (gemm.hpp): results
+// repeat run after run on one GPU, and an adapter trained alone gets the bits it gets inside any batch.
+// Adapters that share one Dataset share one device copy of it.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,12 +22,15 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "trainer/cuda/abi.h"
+#include "trainer/cuda/capture.hpp"
 #include "trainer/cuda/handles.cuh"
 #include "trainer/cuda/kernels.cuh"
 #include "trainer/cuda/schedule.hpp"
@@ -35,6 +39,8 @@ namespace {
 
 using namespace mlops_cuda;
 namespace sched = mlops::cuda_schedule;
+
+using cuda_gemm::Epilogue;
 
 void notify(const MlopsCudaJob& job, const std::string& message) {
   if (job.callbacks.on_notice) job.callbacks.on_notice(job.callbacks.ctx, message.c_str());
@@ -114,26 +120,14 @@ class SubGroup {
     for (int i : idx_) shapes_.push_back(shapes[static_cast<size_t>(i)]);
   }
 
-  void run(Stream& stream, Blas& blas, PinnedUpload& upload) {
+  void run(Stream& stream, PinnedUpload& upload) {
     cudaStream_t s = stream.s;
     const auto& A = job_.adapters;
     const long long d = z_.d, h = z_.h, k = z_.k, P = z_.P;
     const long long slots = static_cast<long long>(S_) * Bm_;
 
-    // Data of every adapter, resident for the whole sub-group.
-    std::vector<long long> row_off(S_);
-    long long total_rows = 0;
-    for (int a = 0; a < S_; ++a) row_off[a] = total_rows, total_rows += A[idx_[a]].rows;
-    DeviceBuffer<float> X(static_cast<size_t>(total_rows * d), "the training data X");
-    DeviceBuffer<int> y(static_cast<size_t>(total_rows), "the labels y");
-    std::vector<PinnedUpload::Piece> xs, ys;
-    for (int a = 0; a < S_; ++a) {
-      const auto& ad = A[idx_[a]];
-      xs.push_back({ad.X, sizeof(float) * static_cast<size_t>(ad.rows * d)});
-      ys.push_back({ad.y, sizeof(int) * static_cast<size_t>(ad.rows)});
-    }
-    upload.run(X.get(), xs, s);
-    upload.run(y.get(), ys, s);
+    Resident data;
+    upload_data(s, upload, data);
 
     // Parameters, optimiser state, per-adapter settings.
     DeviceBuffer<float> params(S_ * P, "parameters"), grad(S_ * P, "gradients"), m(S_ * P, "optimiser state"),
@@ -160,8 +154,10 @@ class SubGroup {
 
     // Per-step workspace and the step tables of one chunk (Cmax_ steps, capped by schedule.hpp).
     DeviceBuffer<float> Xb(slots * d, "the mini-batch buffer"), Z(slots * k, "logits"), H(slots * h, "hidden"),
-        dH(slots * h, "hidden gradients"), rowloss(slots, "row losses");
+        dH(slots * h, "hidden gradients");
+    DeviceBuffer<double> rowloss(slots, "row losses");
     DeviceBuffer<int> yb(slots, "batch labels"), rowok(slots, "row results");
+    DeviceBuffer<double> eval_loss(slots, "row losses");
     const auto cap = static_cast<size_t>(Cmax_);
     DeviceBuffer<int> d_idx(cap * slots, "step tables"), d_cnt(cap * S_, "step tables");
     DeviceBuffer<float2> d_corr(cap * S_, "step tables");
@@ -175,42 +171,41 @@ class SubGroup {
 
     const long long b_off = h == 0 ? d * k : d * h + h + h * k;  // b or b2
     const long long b1_off = d * h, w2_off = d * h + h;
-    const float one = 1.0f, zero = 0.0f;
-    auto gemm = [&](cublasOperation_t ta, cublasOperation_t tb, long long mm, long long nn, long long kk, const float* Am,
-                    long long lda, long long sa, const float* Bmat, long long ldb, long long sb, float* C, long long ldc,
-                    long long sc, const char* what) {
-      check_blas(cublasSgemmStridedBatched(blas.h, ta, tb, static_cast<int>(mm), static_cast<int>(nn), static_cast<int>(kk),
-                                           &one, Am, static_cast<int>(lda), sa, Bmat, static_cast<int>(ldb), sb, &zero, C,
-                                           static_cast<int>(ldc), sc, S_),
-                 what);
+    // op(A)·op(B) of every adapter (row-major; see gemm.hpp), adapter a's operands `a` strides apart.
+    auto gemm_args = [&](const float* Am, long long lda, long long sa, const float* Bmat, long long ldb, long long sb,
+                         float* C, long long ldc, long long sc, long long M, long long N, long long K,
+                         const float* bias) {
+      return cuda_gemm::Problem{Am, lda, sa, Bmat, ldb, sb, C, ldc, sc, bias, P, M, N, K, S_};
     };
-    // Row-major buffers seen by column-major cuBLAS as their transposes (see the layout notes in abi.h).
     auto forward = [&](const int* step) {
-      gather_rows<<<blocks_for(slots, 1), 128, 0, s>>>(X.get(), y.get(), d_idx.get(), step, slots, d, Xb.get(), yb.get());
-      if (h == 0) {
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, k, Bm_, d, params.get(), k, P, Xb.get(), d, Bm_ * d, Z.get(), k, Bm_ * k, "forward GEMM");
-      } else {
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, h, Bm_, d, params.get(), h, P, Xb.get(), d, Bm_ * d, H.get(), h, Bm_ * h, "forward GEMM 1");
-        bias_relu<<<blocks_for(slots * h, 256), 256, 0, s>>>(H.get(), params.get(), P, b1_off, Bm_, h, slots * h);
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, k, Bm_, h, params.get() + w2_off, k, P, H.get(), h, Bm_ * h, Z.get(), k, Bm_ * k,
-             "forward GEMM 2");
+      gather_rows<<<blocks_for(slots, 1), 128, 0, s>>>(data.X.get(), data.y.get(), d_idx.get(), step, slots, d, Xb.get(),
+                                                       yb.get());
+      if (h == 0) {  // Z = Xb·W + b
+        gemm<false, false>(gemm_args(Xb.get(), d, Bm_ * d, params.get(), k, P, Z.get(), k, Bm_ * k, Bm_, k, d,
+                                     params.get() + b_off), Epilogue::bias, s);
+      } else {  // H = relu(Xb·W1 + b1), Z = H·W2 + b2
+        gemm<false, false>(gemm_args(Xb.get(), d, Bm_ * d, params.get(), h, P, H.get(), h, Bm_ * h, Bm_, h, d,
+                                     params.get() + b1_off), Epilogue::bias_relu, s);
+        gemm<false, false>(gemm_args(H.get(), h, Bm_ * h, params.get() + w2_off, k, P, Z.get(), k, Bm_ * k, Bm_, k, h,
+                                     params.get() + b_off), Epilogue::bias, s);
       }
     };
     auto train_step = [&]() {
       const int* step = d_step.get();
       forward(step);
-      softmax_xent_grad<<<blocks_for(slots, 128), 128, 0, s>>>(Z.get(), yb.get(), params.get(), P, b_off, d_cw.get(),
-                                                              d_cnt.get(), step, S_, Bm_, static_cast<int>(k), rowloss.get());
-      if (h == 0) {
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, k, d, Bm_, Z.get(), k, Bm_ * k, Xb.get(), d, Bm_ * d, grad.get(), k, P, "weight-gradient GEMM");
-      } else {
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, k, h, Bm_, Z.get(), k, Bm_ * k, H.get(), h, Bm_ * h, grad.get() + w2_off, k, P,
-             "W2-gradient GEMM");
-        gemm(CUBLAS_OP_T, CUBLAS_OP_N, h, Bm_, k, params.get() + w2_off, k, P, Z.get(), k, Bm_ * k, dH.get(), h, Bm_ * h,
-             "hidden-gradient GEMM");
+      softmax_xent_grad<<<blocks_for(slots, 128), 128, 0, s>>>(Z.get(), yb.get(), d_cw.get(), d_cnt.get(), step, S_, Bm_,
+                                                              static_cast<int>(k), rowloss.get());
+      if (h == 0) {  // dW = Xbᵀ·G
+        gemm<true, false>(gemm_args(Xb.get(), d, Bm_ * d, Z.get(), k, Bm_ * k, grad.get(), k, P, d, k, Bm_, nullptr),
+                          Epilogue::none, s);
+      } else {  // dW2 = Hᵀ·G, dH = G·W2ᵀ masked by H > 0, dW1 = Xbᵀ·dH
+        gemm<true, false>(gemm_args(H.get(), h, Bm_ * h, Z.get(), k, Bm_ * k, grad.get() + w2_off, k, P, h, k, Bm_, nullptr),
+                          Epilogue::none, s);
+        gemm<false, true>(gemm_args(Z.get(), k, Bm_ * k, params.get() + w2_off, k, P, dH.get(), h, Bm_ * h, Bm_, h, k,
+                                    nullptr), Epilogue::none, s);
         relu_mask<<<blocks_for(slots * h, 256), 256, 0, s>>>(dH.get(), H.get(), slots * h);
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, h, d, Bm_, dH.get(), h, Bm_ * h, Xb.get(), d, Bm_ * d, grad.get(), h, P,
-             "W1-gradient GEMM");
+        gemm<true, false>(gemm_args(Xb.get(), d, Bm_ * d, dH.get(), h, Bm_ * h, grad.get(), h, P, d, h, Bm_, nullptr),
+                          Epilogue::none, s);
       }
       reduce_step<<<S_, 64, 0, s>>>(Z.get(), dH.get(), rowloss.get(), grad.get(), P, b_off, b1_off, Bm_,
                                     static_cast<int>(k), static_cast<int>(h), d_cnt.get(), step, S_, d_epoch_loss.get());
@@ -227,7 +222,7 @@ class SubGroup {
 
     // The schedule: chunk after chunk of step tables; the next chunk is filled while this one runs.
     sched::StepSchedule schedule(
-        shapes_, row_off, Bm_, Cmax_,
+        shapes_, data.row_off, Bm_, Cmax_,
         [this](int a, int epoch, uint32_t* out) { job_.callbacks.epoch_order(job_.callbacks.ctx, idx_[a], epoch, out); });
     auto send = [&](const sched::StepSchedule::Chunk& c) {
       check(cudaMemcpyAsync(d_idx.get(), h_idx.get(), sizeof(int) * c.steps * slots, cudaMemcpyHostToDevice, s), "upload tables");
@@ -257,7 +252,7 @@ class SubGroup {
       ended.clear();
       for (const auto& e : ends) ended.push_back(e.adapter);
       if (!ended.empty())
-        evaluate(s, ended, yb, Z, rowloss, rowok, d_idx, d_val_loss, d_val_ok, d_wn2, params, row_off, forward, b_off);
+        evaluate(s, ended, data, yb, Z, eval_loss, rowok, d_idx, d_val_loss, d_val_ok, d_wn2, params, forward);
       check(cudaStreamSynchronize(s), "training");
       if (job_.callbacks.on_steps && job_.callbacks.on_steps(job_.callbacks.ctx, steps_done) != 0)
         throw Failure(MLOPS_CUDA_ERR_CANCELLED, "cancelled");
@@ -301,25 +296,66 @@ class SubGroup {
   }
 
  private:
+  // The sub-group's data on the device for the whole sub-group: each distinct dataset once (adapters of one
+  // Dataset share its copy), every adapter's validation rows as indices into it, and which adapters a
+  // validation pass covers (with its pinned host copy).
+  struct Resident {
+    DeviceBuffer<float> X;
+    DeviceBuffer<int> y, val_rows, which;
+    DeviceBuffer<long long> val_off, n_val;
+    PinnedBuffer<int> which_host;
+    std::vector<long long> row_off;  // adapter -> its dataset's first row in X
+  };
+
+  void upload_data(cudaStream_t s, PinnedUpload& upload, Resident& r) {
+    const auto& A = job_.adapters;
+    const long long d = z_.d;
+    r.row_off.assign(S_, 0);
+    long long total_rows = 0;
+    std::vector<PinnedUpload::Piece> xs, ys;
+    std::map<int, long long> placed;  // dataset (AdapterShape::data) -> its first row in X
+    for (int a = 0; a < S_; ++a) {
+      const auto& ad = A[idx_[a]];
+      const auto [at, added] = placed.emplace(shapes_[a].data, total_rows);
+      r.row_off[a] = at->second;
+      if (!added) continue;
+      total_rows += ad.rows;
+      xs.push_back({ad.X, sizeof(float) * static_cast<size_t>(ad.rows * d)});
+      ys.push_back({ad.y, sizeof(int) * static_cast<size_t>(ad.rows)});
+    }
+    r.X.allocate(static_cast<size_t>(total_rows * d), "the training data X");
+    r.y.allocate(static_cast<size_t>(total_rows), "the labels y");
+    upload.run(r.X.get(), xs, s);
+    upload.run(r.y.get(), ys, s);
+    std::vector<long long> val_off(S_), n_val(S_);
+    std::vector<int> val_rows;
+    for (int a = 0; a < S_; ++a) {
+      const auto& ad = A[idx_[a]];
+      val_off[a] = static_cast<long long>(val_rows.size());
+      n_val[a] = ad.n_val;
+      for (long long i = 0; i < ad.n_val; ++i) val_rows.push_back(static_cast<int>(r.row_off[a] + ad.val_rows[i]));
+    }
+    r.val_rows.allocate(val_rows.size(), "validation rows");
+    upload.run(r.val_rows.get(), {{val_rows.data(), sizeof(int) * val_rows.size()}}, s);
+    r.val_off.allocate(S_, "validation rows");
+    r.n_val.allocate(S_, "validation rows");
+    r.which.allocate(S_, "validation rows");
+    r.which_host.allocate(S_, "the adapters to validate");
+    check(cudaMemcpyAsync(r.val_off.get(), val_off.data(), sizeof(long long) * S_, cudaMemcpyHostToDevice, s), "upload");
+    check(cudaMemcpyAsync(r.n_val.get(), n_val.data(), sizeof(long long) * S_, cudaMemcpyHostToDevice, s), "upload");
+  }
+
+  // Captures one step as a graph; false (and the caller is told why) where it cannot be, and the same
+  // launches run directly. Whatever train_step throws, the stream leaves capture mode first.
   template <typename Step>
   bool capture(cudaStream_t s, Graph& graph, Step& train_step) {
-    std::string why;
-    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-    if (e == cudaSuccess) {
-      try {
-        train_step();
-      } catch (const Failure& f) {
-        why = f.what();
-      }
-      e = cudaStreamEndCapture(s, &graph.graph);
-      if (why.empty() && e != cudaSuccess) why = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e);
-      if (why.empty()) {
-        e = cudaGraphInstantiate(&graph.exec, graph.graph, 0);
-        if (e != cudaSuccess) why = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e);
-      }
-    } else {
-      why = std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e);
-    }
+    auto failed = [](const char* call, cudaError_t e) {
+      return e == cudaSuccess ? std::string() : std::string(call) + ": " + cudaGetErrorString(e);
+    };
+    std::string why = capture_step(
+        [&] { return failed("cudaStreamBeginCapture", cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal)); },
+        train_step, [&] { return failed("cudaStreamEndCapture", cudaStreamEndCapture(s, &graph.graph)); });
+    if (why.empty()) why = failed("cudaGraphInstantiate", cudaGraphInstantiate(&graph.exec, graph.graph, 0));
     cudaGetLastError();  // a failed capture leaves an error behind that is not the training's
     if (why.empty()) return true;
     notify(job_, "the training step of " + std::to_string(S_) + " adapter(s) could not be captured as a CUDA graph (" +
@@ -327,33 +363,32 @@ class SubGroup {
     return false;
   }
 
+  // The validation pass of the adapters in `which`: their validation rows go through the forward pass Bm
+  // at a time, each slice's slots built on the device from the resident rows (the tables' first slice
+  // holds them), all in stream order without a wait.
   template <typename Forward>
-  void evaluate(cudaStream_t s, const std::vector<int>& which, DeviceBuffer<int>& yb, DeviceBuffer<float>& Z,
-                DeviceBuffer<float>& rowloss, DeviceBuffer<int>& rowok, DeviceBuffer<int>& d_idx,
-                DeviceBuffer<double>& d_val_loss, DeviceBuffer<long long>& d_val_ok, DeviceBuffer<double>& d_wn2,
-                DeviceBuffer<float>& params, const std::vector<long long>& row_off, Forward& forward, long long b_off) {
+  void evaluate(cudaStream_t s, const std::vector<int>& which, Resident& val, DeviceBuffer<int>& yb,
+                DeviceBuffer<float>& Z, DeviceBuffer<double>& rowloss, DeviceBuffer<int>& rowok,
+                DeviceBuffer<int>& d_idx, DeviceBuffer<double>& d_val_loss, DeviceBuffer<long long>& d_val_ok,
+                DeviceBuffer<double>& d_wn2, DeviceBuffer<float>& params, Forward& forward) {
     const auto& A = job_.adapters;
     const long long slots = static_cast<long long>(S_) * Bm_;
     check(cudaMemsetAsync(d_val_loss.get(), 0, sizeof(double) * S_, s), "memset");
     check(cudaMemsetAsync(d_val_ok.get(), 0, sizeof(long long) * S_, s), "memset");
     long long most = 0;
-    for (int a : which) most = std::max(most, static_cast<long long>(A[idx_[a]].n_val));
-    // Validation rows go through the forward pass Bm at a time; the tables' first slice holds them.
-    std::vector<int> idx(static_cast<size_t>(slots));
+    std::fill(val.which_host.get(), val.which_host.get() + S_, 0);
+    for (int a : which) {
+      most = std::max(most, static_cast<long long>(A[idx_[a]].n_val));
+      val.which_host[static_cast<size_t>(a)] = 1;
+    }
+    check(cudaMemcpyAsync(val.which.get(), val.which_host.get(), sizeof(int) * S_, cudaMemcpyHostToDevice, s), "upload");
     for (long long begin = 0; begin < most; begin += Bm_) {
-      std::fill(idx.begin(), idx.end(), -1);
-      for (int a : which) {
-        const auto& ad = A[idx_[a]];
-        for (long long r = 0; r < Bm_ && begin + r < ad.n_val; ++r)
-          idx[a * Bm_ + r] = static_cast<int>(row_off[a] + ad.val_rows[begin + r]);
-      }
-      check(cudaMemcpyAsync(d_idx.get(), idx.data(), sizeof(int) * slots, cudaMemcpyHostToDevice, s), "upload");
+      validation_slice<<<blocks_for(slots, 256), 256, 0, s>>>(val.val_rows.get(), val.val_off.get(), val.n_val.get(),
+                                                              val.which.get(), begin, S_, Bm_, d_idx.get());
       forward(nullptr);
-      eval_rows<<<blocks_for(slots, 128), 128, 0, s>>>(Z.get(), yb.get(), params.get(), z_.P, b_off, slots, Bm_,
-                                                      static_cast<int>(z_.k), rowloss.get(), rowok.get());
+      eval_rows<<<blocks_for(slots, 128), 128, 0, s>>>(Z.get(), yb.get(), slots, static_cast<int>(z_.k), rowloss.get(),
+                                                      rowok.get());
       reduce_eval<<<S_, 32, 0, s>>>(rowloss.get(), rowok.get(), Bm_, d_val_loss.get(), d_val_ok.get());
-      // idx is reused by the next slice: wait before overwriting the host copy.
-      check(cudaStreamSynchronize(s), "validation");
     }
     weight_norms<<<S_, 256, 0, s>>>(params.get(), z_.P, z_.d, z_.h, z_.k, d_wn2.get());
     check(cudaGetLastError(), "a validation kernel launch");
@@ -375,11 +410,14 @@ void train(const MlopsCudaJob& job) {
     throw Failure(MLOPS_CUDA_ERR_INVALID, "the epoch_order and on_epoch callbacks are required");
   if (!job.deterministic) throw Failure(MLOPS_CUDA_ERR_INVALID, "every job is deterministic; deterministic=0 is not a mode");
   std::vector<sched::AdapterShape> shapes;
+  std::map<std::tuple<const float*, const int32_t*, int64_t>, int> datasets;
   for (int i = 0; i < job.n_adapters; ++i) {
     const auto& a = job.adapters[i];
     if (a.batch_size <= 0 || a.n_train <= 0 || a.epochs <= 0 || a.rows > 0x7FFFFFFF || a.batch_size > a.n_train)
       throw Failure(MLOPS_CUDA_ERR_INVALID, "adapter " + std::to_string(i) + " has no rows, batches or epochs");
-    shapes.push_back({a.rows, a.n_train, a.batch_size, a.epochs});
+    // Adapters with one dataset (the same host arrays) carry the index of the first of them.
+    const int data = datasets.emplace(std::make_tuple(a.X, a.y, a.rows), i).first->second;
+    shapes.push_back({a.rows, a.n_train, a.batch_size, a.epochs, a.n_val, data});
   }
   DeviceGuard device(job.device);
   cudaDeviceProp prop{};
@@ -388,7 +426,6 @@ void train(const MlopsCudaJob& job) {
     throw Failure(MLOPS_CUDA_ERR_DEVICE, std::string(prop.name) + " has compute capability " + std::to_string(prop.major) +
                                              "." + std::to_string(prop.minor) + "; this module needs 8.0 or newer");
   Stream stream;
-  Blas blas(stream.s);
   PinnedUpload upload;
 
   size_t free_b = 0, total_b = 0;
@@ -408,8 +445,8 @@ void train(const MlopsCudaJob& job) {
     notify(job, std::to_string(job.n_adapters) + " adapters of shape d=" + std::to_string(job.d) + " h=" +
                     std::to_string(job.h) + " k=" + std::to_string(job.k) + " train in " +
                     std::to_string(grouping.groups.size()) + " sub-groups: device memory holds " + mib(budget) +
-                    " for them (weights can differ in the last bits from one sub-grouping to another)");
-  for (const auto& g : grouping.groups) SubGroup(job, g, shapes).run(stream, blas, upload);
+                    " for them (the weights are the same bits as in one group)");
+  for (const auto& g : grouping.groups) SubGroup(job, g, shapes).run(stream, upload);
 }
 
 }  // namespace
@@ -418,44 +455,41 @@ extern "C" {
 
 __attribute__((visibility("default"))) int32_t mlops_cuda_abi_version(void) { return MLOPS_CUDA_ABI_VERSION; }
 
+__attribute__((visibility("default"))) size_t mlops_cuda_abi_layout(uint64_t* out, size_t n) {
+  return mlops_cuda_abi_layout_of(out, n);
+}
+
 __attribute__((visibility("default"))) int32_t mlops_cuda_device_count(char* err, size_t err_size) {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
+  return guarded(err, err_size, -1, [&]() -> int32_t {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaSuccess) return n;
     cudaGetLastError();
-    write_message(err, err_size, std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e));
+    write_message(err, err_size, (std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e)).c_str());
     return -1;
-  }
-  return n;
+  });
 }
 
 __attribute__((visibility("default"))) int32_t mlops_cuda_device_name(int32_t device, char* out, size_t out_size) {
-  cudaDeviceProp prop{};
-  const cudaError_t e = cudaGetDeviceProperties(&prop, device);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    write_message(out, out_size, std::string("unknown device: ") + cudaGetErrorString(e));
-    return 1;
-  }
-  write_message(out, out_size, prop.name);
-  return prop.major >= 8 ? 0 : 2;
+  return guarded(out, out_size, 1, [&]() -> int32_t {
+    cudaDeviceProp prop{};
+    const cudaError_t e = cudaGetDeviceProperties(&prop, device);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      write_message(out, out_size, (std::string("unknown device: ") + cudaGetErrorString(e)).c_str());
+      return 1;
+    }
+    write_message(out, out_size, prop.name);
+    return prop.major >= 8 ? 0 : 2;
+  });
 }
 
 __attribute__((visibility("default"))) int32_t mlops_cuda_train(const MlopsCudaJob* job, char* err, size_t err_size) {
-  try {
+  return guarded(err, err_size, MLOPS_CUDA_ERR_DEVICE, [&]() -> int32_t {
     if (!job) throw Failure(MLOPS_CUDA_ERR_INVALID, "no job");
     train(*job);
     return MLOPS_CUDA_OK;
-  } catch (const Failure& f) {
-    write_message(err, err_size, f.what());
-    return f.code;
-  } catch (const std::bad_alloc&) {
-    write_message(err, err_size, "out of host memory");
-    return MLOPS_CUDA_ERR_DEVICE;
-  } catch (const std::exception& e) {
-    write_message(err, err_size, e.what());
-    return MLOPS_CUDA_ERR_DEVICE;
-  }
+  });
 }
 
 }  // extern "C"

@@ -13,13 +13,13 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "core/parallel.hpp"
+#include "trainer/adam.hpp"
 
 namespace mlops::cuda_schedule {
-
-constexpr double kBeta1 = 0.9, kBeta2 = 0.999;
 
 /// A step table (rows, counts, Adam corrections of every adapter) never holds more than this many bytes,
 /// on the device or in pinned host memory, whatever the number of steps per epoch.
@@ -31,6 +31,8 @@ struct AdapterShape {
   long long n_train = 0;  ///< rows visited per epoch
   long long batch = 1;    ///< rows per step (<= n_train)
   long long epochs = 1;
+  long long n_val = 0;    ///< validation rows (their indices are resident on the device)
+  int data = -1;          ///< adapters with the same data >= 0 share one dataset, uploaded and counted once
 };
 
 inline long long steps_per_epoch(const AdapterShape& a) { return (a.n_train + a.batch - 1) / a.batch; }
@@ -48,12 +50,23 @@ inline long long table_steps(long long adapters, long long largest_batch, long l
   return std::max(1LL, std::min(longest_epoch, fit));
 }
 
-/// Device bytes one adapter needs while its sub-group trains, besides the step tables: its data, its
-/// parameters and optimiser state (5 copies), and its share of the step workspace.
-inline double adapter_bytes(long long d, long long h, long long k, const AdapterShape& a, long long largest_batch) {
+/// Device bytes of one adapter's dataset (X and y), shared by every adapter of that dataset.
+inline double dataset_bytes(long long d, const AdapterShape& a) {
+  return static_cast<double>(a.rows) * (static_cast<double>(d) * 4.0 + 4.0);
+}
+
+/// Device bytes one adapter needs while its sub-group trains, besides the step tables and its dataset:
+/// its validation row indices, its parameters and optimiser state (5 copies), and its share of the step
+/// workspace (row losses in double).
+inline double own_bytes(long long d, long long h, long long k, const AdapterShape& a, long long largest_batch) {
   const double P = h == 0 ? d * k + k : d * h + h + h * k + k;
-  return static_cast<double>(a.rows) * (static_cast<double>(d) * 4.0 + 4.0) + P * 5 * 4.0 +
-         static_cast<double>(largest_batch) * (static_cast<double>(d) + 2.0 * h + k + 3.0) * 4.0 + 64.0;
+  return static_cast<double>(a.n_val) * 4.0 + P * 5 * 4.0 +
+         static_cast<double>(largest_batch) * (static_cast<double>(d) + 2.0 * h + k + 6.0) * 4.0 + 128.0;
+}
+
+/// Device bytes of an adapter with a dataset of its own.
+inline double adapter_bytes(long long d, long long h, long long k, const AdapterShape& a, long long largest_batch) {
+  return dataset_bytes(d, a) + own_bytes(d, h, k, a, largest_batch);
 }
 
 /// Adapters that train together, with the largest batch among them (which sets the GEMM shapes).
@@ -74,7 +87,8 @@ struct Grouping {
 /// Splits adapters (in job order) into consecutive sub-groups whose resident bytes fit `budget`, each at
 /// most `max_rows` dataset rows (row indices are 32-bit). Each adapter's bytes are counted at the largest
 /// batch of the whole job, so that whether an adapter shares a sub-group does not depend on its
-/// neighbours' batches; the tables count once per sub-group.
+/// neighbours' batches; the tables count once per sub-group, and so does a dataset that several of its
+/// adapters share.
 inline Grouping plan_subgroups(long long d, long long h, long long k, const std::vector<AdapterShape>& adapters,
                                double budget, long long max_rows = 0x7FFFFFFF) {
   Grouping out;
@@ -86,9 +100,14 @@ inline Grouping plan_subgroups(long long d, long long h, long long k, const std:
     SubGroup g;
     double used = tables;
     long long rows = 0;
+    std::unordered_set<int> datasets;  // those already resident in this sub-group
     for (std::size_t i = begin; i < adapters.size(); ++i) {
-      const double need = adapter_bytes(d, h, k, adapters[i], batch_all) + step_table_bytes(1, batch_all);
-      if (!g.members.empty() && (used + need > budget || rows + adapters[i].rows > max_rows)) break;
+      const auto& a = adapters[i];
+      const bool shared = a.data >= 0 && datasets.count(a.data) > 0;
+      const long long new_rows = shared ? 0 : a.rows;
+      const double need =
+          (shared ? 0.0 : dataset_bytes(d, a)) + own_bytes(d, h, k, a, batch_all) + step_table_bytes(1, batch_all);
+      if (!g.members.empty() && (used + need > budget || rows + new_rows > max_rows)) break;
       if (g.members.empty() && used + need > budget) {
         out.too_big = static_cast<int>(i);
         out.too_big_bytes = used + need;
@@ -96,7 +115,8 @@ inline Grouping plan_subgroups(long long d, long long h, long long k, const std:
       }
       g.members.push_back(static_cast<int>(i));
       used += need;
-      rows += adapters[i].rows;
+      rows += new_rows;
+      if (a.data >= 0) datasets.insert(a.data);
     }
     long long longest = 1;
     for (int i : g.members) {
@@ -232,8 +252,8 @@ class StepSchedule {
         for (int r = 0; r < n; ++r)
           idx[r] = static_cast<int>(off_[static_cast<std::size_t>(a)] + s.rows[static_cast<std::size_t>(begin + r)]);
         s.t += 1;
-        corr[0] = static_cast<float>(1.0 / (1.0 - std::pow(kBeta1, static_cast<double>(s.t))));
-        corr[1] = static_cast<float>(1.0 / (1.0 - std::pow(kBeta2, static_cast<double>(s.t))));
+        corr[0] = adam::correction(adam::kBeta1, s.t);
+        corr[1] = adam::correction(adam::kBeta2, s.t);
       } else {
         corr[0] = corr[1] = 1.0f;
       }

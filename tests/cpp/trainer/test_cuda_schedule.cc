@@ -23,7 +23,7 @@ std::vector<std::uint32_t> order_of(int adapter, int epoch, long long n) {
 
 struct Replay {
   std::map<int, std::vector<std::vector<std::uint32_t>>> batches;  // adapter -> rows of each of its steps
-  std::map<int, std::vector<float>> corr1;                         // adapter -> Adam correction 1 per step
+  std::map<int, std::vector<float>> corr1, corr2;                  // adapter -> Adam's corrections per step
   std::map<int, std::vector<int>> ends;                            // adapter -> epochs reported as ended
   long long chunks = 0, most_steps = 0, adapter_steps = 0;
 };
@@ -73,6 +73,7 @@ Replay replay(const std::vector<AdapterShape>& shapes, long long table_steps_cap
         for (int r = 0; r < n; ++r) batch.push_back(static_cast<std::uint32_t>(rows[r] - offsets[static_cast<std::size_t>(a)]));
         out.batches[a].push_back(batch);
         out.corr1[a].push_back(corr[cur][static_cast<std::size_t>((c * S + a) * 2)]);
+        out.corr2[a].push_back(corr[cur][static_cast<std::size_t>((c * S + a) * 2 + 1)]);
       }
     CHECK(counted == chunk.adapter_steps);
     const auto ends = chunk.ends;
@@ -120,10 +121,18 @@ TEST_CASE("every adapter visits its epochs' rows in order, whatever its neighbou
       std::vector<int> all(static_cast<std::size_t>(s.epochs));
       std::iota(all.begin(), all.end(), 1);
       CHECK(r.ends.at(a) == all);
-      // Adam's bias corrections follow the adapter's own step count.
+      // Adam's bias corrections follow the adapter's own step count, bit for bit the CPU backend's: the
+      // float betas widened to double, 1/(1 - beta^t) rounded to float.
       const auto& c1 = r.corr1.at(a);
-      for (std::size_t t = 0; t < c1.size(); ++t)
-        CHECK(c1[t] == doctest::Approx(1.0 / (1.0 - std::pow(0.9, static_cast<double>(t + 1)))));
+      const auto& c2 = r.corr2.at(a);
+      REQUIRE(c1.size() == c2.size());
+      bool same = true;
+      for (std::size_t t = 0; t < c1.size(); ++t) {
+        const double steps = static_cast<double>(t + 1);
+        same = same && c1[t] == static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(0.9f), steps))) &&
+               c2[t] == static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(0.999f), steps)));
+      }
+      CHECK(same);
       total += static_cast<long long>(s.epochs) * steps_per_epoch(s);
     }
     CHECK(r.most_steps <= cap);
@@ -175,4 +184,38 @@ TEST_CASE("sub-groups fit the budget, keep job order, and name an adapter too bi
   const auto big = plan_subgroups(64, 0, 4, shapes, budget);
   CHECK(big.too_big == 4);
   CHECK(big.too_big_bytes > budget);
+}
+
+TEST_CASE("Adam's corrections are those of the float betas the update uses, not of 0.9 and 0.999") {
+  const std::vector<AdapterShape> shapes = {{20, 20, 4, 1}};
+  const auto r = replay(shapes, 10);
+  // Step 1: 1/(1 - 0.9) = 10 exactly, but 1/(1 - 0.9f) = 9.99999762 (as the CPU computes it).
+  CHECK(r.corr1.at(0).at(0) != 10.0f);
+  CHECK(r.corr1.at(0).at(0) == static_cast<float>(1.0 / (1.0 - static_cast<double>(0.9f))));
+}
+
+TEST_CASE("adapters sharing one dataset are budgeted for one copy of it") {
+  // 100 adapters on one 2 GB dataset (d = 768) fit in 4 GB as one sub-group; on 100 datasets they would not.
+  std::vector<AdapterShape> shared(100, AdapterShape{650'000, 585'000, 256, 10, 65'000, 0});
+  const double data = dataset_bytes(768, shared[0]);
+  CHECK(data > 1.9e9);
+  const auto g = plan_subgroups(768, 0, 8, shared, 4e9);
+  REQUIRE(g.too_big < 0);
+  REQUIRE(g.groups.size() == 1);
+  CHECK(g.groups[0].members.size() == 100);
+  CHECK(g.groups[0].bytes < data + 100 * own_bytes(768, 0, 8, shared[0], 256) + 3 * kTableBytes);
+  // The same adapters, each on a dataset of its own: one per sub-group.
+  auto own = shared;
+  for (int i = 0; i < 100; ++i) own[static_cast<std::size_t>(i)].data = i;
+  CHECK(plan_subgroups(768, 0, 8, own, 4e9).groups.size() == 100);
+  // Rows count once as well: 32-bit row indices limit distinct rows, not adapters.
+  CHECK(plan_subgroups(768, 0, 8, shared, 1e15, 1'000'000).groups.size() == 1);
+  CHECK(plan_subgroups(768, 0, 8, own, 1e15, 1'000'000).groups.size() == 100);
+  // Two datasets interleaved: each counted once in the sub-group that holds both.
+  std::vector<AdapterShape> two(10, AdapterShape{1000, 900, 100, 1, 100, 0});
+  for (std::size_t i = 1; i < two.size(); i += 2) two[i].data = 1;
+  const auto g2 = plan_subgroups(64, 0, 4, two, 1e12);
+  REQUIRE(g2.groups.size() == 1);
+  CHECK(g2.groups[0].bytes == doctest::Approx(2 * kTableBytes + 2 * dataset_bytes(64, two[0]) +
+                                               10 * (own_bytes(64, 0, 4, two[0], 100) + step_table_bytes(1, 100))));
 }

@@ -3,7 +3,8 @@
 //   - GPU weights agree with the CPU's within 1e-4 (relative to max(1, |w|)) after 3 epochs, on mixed
 //     shapes (softmax and MLP, several d/h/k, batch sizes and optimisers in one fit);
 //   - the same fit twice gives bit-identical weights;
-//   - an adapter alone equals the same adapter inside a batch;
+//   - an adapter alone equals the same adapter inside a batch, bit for bit, whatever its neighbours'
+//     batch sizes, the sub-grouping, or whether they share its dataset;
 //   - too little device memory is a DeviceError naming the sizes; an exception from a callback stops the
 //     fit, is rethrown, and leaves the GPU usable.
 #include <doctest/doctest.h>
@@ -116,12 +117,23 @@ TEST_CASE("GPU: an adapter alone equals the same adapter inside a batch" * docte
   const auto a = CudaTrainer(on("cuda")).fit({alone});
   const auto b = CudaTrainer(on("cuda")).fit(batch);
   CHECK(identical(a[0].adapter, b[17].adapter));
-  // Neighbours with larger batches change the padded GEMM shapes; the weights stay within rounding.
+  // Neighbours with larger batches pad the target's rows in every GEMM; padding adds nothing, not even
+  // a rounding.
   std::vector<AdapterSpec> mixed = batch;
   for (std::size_t i = 0; i < mixed.size(); i += 3)
     if (mixed[i].name != "target") mixed[i].batch_size = 256;
   const auto m = CudaTrainer(on("cuda")).fit(mixed);
-  CHECK(worst_relative(m[17].adapter, a[0].adapter) <= 1e-5);
+  CHECK(identical(m[17].adapter, a[0].adapter));
+  // Neighbours on the target's own Dataset (one device copy for all of them) change nothing either.
+  std::vector<AdapterSpec> sharing = {alone};
+  for (int i = 0; i < 5; ++i) {
+    auto s = alone;
+    s.name = "sharer" + std::to_string(i);
+    s.learning_rate = 0.001 * (i + 1);
+    sharing.push_back(s);
+  }
+  const auto sh = CudaTrainer(on("cuda")).fit(sharing);
+  CHECK(identical(sh[0].adapter, a[0].adapter));
 }
 
 TEST_CASE("GPU: too little device memory is a DeviceError naming the sizes; a group that fits in parts trains in sub-groups" *
@@ -138,14 +150,14 @@ TEST_CASE("GPU: too little device memory is a DeviceError naming the sizes; a gr
     CHECK(msg.find("out of device memory") != std::string::npos);
     CHECK(msg.find("200000 rows") != std::string::npos);
   }
-  // Twelve adapters of ~16 MB each under a 200 MB limit: several sub-groups, same weights as one group.
+  // Twelve adapters of ~16 MB each under a 200 MB limit: several sub-groups, the same bits as one group.
   std::vector<AdapterSpec> many;
   for (int i = 0; i < 12; ++i) many.push_back(make("p" + std::to_string(i), blobs(8000, 512, 3, 50u + i), 0, 128, Optimizer::adam));
   opts.device_memory_limit = 200ull << 20;
   const auto parts = CudaTrainer(opts).fit(many);
   const auto whole = CudaTrainer(on("cuda")).fit(many);
   CHECK_FALSE(parts[0].notes.empty());
-  for (std::size_t i = 0; i < many.size(); ++i) CHECK(worst_relative(parts[i].adapter, whole[i].adapter) <= 1e-5);
+  for (std::size_t i = 0; i < many.size(); ++i) CHECK(identical(parts[i].adapter, whole[i].adapter));
 }
 
 TEST_CASE("GPU: an exception from a callback stops the fit, is rethrown, and the GPU trains again" * doctest::skip(kNoGpu)) {
