@@ -95,7 +95,7 @@ struct DoltOptions {
   int read_timeout_s = 600;      ///< MySQL: read timeout per network read, seconds
   int write_timeout_s = 600;     ///< MySQL: write timeout, seconds
   int max_retries = 3;           ///< pinned reads retried this many times after a lost connection
-  bool create = true;            ///< DoltLite: create the database file when it is missing (false: NotFoundError)
+  bool create = false;           ///< DoltLite: create the database file when it is missing (false: NotFoundError)
 };
 
 /// What to read for a Dataset.

@@ -48,7 +48,7 @@ def rows(n: int, customers: int, seed: int = 0) -> list[tuple]:
 @pytest.fixture(scope="module")
 def lite(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slices")
-    src = mlops.DoltSource(f"doltlite:{tmp / 'data.db'}")
+    src = mlops.DoltSource(f"doltlite:{tmp / 'data.db'}", create=True)
     path = tmp / "t.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -91,7 +91,7 @@ def test_text_slices_and_integer_values(lite):
 
 
 def test_invalid_rows_fail_or_are_dropped_per_slice(tmp_path):
-    src = mlops.DoltSource(f"doltlite:{tmp_path / 'bad.db'}")
+    src = mlops.DoltSource(f"doltlite:{tmp_path / 'bad.db'}", create=True)
     src.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, c TEXT, f REAL, label INTEGER)")
     src.execute("INSERT INTO b VALUES (1, 'a', 1.0, 0), (2, 'a', NULL, 1), (3, 'b', 2.0, 1), (4, 'b', 3.0, 0), "
                 "(5, 'z', NULL, NULL)")
