@@ -308,7 +308,10 @@ MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_HTTP_
              if (insecure_tls) o.insecure_tls = *insecure_tls;
              if (server_cert_path) o.server_cert_path = *server_cert_path;
              if (client_cert_path) o.client_cert_path = *client_cert_path;
-             if (max_retries) o.max_retries = *max_retries;
+             if (max_retries) {
+               o.max_retries = *max_retries;
+               o.first_contact_seconds = 0;  // an explicit count rules
+             }
              if (backoff_factor) o.backoff_factor = *backoff_factor;
              if (backoff_jitter) o.backoff_jitter = *backoff_jitter;
              if (timeout) o.timeout_seconds = static_cast<long>(std::max(1.0, *timeout));
