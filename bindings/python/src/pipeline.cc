@@ -70,9 +70,16 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def_readonly("added", &PlanItem::added)
       .def_readonly("modified", &PlanItem::modified)
       .def_readonly("removed", &PlanItem::removed)
+      .def_readonly("staging_version", &PlanItem::staging_version,
+                    "The staged version that awaits a release (trained at this commit), else 0.")
+      .def_readonly("awaiting_release", &PlanItem::awaiting_release,
+                    "Trained at this commit and staged, newer than production: not stale, to be released.")
       .def("to_dict", &PlanItem::to_json)
       .def("__repr__", [](const PlanItem& i) {
-        return "PlanItem(name='" + i.name + "', stale=" + (i.stale ? "True" : "False") + ")";
+        std::string state = i.stale ? "stale" : i.awaiting_release ? "awaiting release" : "up to date";
+        return "PlanItem(name=" + py::repr(py::str(i.name)).cast<std::string>() + ", state='" + state +
+               "', production_version=" + std::to_string(i.production_version) +
+               (i.staging_version ? ", staging_version=" + std::to_string(i.staging_version) : std::string()) + ")";
       });
 
   auto copy_items = [](const std::vector<const PlanItem*>& items) {
