@@ -330,6 +330,9 @@ MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_HTTP_
            py::arg("queue_capacity") = 100000, py::arg("spool_dir") = py::none(),
            py::arg("outage_retry_seconds") = 1.0, py::arg("flush_timeout") = 600.0)
       .def_property_readonly("tracking_uri", &MlflowTracker::tracking_uri)
+      .def("__repr__", [](const MlflowTracker& t) {
+        return "MlflowTracker(" + py::repr(py::str(t.tracking_uri())).cast<std::string>() + ")";
+      })
       .def("experiment_id", &MlflowTracker::experiment_id, py::arg("name"), Release(),
            "The experiment's id, created when missing.")
       .def(
