@@ -1,5 +1,6 @@
 // Python bindings of the MLflow tracker: MlflowTracker, Run, ModelVersion, SourceInfo, ArtifactInfo.
 #include "bind.hpp"
+#include "mlflow/model_dir.hpp"
 
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
@@ -57,6 +58,12 @@ std::int64_t timestamp_arg(const py::object& t) { return t.is_none() ? -1 : t.ca
 }  // namespace
 
 void bind_mlflow(py::module_& m) {
+  {
+    // Model directories logged from this process name this Python as their loader's (MLmodel).
+    auto v = py::module_::import("sys").attr("version_info");
+    mlops::model_dir::set_python_version(py::str("{}.{}.{}").format(v.attr("major"), v.attr("minor"), v.attr("micro"))
+                                             .cast<std::string>());
+  }
   // The tag names and conventions of include/mlops/tags.hpp, as mlops.tags.
   py::module_ t = m.def_submodule("tags", "The names mlops gives things in MLflow (tags, artifacts, defaults).");
   t.attr("RUN_NAME") = tags::kRunName;
