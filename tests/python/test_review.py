@@ -117,7 +117,7 @@ def test_diff_every_format_counts_tables_and_adapter_slices(repo, tmp_path, caps
     assert "→" in out and not full.exists()  # short: every row shown, no file
 
     code, _, err = run(capsys, "diff", "main", "--data", uri)
-    assert code == 1 and "FROM..TO" in err
+    assert code == 2 and "FROM..TO" in err  # a usage error
     code, _, err = run(capsys, "diff", "main..nope", "--data", uri)
     assert code == 4 and "nope" in err
 
