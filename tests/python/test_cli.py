@@ -266,3 +266,30 @@ def test_train_report_and_plan_items_print_usefully(mlflow_server, tmp_path, req
     assert waiting.awaiting_release and waiting.staging_version == 1 and not waiting.stale
     assert "state='awaiting release'" in repr(waiting) and "staging_version=1" in repr(waiting)
     assert repr(mlops.MlflowTracker(mlflow_server.url)) == f"MlflowTracker('{mlflow_server.url}')"
+
+
+# ---- mlops mlflow-server ---------------------------------------------------------------------------------
+
+
+@pytest.mark.mlflow
+def test_mlflow_server_in_the_foreground_answers_until_stopped(tmp_path):
+    import signal
+    import urllib.request
+
+    pytest.importorskip("mlflow")
+    with subprocess.Popen([sys.executable, "-m", "mlops", "mlflow-server", "--port", "0", "--dir", str(tmp_path / "m")],
+                          env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            url = p.stdout.readline().strip()
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), url + p.stderr.read()
+            with urllib.request.urlopen(url + "/health", timeout=10) as r:
+                assert r.status == 200
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=60) == 0
+        finally:
+            p.kill()
+        assert "export MLFLOW_TRACKING_URI=" + url in p.stderr.read()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/health", timeout=5)
+    r = run_cli("mlflow-server", "--dir", str(tmp_path / "m"), "--stop")
+    assert r.returncode == 0 and "no MLflow server" in r.stderr
