@@ -70,7 +70,7 @@ def make_table(path: Path, rows: int, slices: int) -> None:
         for i in range(rows):
             feats = [round(rng.gauss(0, 1), 4) for _ in range(16)]
             w.writerow([i, f"c{i % slices:05d}"] + feats + [int(feats[0] > 0)])
-    mlops.DoltSource(f"doltlite:{path}").import_csv("t", str(csv_path), primary_key=["id"], message="bench rows")
+    mlops.DoltSource(f"doltlite:{path}", create=True).import_csv("t", str(csv_path), primary_key=["id"], message="bench rows")
     csv_path.unlink()
 
 

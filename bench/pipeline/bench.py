@@ -158,7 +158,7 @@ def main() -> int:
     })
     figures = {}
     for backend in args.backends.split(","):
-        src = mlops.DoltSource(f"doltlite:{work / f'data-{backend}.db'}")
+        src = mlops.DoltSource(f"doltlite:{work / f'data-{backend}.db'}", create=True)
         src.import_csv("readings", str(csv_path), primary_key=["id"], message="readings")
         figures[backend] = run_job(backend, args, work, src, catalog)
 

@@ -95,7 +95,7 @@ struct DoltOptions {
   int read_timeout_s = 600;      ///< MySQL: read timeout per network read, seconds
   int write_timeout_s = 600;     ///< MySQL: write timeout, seconds
   int max_retries = 3;           ///< pinned reads retried this many times after a lost connection
-  bool create = true;            ///< DoltLite: create the database file when it is missing (false: NotFoundError)
+  bool create = false;           ///< DoltLite: create the database file when it is missing (false: NotFoundError)
 };
 
 /// What to read for a Dataset.
@@ -175,12 +175,15 @@ class DoltSource {
   /// rows at that commit (on DoltLite, a read of an unchanged HEAD scans the live table, which holds
   /// the same rows, instead of materialising `dolt_at_<table>`).
   /// @throws DataError naming table, column and row key for a NULL label, a NULL/NaN/non-numeric feature
-  ///         (unless drop_invalid) or an unknown column; NotFoundError for an unknown ref;
+  ///         (unless drop_invalid) or an unknown column, and for no rows at all (naming the where
+  ///         clause and its params); NotFoundError for an unknown ref;
   ///         DataSourceError after `max_retries` lost connections (never a partial Dataset)
   Dataset dataset(const DatasetSpec& spec);
   /// Reads many slices of one table in one scan at one commit: for each of `values`, in that order, the
   /// Dataset that dataset() returns with `where = "<by> = ?"` and the value as its one parameter (same
-  /// X, y, row order, classes, lineage and digest). `spec.where` and `spec.params` must be empty. Values
+  /// X, y, row order, classes, lineage and digest); a value that matches no row gets an empty Dataset here,
+  /// where dataset() refuses it, so one failing slice does not fail the others. `spec.where` and
+  /// `spec.params` must be empty. Values
   /// match `by` as numbers by value and as text or bytes byte for byte (a server's case-insensitive
   /// collation is not applied). Memory: the slices' rows in blocks as the scan goes, then each slice's
   /// arrays in turn, so the peak is the result plus one slice and a block per slice.

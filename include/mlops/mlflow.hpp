@@ -58,6 +58,11 @@ struct MlflowOptions {
   double backoff_factor = 2.0;    ///< MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR (seconds)
   double backoff_jitter = 1.0;    ///< MLFLOW_HTTP_REQUEST_BACKOFF_JITTER (seconds)
   long timeout_seconds = 120;     ///< MLFLOW_HTTP_REQUEST_TIMEOUT, per request
+  /// A server that has never answered (a wrong address, not started) gets retries for at most this many
+  /// seconds per request, so a mistake shows within moments instead of after minutes of backoff; 0: no
+  /// limit. from_env() sets 0 when MLFLOW_HTTP_REQUEST_MAX_RETRIES is set: then that count rules.
+  double first_contact_seconds = 30;
+  bool log_retries = true;        ///< say each retry on stderr (what failed, the wait)
   bool async_logging = true;      ///< false: every log call is delivered before it returns
   std::size_t queue_capacity = 100000;  ///< entries held in memory before a log call waits
   std::filesystem::path spool_dir;      ///< where undelivered batches are kept (empty: a per-user temp folder)

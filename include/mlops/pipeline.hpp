@@ -74,6 +74,10 @@ struct PlanItem {
   std::string trained_commit;           ///< data commit of the production version (empty when none)
   std::int64_t rows = 0;                ///< rows of its slice at the plan's commit (counted for stale adapters)
   std::int64_t added = 0, modified = 0, removed = 0;  ///< slice diff since `trained_commit`
+  /// A staging version newer than production, trained at this plan's commit, code and configuration
+  /// (train() would reuse it): the adapter is not stale, it awaits a release. 0 when there is none.
+  std::int64_t staging_version = 0;
+  bool awaiting_release = false;  ///< trained, awaiting release (see `staging_version`)
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
@@ -216,6 +220,8 @@ class Pipeline {
 
  private:
   void count_stale_rows(Plan& plan);
+  bool awaiting_release(PlanItem& item, const std::vector<ModelVersion>& versions,
+                        const std::string& wanted_fingerprint) const;
   void settle_interrupted_runs(const std::map<std::string, std::string>& fingerprints,
                                const std::map<std::string, std::vector<ModelVersion>>& versions,
                                TrainReport& report);

@@ -480,6 +480,15 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
     scan_rows(*r, plan, [&](detail::RowReader&) { return &scan; });
     r.reset();
     snapshot.end();
+    if (scan.rows == 0) {
+      // Refused here, naming the filter, rather than later as an untrainable dataset far from its cause.
+      const std::string filter = spec.where.empty()
+                                     ? std::string(" has no rows")
+                                     : ": no row matches where " + quote_for_message(spec.where) +
+                                           (spec.params.empty() ? std::string() : " with params " + params_json(spec.params).dump());
+      throw DataError("table " + quote_for_message(spec.table) + (hash.empty() ? std::string() : " at commit " + hash) +
+                      filter + " (an empty dataset cannot be trained or evaluated)");
+    }
     return finish(scan, plan, sql, spec.params, display);
   });
 }

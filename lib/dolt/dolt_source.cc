@@ -76,7 +76,8 @@ DoltSource::DoltSource(const std::string& uri, DoltOptions options) : impl_(std:
   cfg.write_timeout_s = options.write_timeout_s;
   if (impl_->parsed.backend == Backend::DoltLite) {
     if (!options.create && !std::filesystem::exists(impl_->parsed.path))
-      throw NotFoundError("DoltLite database " + impl_->display + " does not exist (and is not created here)");
+      throw NotFoundError("DoltLite database " + impl_->display +
+                          " does not exist (pass create=True to make a new, empty one)");
     impl_->lib_path = detail::find_doltlite_library(options.doltlite_lib);
     impl_->dialect = detail::Dialect(Backend::DoltLite);
   }

@@ -176,7 +176,8 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, std::min(30L, timeout_seconds_));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+                   std::min(reached_.load() ? 30L : kFirstConnectSeconds, timeout_seconds_));
   curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_seconds_);
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &on_body);
@@ -220,6 +221,7 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
 
   const CURLcode rc = curl_easy_perform(c);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  if (response.status != 0) reached_ = true;
   if (rc != CURLE_OK) {
     response.transport_error = error[0] ? error : curl_easy_strerror(rc);
     if (sink.write_failed) response.transport_error = "cannot write " + tmp.string();
@@ -255,10 +257,18 @@ HttpResponse HttpClient::send_with_retries(const HttpRequest& request, int max_r
 
 HttpResponse HttpClient::send_loop(const HttpRequest& request, int max_retries,
                                    const std::function<std::optional<HttpResponse>()>& before_retry) {
+  const auto start = std::chrono::steady_clock::now();
   HttpResponse response = perform(request);
   for (int n = 1; n <= max_retries && response.retryable(); ++n) {
     double wait = retry_.backoff(n);
     if (response.retry_after >= 0) wait = std::min(response.retry_after, retry_.max_retry_after);
+    if (!reached_ && retry_.first_contact_seconds > 0) {
+      // Never answered: no retry that could end past the first-contact limit.
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double attempt = static_cast<double>(std::min(kFirstConnectSeconds, timeout_seconds_));
+      if (elapsed + wait + attempt > retry_.first_contact_seconds) break;
+    }
+    if (retry_.on_retry) retry_.on_retry(response, n, wait);
     std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     if (before_retry) {
       if (auto done = before_retry()) {

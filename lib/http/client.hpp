@@ -1,6 +1,7 @@
 // A pooled, retrying HTTP client on libcurl (internal). Used by the MLflow tracker.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -13,12 +14,20 @@
 
 namespace mlops::detail {
 
+struct HttpResponse;
+
 /// When and how often a request is tried again (the same knobs as MLflow's own client).
 struct RetryPolicy {
   int max_retries = 7;          ///< attempts after the first
   double backoff_factor = 2.0;  ///< wait before retry n (1-based): factor * 2^(n-1) seconds
   double backoff_jitter = 1.0;  ///< plus a uniform random 0..jitter seconds
   double max_retry_after = 120;  ///< a server's Retry-After is honoured up to this many seconds
+  /// While the server has never answered this client (a wrong address, a server not started), a request
+  /// stops retrying before this many seconds have passed since its first attempt; 0: no limit. Once the
+  /// server answered, a restart mid-job gets every one of `max_retries`.
+  double first_contact_seconds = 0;
+  /// Called before each retry with the failed attempt, the retry's number (1-based) and the wait in seconds.
+  std::function<void(const HttpResponse&, int, double)> on_retry;
 
   /// Seconds to wait before retry `n` (1-based) when the server gave no Retry-After.
   [[nodiscard]] double backoff(int n) const;
@@ -62,6 +71,10 @@ class HttpClient {
   /// One attempt; never throws for HTTP or connection failures (see HttpResponse).
   HttpResponse perform(const HttpRequest& request);
 
+  /// Until the server first answers, a connection attempt gives up after this many seconds (or the request
+  /// timeout when shorter), so a wrong address shows within moments; afterwards after 30 s.
+  static constexpr long kFirstConnectSeconds = 2;
+
   /// Attempts until an answer that is not retryable, or the retries are spent. `before_retry`, when
   /// given, runs before each retry and may return a response to finish with instead (used to find out
   /// whether a failed create did happen after all).
@@ -81,6 +94,7 @@ class HttpClient {
   HttpAuth auth_;
   long timeout_seconds_;
   RetryPolicy retry_;
+  std::atomic<bool> reached_{false};  ///< the server has answered at least once
   std::unique_ptr<Pool> pool_;
 };
 

@@ -3,6 +3,7 @@
 
 #include <ctime>
 #include <fstream>
+#include <mutex>
 
 #include "mlflow/internal.hpp"
 #include "mlops/config.hpp"
@@ -15,13 +16,32 @@ namespace {
 // A JSON string is a valid YAML scalar, whatever it holds.
 std::string yaml_str(const std::string& s) { return nlohmann::json(s).dump(); }
 
+std::mutex python_version_mutex;
+std::string python_version_value;
+
 }  // namespace
 
-// This project by its distribution name and version: the bare name `mlops` on the public index is another package.
-std::string requirements_text() { return "mlops-dolt==" MLOPS_VERSION_STRING "\nnumpy\nsafetensors\npandas\n"; }
+void set_python_version(std::string version) {
+  std::lock_guard lock(python_version_mutex);
+  python_version_value = std::move(version);
+}
+
+// This project by its distribution name and version (the bare name `mlops` on the public index is another
+// package), and what mlops.pyfunc imports besides it: numpy, and pandas for DataFrame input.
+std::string requirements_text() { return "mlops-dolt==" MLOPS_VERSION_STRING "\nnumpy\npandas\n"; }
+
+nlohmann::json signature(bool takes_text, std::size_t features, bool integer_labels) {
+  // Columns by position, without names: MLflow then still hands the loader a list or Series of texts and
+  // a bare array of features (a named schema refuses them), and a DataFrame with the training column.
+  nlohmann::json inputs = nlohmann::json::array();
+  const nlohmann::json column = {{"type", takes_text ? "string" : "double"}, {"required", true}};
+  for (std::size_t i = 0; i < (takes_text ? 1 : features); ++i) inputs.push_back(column);
+  const nlohmann::json outputs = nlohmann::json::array({{{"type", integer_labels ? "long" : "string"}, {"required", true}}});
+  return {{"inputs", inputs.dump()}, {"outputs", outputs.dump()}};
+}
 
 TextFiles text_files(const std::string& dir_name, const std::string& weights_name, const std::string& weights_sha256,
-                     const std::string& run_id, const nlohmann::json& lineage) {
+                     const std::string& run_id, const nlohmann::json& lineage, const nlohmann::json& signature) {
   if (!lineage.is_object() && !lineage.is_null())
     throw DataError("model lineage must be a JSON object, got " + std::string(lineage.type_name()));
   std::time_t now = std::time(nullptr);
@@ -33,12 +53,22 @@ TextFiles text_files(const std::string& dir_name, const std::string& weights_nam
   f.mlmodel += "  python_function:\n";
   f.mlmodel += "    data: " + yaml_str(weights_name) + "\n";
   f.mlmodel += std::string("    loader_module: ") + kLoaderModule + "\n";
+  {
+    std::lock_guard lock(python_version_mutex);
+    if (!python_version_value.empty()) f.mlmodel += "    python_version: " + yaml_str(python_version_value) + "\n";
+  }
   f.mlmodel += "  mlops:\n";
   f.mlmodel += "    format: mlops.adapter.v1\n";
   f.mlmodel += "    mlops_version: " + yaml_str(MLOPS_VERSION_STRING) + "\n";
   f.mlmodel += "    weights_sha256: " + yaml_str(weights_sha256) + "\n";
   f.mlmodel += "model_uuid: " + yaml_str(detail::random_hex_id()) + "\n";
   f.mlmodel += "run_id: " + yaml_str(run_id) + "\n";
+  if (signature.is_object()) {
+    f.mlmodel += "signature:\n";
+    f.mlmodel += "  inputs: " + yaml_str(signature.value("inputs", std::string("[]"))) + "\n";
+    f.mlmodel += "  outputs: " + yaml_str(signature.value("outputs", std::string("[]"))) + "\n";
+    f.mlmodel += "  params: null\n";
+  }
   f.mlmodel += "utc_time_created: " + yaml_str(when) + "\n";
   nlohmann::json doc = lineage.is_null() ? nlohmann::json::object() : lineage;
   doc["weights_sha256"] = weights_sha256;

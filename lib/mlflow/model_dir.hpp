@@ -40,7 +40,7 @@ inline constexpr const char* kLineage = "lineage.json";
 inline constexpr const char* kAdapterWeights = "adapter.safetensors";
 inline constexpr const char* kLoaderModule = "mlops.pyfunc";
 
-/// The pip requirements of serving an adapter model, one a line.
+/// The pip requirements of serving an adapter model, one a line: what mlops.pyfunc imports.
 std::string requirements_text();
 
 /// The text files of a model directory (everything but the weights).
@@ -52,8 +52,18 @@ struct TextFiles {
 
 /// The text files of the directory `dir_name` for the weights file `weights_name` with SHA-256
 /// `weights_sha256`, logged by run `run_id`. @throws DataError unless `lineage` is an object or null
+/// `signature`, when an object, is MLmodel's `signature` ({"inputs": JSON text, "outputs": JSON text}).
 TextFiles text_files(const std::string& dir_name, const std::string& weights_name,
-                     const std::string& weights_sha256, const std::string& run_id, const nlohmann::json& lineage);
+                     const std::string& weights_sha256, const std::string& run_id, const nlohmann::json& lineage,
+                     const nlohmann::json& signature = nullptr);
+
+/// MLflow's model signature of an adapter: its input columns by position (one string column of text, or
+/// `features` double columns) and its output (long for integer labels, else string).
+nlohmann::json signature(bool takes_text, std::size_t features, bool integer_labels);
+
+/// The Python version MLmodel names as the loader's (python_function's python_version), e.g. "3.11.2";
+/// set by the Python module when it loads, empty (left out) otherwise.
+void set_python_version(std::string version);
 
 /// What read() finds in a model directory on disk.
 struct Contents {

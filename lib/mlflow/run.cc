@@ -401,9 +401,10 @@ namespace {
 // requirements.txt, lineage.json and MLmodel from memory, and tags the run with the weights' SHA-256.
 void upload_model_dir(Run& run, MlflowTracker::Impl& t, const std::string& artifact_path,
                       const std::string& weights_name, const std::string& sha, const nlohmann::json& lineage,
-                      const std::function<void(const std::string&)>& upload_weights) {
+                      const std::function<void(const std::string&)>& upload_weights,
+                      const nlohmann::json& signature = nullptr) {
   const std::string dir_name = artifact_path.empty() ? tags::kModelArtifactPath : artifact_path;
-  const model_dir::TextFiles files = model_dir::text_files(dir_name, weights_name, sha, run.id(), lineage);
+  const model_dir::TextFiles files = model_dir::text_files(dir_name, weights_name, sha, run.id(), lineage, signature);
   const std::string root = join_path(t.artifact_root(run.artifact_uri()), dir_name);
   upload_weights(join_path(root, weights_name));
   t.upload_bytes(files.requirements, join_path(root, model_dir::kRequirements));
@@ -417,8 +418,10 @@ void upload_model_dir(Run& run, MlflowTracker::Impl& t, const std::string& artif
 void Run::log_adapter(const TrainedAdapter& trained, const std::string& artifact_path) {
   auto& t = *state_->tracker;
   const std::string bytes = trained.adapter.to_bytes();
+  const Adapter& a = trained.adapter;
   upload_model_dir(*this, t, artifact_path, model_dir::kAdapterWeights, detail::sha256_hex(bytes), trained.lineage,
-                   [&](const std::string& rel) { t.upload_bytes(bytes, rel); });
+                   [&](const std::string& rel) { t.upload_bytes(bytes, rel); },
+                   model_dir::signature(a.takes_text(), a.features(), a.integer_labels()));
 }
 
 void Run::log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,

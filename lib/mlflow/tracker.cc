@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -61,6 +62,7 @@ MlflowOptions MlflowOptions::from_env(const std::string& tracking_uri) {
   o.server_cert_path = env("MLFLOW_TRACKING_SERVER_CERT_PATH");
   o.client_cert_path = env("MLFLOW_TRACKING_CLIENT_CERT_PATH");
   o.max_retries = env_number<int>("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 7);
+  if (!env("MLFLOW_HTTP_REQUEST_MAX_RETRIES").empty()) o.first_contact_seconds = 0;
   o.backoff_factor = env_number<double>("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2.0);
   o.backoff_jitter = env_number<double>("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", 1.0);
   o.timeout_seconds = env_number<long>("MLFLOW_HTTP_REQUEST_TIMEOUT", 120);
@@ -100,6 +102,14 @@ MlflowTracker::Impl::Impl(MlflowOptions opts) : options(std::move(opts)) {
   retry.max_retries = options.max_retries;
   retry.backoff_factor = options.backoff_factor;
   retry.backoff_jitter = options.backoff_jitter;
+  retry.first_contact_seconds = options.first_contact_seconds;
+  if (options.log_retries) {
+    retry.on_retry = [shown = shown](const detail::HttpResponse& r, int n, double wait) {
+      const std::string what = r.status == 0 ? "no answer (" + r.transport_error + ")"
+                                             : "HTTP " + std::to_string(r.status);
+      std::fprintf(stderr, "mlops: MLflow at %s: %s; retry %d in %.1f s\n", shown.c_str(), what.c_str(), n, wait);
+    };
+  }
   http = std::make_unique<detail::HttpClient>(tls, detail::HttpAuth{options.username, options.password, options.token},
                                               options.timeout_seconds, retry);
   spool_dir = options.spool_dir.empty()

@@ -212,6 +212,9 @@ std::string Pipeline::write_build_context(const std::filesystem::path& dir, cons
                      {"run_id", v.run_id}};
   }
   detail::write_file_atomically(dir / "lineage.json", summary.dump(2));
+  // What the release is called, for whoever serves the folder (`mlops serve` answers /version with it).
+  detail::write_file_atomically(dir / "release.json",
+                                json{{"md5", rec.md5}, {"image", rec.image}, {"previous", rec.previous}}.dump(2));
   if (!image) return rec.image;  // the release folder only
   write_wheels(dir, wheels);
   detail::write_file_atomically(dir / "Dockerfile", dockerfile(rec, summary, base_image));

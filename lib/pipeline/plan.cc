@@ -122,7 +122,7 @@ std::optional<std::string> value_key(const json& v, ColumnType type) {
 json PlanItem::to_json() const {
   return {{"name", name},   {"stale", stale},       {"reasons", reasons}, {"production_version", production_version},
           {"trained_commit", trained_commit}, {"rows", rows}, {"added", added}, {"modified", modified},
-          {"removed", removed}};
+          {"removed", removed}, {"staging_version", staging_version}, {"awaiting_release", awaiting_release}};
 }
 
 json Plan::to_json() const {
@@ -148,6 +148,8 @@ Plan Plan::from_json(const json& j) {
       item.added = i.value("added", std::int64_t{0});
       item.modified = i.value("modified", std::int64_t{0});
       item.removed = i.value("removed", std::int64_t{0});
+      item.staging_version = i.value("staging_version", std::int64_t{0});
+      item.awaiting_release = i.value("awaiting_release", false);
       p.items.push_back(std::move(item));
     }
   } catch (const json::exception& e) {
@@ -181,6 +183,19 @@ std::vector<const PlanItem*> Plan::shard(int index, int count) const {
   }
   std::sort(mine.begin(), mine.end(), [](const PlanItem* a, const PlanItem* b) { return a->name < b->name; });
   return mine;
+}
+
+bool Pipeline::awaiting_release(PlanItem& item, const std::vector<ModelVersion>& versions,
+                                const std::string& wanted_fingerprint) const {
+  // Trained at this very commit, code and configuration (what train() would reuse) and staged, but newer
+  // than production: nothing to train, only a release to make.
+  const ModelVersion* staged = with_alias(versions, options_.staging_alias);
+  if (staged == nullptr || staged->version <= item.production_version || staged->status != "READY" ||
+      tag_of(*staged, tags::kFingerprint) != wanted_fingerprint)
+    return false;
+  item.staging_version = staged->version;
+  item.awaiting_release = true;
+  return true;
 }
 
 Plan Pipeline::plan(const std::string& at) {
@@ -220,11 +235,18 @@ Plan Pipeline::plan(const std::string& at) {
           }
         } catch (const NotFoundError& err) {
           // The commit is gone (history rewritten, another database): nothing to compare with, so retrain.
-          item.reasons.push_back("data commit " + short_hash(item.trained_commit) + " of version " +
-                                 std::to_string(prod->version) + " is not in the database (" + std::string(err.detail()) + ")");
+          // A version recorded from another data URI says so: two sources sharing one MLflow server.
+          const std::string from = tag_of(*prod, tags::kDataUri);
+          if (!from.empty() && from != source_.uri())
+            item.reasons.push_back("version " + std::to_string(prod->version) + " was trained on another data source, " +
+                                   from + " (data commit " + short_hash(item.trained_commit) + " is not in " +
+                                   source_.uri() + ")");
+          else
+            item.reasons.push_back("data commit " + short_hash(item.trained_commit) + " of version " +
+                                   std::to_string(prod->version) + " is not in the database (" + std::string(err.detail()) + ")");
         }
         if (!change) {
-          item.stale = true;
+          item.stale = !awaiting_release(item, versions[e.name], fingerprint(e, p.commit, p.code_commit));
           p.items.push_back(std::move(item));
           continue;
         }
@@ -236,7 +258,8 @@ Plan Pipeline::plan(const std::string& at) {
                                  " -" + std::to_string(item.removed) + " rows)");
       }
     }
-    item.stale = !item.reasons.empty();
+    item.stale = !item.reasons.empty() &&
+                 !awaiting_release(item, versions[e.name], fingerprint(e, p.commit, p.code_commit));
     p.items.push_back(std::move(item));
   }
   count_stale_rows(p);

@@ -45,7 +45,8 @@ TrainedItem record_adapter(MlflowTracker& tracker, const PipelineOptions& option
     const std::map<std::string, std::string> version_tags = {
         {tags::kFingerprint, fingerprint}, {tags::kDataCommit, data_commit},
         {tags::kCodeCommit, code},         {tags::kParams, params_text(e)},
-        {tags::kSlice, slice_text(e)},     {tags::kRows, std::to_string(spec.dataset.rows())}};
+        {tags::kSlice, slice_text(e)},     {tags::kRows, std::to_string(spec.dataset.rows())},
+        {tags::kDataUri, spec.dataset.lineage().uri}};  // plan() names the source of a foreign version
     ModelVersion v = tracker.register_model(t.name, *run, tags::kModelArtifactPath, version_tags);
     registered = true;
     tracker.set_alias(t.name, options.staging_alias, v.version);

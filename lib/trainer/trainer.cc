@@ -1,5 +1,7 @@
 #include "mlops/trainer.hpp"
 
+#include <dlfcn.h>
+
 #include <charconv>
 #include <cmath>
 #include <deque>
@@ -45,6 +47,15 @@ std::optional<int> parse_cuda(const std::string& dev) {
   return n;
 }
 
+// The CUDA runtime reports a missing driver as "CUDA driver version is insufficient for CUDA runtime
+// version"; a machine without one is told so plainly instead.
+bool nvidia_driver_present() {
+  void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (h == nullptr) return false;
+  dlclose(h);
+  return true;
+}
+
 }  // namespace
 
 CudaTrainer::CudaTrainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
@@ -67,7 +78,9 @@ CudaTrainer::CudaTrainer(TrainerOptions options) : impl_(std::make_unique<Impl>(
   if (module) {
     char err[512] = {0};
     count = module->device_count(err, sizeof err);
-    if (count < 0) why = std::string("no usable CUDA device: ") + err;
+    if (count < 0)
+      why = nvidia_driver_present() ? std::string("no usable CUDA device: ") + err
+                                    : "no NVIDIA driver (libcuda.so.1 is not on the loader path)";
     else if (count == 0) why = "no CUDA device is visible";
   }
   const int want = ordinal.value_or(0);

@@ -56,7 +56,7 @@ def demo_releases(root: pathlib.Path) -> Iterator[dict]:
     from mlops import demo
 
     with MlflowServer(root / "mlflow") as server:
-        src = mlops.DoltSource(f"doltlite:{root / 'data.db'}")
+        src = mlops.DoltSource(f"doltlite:{root / 'data.db'}", create=True)
         demo.init_demo(src, customers=2, rows_per_customer=40, seed=5, epochs=3)
         tracker = mlops.MlflowTracker(server.url)
 

@@ -26,7 +26,7 @@ def make_source(uri: str, adapters: int, rows_per_adapter: int = 6) -> mlops.Dol
     import tempfile
 
     rng = random.Random(7)
-    source = mlops.DoltSource(uri)
+    source = mlops.DoltSource(uri, create=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "readings.csv"
         with open(path, "w", newline="") as f:

@@ -67,7 +67,7 @@ def test_integers_are_bounded_not_truncated():
 
 @pytest.mark.skipif("dolt" not in mlops.components, reason="built without the dolt component")
 def test_a_catalog_table_config_with_a_number_out_of_range_is_named(tmp_path):
-    src = mlops.DoltSource(f"doltlite:{tmp_path / 'c.db'}")
+    src = mlops.DoltSource(f"doltlite:{tmp_path / 'c.db'}", create=True)
     src.execute("CREATE TABLE adapters (name TEXT PRIMARY KEY, config TEXT NOT NULL)")
     src.execute("INSERT INTO adapters VALUES (?, ?)", ("*", '{"table": "t", "label": "y", "text": "body"}'))
     src.execute("INSERT INTO adapters VALUES (?, ?)", ("a", '{"epochs": 1e400}'))

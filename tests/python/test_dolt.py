@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif("dolt" not in mlops.components, reason="built wi
 
 @pytest.fixture
 def src(tmp_path):
-    return mlops.DoltSource(str(tmp_path / "train.db"))
+    return mlops.DoltSource(str(tmp_path / "train.db"), create=True)
 
 
 def make_rows(src, n=10, start=0):
@@ -39,7 +39,7 @@ def test_python_sqlite3_and_doltlite_live_in_one_process(tmp_path):
     plain = sqlite3.connect(":memory:")
     plain.execute("CREATE TABLE x (v)")
     plain.execute("INSERT INTO x VALUES (1)")
-    s = mlops.DoltSource(str(tmp_path / "a.db"))
+    s = mlops.DoltSource(str(tmp_path / "a.db"), create=True)
     s.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v REAL)")
     s.execute("INSERT INTO t VALUES (1, 2.5)")
     c = s.commit("one")
@@ -236,7 +236,7 @@ def test_query_returns_typed_columns_with_nulls(filled):
 
 def test_reopen_after_another_writer_commits(tmp_path):
     path = str(tmp_path / "shared.db")
-    reader = mlops.DoltSource(path)
+    reader = mlops.DoltSource(path, create=True)
     reader.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a REAL, b REAL, label TEXT)")
     make_rows(reader, 4)
     first = reader.commit("four")
@@ -330,6 +330,30 @@ def test_bad_uris_and_library_paths_are_config_errors(tmp_path):
     with pytest.raises(mlops.ConfigError):
         mlops.DoltSource("postgres://h/db")
     with pytest.raises(mlops.ConfigError):
-        mlops.DoltSource(str(tmp_path / "x.db"), doltlite_lib=str(tmp_path / "missing.so"))
-    s = mlops.DoltSource("doltlite:" + str(tmp_path / "rel.db"))
+        mlops.DoltSource(str(tmp_path / "x.db"), doltlite_lib=str(tmp_path / "missing.so"), create=True)
+    s = mlops.DoltSource("doltlite:" + str(tmp_path / "rel.db"), create=True)
     assert s.backend == "doltlite" and s.uri == "doltlite://" + str(tmp_path / "rel.db")
+
+
+def test_a_missing_database_file_is_not_found_unless_created_explicitly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # As on the command line: a typo in the path is an error naming it, not a new, empty database.
+    for uri in ("doltlite:missing.db", str(tmp_path / "missing.db")):
+        with pytest.raises(mlops.NotFoundError, match="missing.db.*does not exist.*create=True"):
+            mlops.DoltSource(uri)
+    assert list(tmp_path.iterdir()) == []
+    made = mlops.DoltSource("doltlite:made.db", create=True)
+    made.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    made.commit("one table")
+    assert mlops.DoltSource("doltlite:made.db").head().message == "one table"
+
+
+def test_an_empty_slice_is_refused_at_dataset_naming_the_filter(filled):
+    src, first = filled
+    with pytest.raises(mlops.DataError, match=r"table 't' at commit \w+: no row matches where 'label = \?' "
+                                              r"with params \[\"customer-7\"\]"):
+        src.dataset("t", label="label", features=["a", "b"], where="label = ?", params=("customer-7",), at="HEAD")
+    src.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, a REAL, label TEXT)")
+    with pytest.raises(mlops.DataError, match="table 'e' has no rows"):
+        src.dataset("e", label="label", features=["a"], at=None)
+    assert src.dataset("t", label="label", features=["a"], where="label = ?", params=("odd",)).rows == 5

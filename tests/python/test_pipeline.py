@@ -62,7 +62,7 @@ def world(tmp_path, server, request):
     from mlops import demo
 
     uri = f"doltlite:{tmp_path / 'data.db'}"
-    source = mlops.DoltSource(uri)
+    source = mlops.DoltSource(uri, create=True)
     demo.init_demo(source, customers=CUSTOMERS, rows_per_customer=40, seed=3, epochs=3)
     # Model names are global in MLflow's registry: prefix them per test so tests do not see each other.
     node = request.node.name

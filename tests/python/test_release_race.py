@@ -51,7 +51,7 @@ def own_source(tmp_path, prefix: str, customers: int, rows: int, seed: int):
     """A DoltLite demo database whose adapter names start with `prefix` (model names are global in MLflow)."""
     from mlops import demo
 
-    source = mlops.DoltSource(f"doltlite:{tmp_path / 'data.db'}")
+    source = mlops.DoltSource(f"doltlite:{tmp_path / 'data.db'}", create=True)
     demo.init_demo(source, customers=customers, rows_per_customer=rows, seed=seed, epochs=1)
     for i in range(1, customers + 1):
         source.execute("UPDATE adapters SET name = ? WHERE name = ?", (prefix + demo.customer_name(i), demo.customer_name(i)))
@@ -65,7 +65,7 @@ def test_release_and_rollback_at_once_never_report_a_mixed_state(server, tmp_pat
     data = f"doltlite:{tmp_path / 'data.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
     env.update(MLOPS_DATA=data, MLFLOW_TRACKING_URI=server.url, MLOPS_CATALOG="table:adapters", MLOPS_DEVICE="cpu")
-    source = mlops.DoltSource(data)
+    source = mlops.DoltSource(data, create=True)
     demo.init_demo(source, customers=8, rows_per_customer=20, seed=1, epochs=1)
     names = [demo.customer_name(i) for i in range(1, 9)]
     assert cli(env, "train", "--no-progress").returncode == 0

@@ -23,7 +23,7 @@ def run(capsys, *argv):
 @pytest.fixture
 def repo(tmp_path):
     uri = f"doltlite:{tmp_path / 'data.db'}"
-    src = mlops.DoltSource(uri)
+    src = mlops.DoltSource(uri, create=True)
     demo.init_demo(src, customers=4, rows_per_customer=20, seed=3, epochs=2)
     return uri, src
 
@@ -117,7 +117,7 @@ def test_diff_every_format_counts_tables_and_adapter_slices(repo, tmp_path, caps
     assert "→" in out and not full.exists()  # short: every row shown, no file
 
     code, _, err = run(capsys, "diff", "main", "--data", uri)
-    assert code == 1 and "FROM..TO" in err
+    assert code == 2 and "FROM..TO" in err  # a usage error
     code, _, err = run(capsys, "diff", "main..nope", "--data", uri)
     assert code == 4 and "nope" in err
 
@@ -210,7 +210,7 @@ def test_merge_clean_then_conflicting_with_exit_codes(repo, tmp_path, capsys):
 
 
 def test_python_merge_api_on_doltlite(tmp_path):
-    src = mlops.DoltSource(str(tmp_path / "m.db"))
+    src = mlops.DoltSource(str(tmp_path / "m.db"), create=True)
     src.execute("CREATE TABLE k (a INTEGER, b TEXT, v REAL, PRIMARY KEY (a, b))")
     src.execute("INSERT INTO k VALUES (1, 'x', 1.0), (2, 'y', 2.0)")
     base = src.commit("base")

@@ -88,7 +88,7 @@ def test_property_tracking_uri_never_shows_the_password(secret, key):
 def test_ftp_and_other_schemes_are_not_file_paths(tmp_path):
     if "dolt" not in mlops.components:
         pytest.skip("built without the dolt component")
-    src = mlops.DoltSource(f"doltlite:{tmp_path / 'd.db'}")
+    src = mlops.DoltSource(f"doltlite:{tmp_path / 'd.db'}", create=True)
     for link in ("ftp://user:pw-Qz91@files.example/x.csv", "s3://bucket/x.csv?X-Amz-Signature=Qz91sig",
                  "file://other-host/x.csv"):
         with pytest.raises(mlops.ConfigError) as e:
@@ -147,7 +147,7 @@ def test_property_sync_keeps_link_secrets_out_of_history_and_output(tmp_path_fac
     assume(no_escapes(password))
     tmp = tmp_path_factory.mktemp("sync")
     data = f"doltlite:{tmp / 'data.db'}"
-    mlops.DoltSource(data).execute("CREATE TABLE seed (id INT PRIMARY KEY)")
+    mlops.DoltSource(data, create=True).execute("CREATE TABLE seed (id INT PRIMARY KEY)")
     server = CsvServer(b"id,v\n1,one\n2,two\n", auth=("me", password))
     try:
         links = [f"http://127.0.0.1:{server.port}/export/x.csv?gid=0&{key}={quote(token, safe='')}",
@@ -175,7 +175,7 @@ def test_property_sync_keeps_link_secrets_out_of_history_and_output(tmp_path_fac
 def test_a_message_naming_the_link_has_its_token_removed(tmp_path):
     server = CsvServer(b"id,v\n1,one\n")
     try:
-        src = mlops.DoltSource(f"doltlite:{tmp_path / 'd.db'}")
+        src = mlops.DoltSource(f"doltlite:{tmp_path / 'd.db'}", create=True)
         link = f"http://127.0.0.1:{server.port}/x.csv?X-Amz-Signature=Qz-sig-7781&gid=0"
         c = src.import_csv("t", link, primary_key=["id"], message=f"Import {link}")
         assert "Qz-sig-7781" not in c.message and "X-Amz-Signature=***" in c.message

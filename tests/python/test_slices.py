@@ -48,7 +48,7 @@ def rows(n: int, customers: int, seed: int = 0) -> list[tuple]:
 @pytest.fixture(scope="module")
 def lite(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slices")
-    src = mlops.DoltSource(f"doltlite:{tmp / 'data.db'}")
+    src = mlops.DoltSource(f"doltlite:{tmp / 'data.db'}", create=True)
     path = tmp / "t.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -68,10 +68,13 @@ def test_every_slice_equals_its_single_read_on_doltlite(lite):
     for at in ("HEAD", first):
         many = src.datasets("t", by="customer", values=values, label="label", features=FEATURES, at=at)
         assert list(many) == values
-        for v in values:
+        for v in values[:-1]:
             one = src.dataset("t", label="label", features=FEATURES, where="customer = ?", params=(v,), at=at)
             assert_same(many[v], one)
+        # A value with no rows: an empty slice among the others, where its own read is refused, naming it.
         assert many["nobody"].rows == 0
+        with pytest.raises(mlops.DataError, match=r'no row matches where .customer = \?. with params \["nobody"\]'):
+            src.dataset("t", label="label", features=FEATURES, where="customer = ?", params=("nobody",), at=at)
         assert sum(d.rows for d in many.values()) == 3000
     # The later commit changed what two slices hold.
     assert src.datasets("t", by="customer", values=["cust-2"], label="label", features=FEATURES)["cust-2"].rows < \
@@ -91,7 +94,7 @@ def test_text_slices_and_integer_values(lite):
 
 
 def test_invalid_rows_fail_or_are_dropped_per_slice(tmp_path):
-    src = mlops.DoltSource(f"doltlite:{tmp_path / 'bad.db'}")
+    src = mlops.DoltSource(f"doltlite:{tmp_path / 'bad.db'}", create=True)
     src.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, c TEXT, f REAL, label INTEGER)")
     src.execute("INSERT INTO b VALUES (1, 'a', 1.0, 0), (2, 'a', NULL, 1), (3, 'b', 2.0, 1), (4, 'b', 3.0, 0), "
                 "(5, 'z', NULL, NULL)")

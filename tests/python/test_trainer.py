@@ -1,6 +1,7 @@
 """CudaTrainer, AdapterSpec and Adapter from Python: training, determinism, errors, files, progress."""
 
 import math
+import re
 import pathlib
 
 import numpy as np
@@ -452,3 +453,29 @@ def test_foreign_safetensors_files_and_width_mismatch_in_batched_prediction(tmp_
     b = cpu().fit([spec("five", blobs(60, 5, 2, 0))])[0].adapter
     with pytest.raises(mlops.DataError, match="adapter 1: width 5"):
         mlops.Adapter.predict_many([a, b], np.ones((3, 4), dtype=np.float32))
+
+
+def _nvidia_driver_loads() -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif("cuda" not in mlops.components, reason="built without the CUDA module")
+@pytest.mark.skipif(_nvidia_driver_loads(), reason="this machine has an NVIDIA driver")
+def test_a_machine_without_an_nvidia_driver_is_told_so():
+    auto = mlops.CudaTrainer(device="auto", progress=False)
+    assert auto.device == "cpu"
+    assert "no NVIDIA driver" in auto.device_reason and "insufficient" not in auto.device_reason
+    with pytest.raises(mlops.DeviceError, match="no NVIDIA driver"):
+        mlops.CudaTrainer(device="cuda")
+
+
+def test_history_prints_its_epochs_and_best_epoch():
+    trained = cpu().fit([spec("h", blobs(80, 4, 2, 0), epochs=3)])[0]
+    assert re.fullmatch(r"History\(epochs=3, best_epoch=\d, val_accuracy=\d\.\d{3}\)", repr(trained.history)), \
+        repr(trained.history)

@@ -118,7 +118,7 @@ def test_fresh_venv_trains_reads_doltlite_tracks_and_python_ssl_still_works(venv
         from mlops import demo
 
         assert pathlib.Path(mlops.__file__).is_relative_to({str(venv)!r}), mlops.__file__
-        src = mlops.DoltSource("doltlite:{tmp_path / 'data.db'}")
+        src = mlops.DoltSource("doltlite:{tmp_path / 'data.db'}", create=True)
         demo.init_demo(src, customers=2, rows_per_customer=60, seed=1, epochs=4)
         ds = src.dataset("tickets", label="intent", text="body", where="customer = ?", params=("customer-001",))
         trainer = mlops.CudaTrainer(device="cpu", seed=0)

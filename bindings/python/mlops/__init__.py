@@ -7,7 +7,7 @@ out of the build (Dolt, MLflow, the pipeline) are simply absent; ``mlops.compone
 
 from collections.abc import Mapping as _Mapping
 
-from . import _core
+from . import _core, local_server
 from ._core import (
     Adapter,
     AdapterSpec,
@@ -42,7 +42,7 @@ __all__ = [
     "Adapter", "AdapterSpec", "ConfigError", "ConflictError", "CudaTrainer", "DataError", "DataSourceError",
     "Dataset", "DeviceError", "EpochMetrics", "Featurizer", "History", "IntegrityError", "InternalError", "ManifestDiff",
     "MlopsError", "NotFoundError", "ReleaseManifest", "TrackingError", "TrainedAdapter",
-    "components", "redact_uri", "__version__",
+    "components", "local_server", "redact_uri", "__version__",
 ]
 
 if "dolt" in components:

@@ -140,6 +140,8 @@ class PlanItem:
     added: int
     modified: int
     removed: int
+    staging_version: int
+    awaiting_release: bool
     def to_dict(self) -> dict[str, Any]: ...
 
 class Plan:
@@ -268,7 +270,7 @@ class DoltSource:
         read_timeout: int = 600,
         write_timeout: int = 600,
         max_retries: int = 3,
-        create: bool = True,
+        create: bool = False,
     ) -> None: ...
     @property
     def uri(self) -> str: ...

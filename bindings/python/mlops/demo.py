@@ -60,8 +60,26 @@ def write_csv(path: pathlib.Path, rows, header=("id", "customer", "body", "inten
         w.writerows(rows)
 
 
-def init_demo(source, customers: int = 60, rows_per_customer: int = 120, seed: int = 0, epochs: int = 8):
-    """Creates the tables `tickets` and `adapters` (one adapter per customer) and commits them.
+TABLES = ("tickets", "adapters")
+
+
+def existing_tables(source) -> dict:
+    """The demo's tables that `source` already has, with their row counts."""
+    import mlops
+
+    found = {}
+    for table in TABLES:
+        try:
+            found[table] = int(source.query(f"SELECT COUNT(*) AS n FROM {table}").to_numpy()["n"][0])
+        except mlops.MlopsError:
+            pass  # no such table (a source that cannot be read fails again, and says why, when written)
+    return found
+
+
+def init_demo(source, customers: int = 60, rows_per_customer: int = 120, seed: int = 0, epochs: int = 8,
+              replace: bool = False):
+    """Creates the tables `tickets` and `adapters` (one adapter per customer) and commits them; with
+    `replace`, the adapters already there are dropped first (tickets are always replaced).
 
     Returns the commit.
     """
@@ -70,6 +88,8 @@ def init_demo(source, customers: int = 60, rows_per_customer: int = 120, seed: i
         write_csv(path, ticket_rows(customers, rows_per_customer, seed))
         source.import_csv("tickets", str(path), primary_key=["id"], message="Import demo tickets")
     source.execute("CREATE TABLE IF NOT EXISTS adapters (name TEXT PRIMARY KEY, config TEXT NOT NULL)")
+    if replace:
+        source.execute("DELETE FROM adapters")
     defaults = {"table": "tickets", "label": "intent", "text": "body", "epochs": epochs, "batch_size": 32,
                 "learning_rate": 0.05, "l2": 1e-4, "validation_fraction": 0.2, "featurizer": {"dimension": 512}}
     source.execute("INSERT INTO adapters (name, config) VALUES (?, ?)", ("*", json.dumps(defaults)))

@@ -203,6 +203,29 @@ class MlflowServer:
 
     stop = close
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (also its process group's), None when it is not running."""
+        return self._process.pid if self._process is not None else None
+
+    def wait(self) -> int:
+        """Waits until the server exits by itself; returns its exit code."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process.wait()
+
+    def start_background(self) -> "MlflowServer":
+        """Starts the server and leaves it running after this process ends: its process id goes to
+        ``directory/server.pid``, where :func:`stop_background` finds it."""
+        pid_file = self.directory / PID_FILE
+        running = _running_pid(pid_file)
+        if running:
+            raise RuntimeError(f"an MLflow server of {self.directory} is already running (process {running}); "
+                               f"stop it first")
+        self.start()
+        pid_file.write_text(f"{self._process.pid}\n{self.url}\n", encoding="utf-8")
+        return self
+
     def log_tail(self, n: int = 4000) -> str:
         """The last ``n`` characters of the server's log."""
         try:
@@ -215,3 +238,51 @@ class MlflowServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+PID_FILE = "server.pid"
+
+
+def _running_pid(pid_file: pathlib.Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def stop_background(directory: str | os.PathLike) -> int | None:
+    """Stops the server :meth:`MlflowServer.start_background` started for ``directory`` (and its workers);
+    returns its process id, or None when none was running."""
+    pid_file = pathlib.Path(directory).resolve() / PID_FILE
+    pid = _running_pid(pid_file)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.1)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

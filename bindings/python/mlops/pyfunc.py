@@ -10,6 +10,8 @@ The model directory (``Run.log_adapter``, ``Run.log_model_file``) has one owner,
 
 Input follows scikit-learn and MLflow: a text adapter takes raw text (a pandas DataFrame with the training
 text column, a Series, a list or array of ``str``); a numeric adapter takes rows of its feature columns.
+As ``mlops serve`` does, both also take columns as a dict (``{"body": [...]}``) and a list of records
+(``[{"body": ...}, ...]``).
 ``predict`` returns the labels typed like the training labels (integers stay integers); ``predict_proba``
 the class probabilities in the order of ``classes``.
 
@@ -57,7 +59,21 @@ class AdapterModel:
             import pandas as pd
         except ImportError:  # pragma: no cover - pandas is optional outside MLflow
             return model_input
+        # What `mlops serve` takes besides a DataFrame: columns ({"body": [...]}) and a list of records
+        # ([{"body": ...}, ...]), as MLflow's scoring protocol carries them.
+        if isinstance(model_input, dict):
+            model_input = pd.DataFrame({k: v if isinstance(v, (list, tuple, np.ndarray, pd.Series)) else [v]
+                                        for k, v in model_input.items()})
+        elif isinstance(model_input, list) and model_input and all(isinstance(r, dict) for r in model_input):
+            model_input = pd.DataFrame.from_records(model_input)
+        elif (isinstance(model_input, pd.DataFrame) and len(model_input) == 1
+              and all(isinstance(v, (list, tuple, np.ndarray)) for v in model_input.iloc[0])):
+            # MLflow's schema check turns {"body": [...]} into one row holding the list: the columns again.
+            model_input = pd.DataFrame({c: list(v) for c, v in model_input.iloc[0].items()})
         if isinstance(model_input, pd.DataFrame) and not self.adapter.takes_text:
+            names = self.spec.get("features") if isinstance(self.spec, dict) else None
+            if isinstance(names, list) and names and set(names) <= set(model_input.columns):
+                model_input = model_input[names]  # the training order, whatever order the columns came in
             return np.ascontiguousarray(model_input.to_numpy(dtype=np.float32))
         if isinstance(model_input, np.ndarray) and model_input.dtype.kind in "fiub":
             return np.ascontiguousarray(model_input, dtype=np.float32)

@@ -183,8 +183,8 @@ void bind_dolt(py::module_& m) {
   py::class_<DoltSource>(m, "DoltSource", R"doc(
 Versioned SQL data from embedded DoltLite (a file path, ``doltlite:///abs.db``, ``doltlite:rel.db``) or a
 Dolt sql-server (``mysql://user[:password]@host[:port]/db?branch=...&ssl-mode=...``; the password may
-come from ``MLOPS_DOLT_PASSWORD``). Passwords never appear in messages or lineage. With ``create=False`` a
-missing DoltLite file is a NotFoundError instead of a new, empty database.
+come from ``MLOPS_DOLT_PASSWORD``). Passwords never appear in messages or lineage. A missing DoltLite file
+is a NotFoundError, as on the command line; ``create=True`` makes a new, empty database instead.
 )doc")
       .def(py::init([](const std::string& uri, const std::string& doltlite_lib, int connect_timeout,
                        int read_timeout, int write_timeout, int max_retries, bool create) {
@@ -200,7 +200,7 @@ missing DoltLite file is a NotFoundError instead of a new, empty database.
            }),
            py::arg("uri"), py::arg("doltlite_lib") = "", py::arg("connect_timeout") = 10,
            py::arg("read_timeout") = 600, py::arg("write_timeout") = 600, py::arg("max_retries") = 3,
-           py::arg("create") = true)
+           py::arg("create") = false)
       .def_property_readonly("uri", &DoltSource::uri, "The URI without secrets.")
       .def_property_readonly("backend", &DoltSource::backend, "'doltlite', 'dolt' or 'mysql' (no version control).")
       .def("head", &DoltSource::head, py::call_guard<py::gil_scoped_release>())

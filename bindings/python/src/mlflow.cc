@@ -1,5 +1,6 @@
 // Python bindings of the MLflow tracker: MlflowTracker, Run, ModelVersion, SourceInfo, ArtifactInfo.
 #include "bind.hpp"
+#include "mlflow/model_dir.hpp"
 
 #include "mlops/dataset.hpp"
 #include "mlops/error.hpp"
@@ -57,6 +58,12 @@ std::int64_t timestamp_arg(const py::object& t) { return t.is_none() ? -1 : t.ca
 }  // namespace
 
 void bind_mlflow(py::module_& m) {
+  {
+    // Model directories logged from this process name this Python as their loader's (MLmodel).
+    auto v = py::module_::import("sys").attr("version_info");
+    mlops::model_dir::set_python_version(py::str("{}.{}.{}").format(v.attr("major"), v.attr("minor"), v.attr("micro"))
+                                             .cast<std::string>());
+  }
   // The tag names and conventions of include/mlops/tags.hpp, as mlops.tags.
   py::module_ t = m.def_submodule("tags", "The names mlops gives things in MLflow (tags, artifacts, defaults).");
   t.attr("RUN_NAME") = tags::kRunName;
@@ -308,7 +315,10 @@ MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_HTTP_
              if (insecure_tls) o.insecure_tls = *insecure_tls;
              if (server_cert_path) o.server_cert_path = *server_cert_path;
              if (client_cert_path) o.client_cert_path = *client_cert_path;
-             if (max_retries) o.max_retries = *max_retries;
+             if (max_retries) {
+               o.max_retries = *max_retries;
+               o.first_contact_seconds = 0;  // an explicit count rules
+             }
              if (backoff_factor) o.backoff_factor = *backoff_factor;
              if (backoff_jitter) o.backoff_jitter = *backoff_jitter;
              if (timeout) o.timeout_seconds = static_cast<long>(std::max(1.0, *timeout));
@@ -327,6 +337,9 @@ MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_HTTP_
            py::arg("queue_capacity") = 100000, py::arg("spool_dir") = py::none(),
            py::arg("outage_retry_seconds") = 1.0, py::arg("flush_timeout") = 600.0)
       .def_property_readonly("tracking_uri", &MlflowTracker::tracking_uri)
+      .def("__repr__", [](const MlflowTracker& t) {
+        return "MlflowTracker(" + py::repr(py::str(t.tracking_uri())).cast<std::string>() + ")";
+      })
       .def("experiment_id", &MlflowTracker::experiment_id, py::arg("name"), Release(),
            "The experiment's id, created when missing.")
       .def(

@@ -1,3 +1,6 @@
+#include <cstdio>
+#include <map>
+
 #include "bind.hpp"
 #include "mlops/catalog.hpp"
 #include "mlops/dolt.hpp"
@@ -70,9 +73,16 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def_readonly("added", &PlanItem::added)
       .def_readonly("modified", &PlanItem::modified)
       .def_readonly("removed", &PlanItem::removed)
+      .def_readonly("staging_version", &PlanItem::staging_version,
+                    "The staged version that awaits a release (trained at this commit), else 0.")
+      .def_readonly("awaiting_release", &PlanItem::awaiting_release,
+                    "Trained at this commit and staged, newer than production: not stale, to be released.")
       .def("to_dict", &PlanItem::to_json)
       .def("__repr__", [](const PlanItem& i) {
-        return "PlanItem(name='" + i.name + "', stale=" + (i.stale ? "True" : "False") + ")";
+        std::string state = i.stale ? "stale" : i.awaiting_release ? "awaiting release" : "up to date";
+        return "PlanItem(name=" + py::repr(py::str(i.name)).cast<std::string>() + ", state='" + state +
+               "', production_version=" + std::to_string(i.production_version) +
+               (i.staging_version ? ", staging_version=" + std::to_string(i.staging_version) : std::string()) + ")";
       });
 
   auto copy_items = [](const std::vector<const PlanItem*>& items) {
@@ -108,6 +118,17 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
         py::list out;
         for (const auto& i : r.items) out.append(json_to_py(i.to_json()));
         return out;
+      })
+      .def("__repr__", [](const TrainReport& r) {
+        std::map<std::string, std::size_t> by_status;
+        for (const auto& i : r.items) ++by_status[i.status];
+        auto count = [&](const char* s) { return std::to_string(by_status[s]); };
+        char seconds[96];
+        std::snprintf(seconds, sizeof seconds, "load=%.1fs, fit=%.1fs, record=%.1fs", r.load_seconds, r.fit_seconds,
+                      r.record_seconds);
+        return "TrainReport(commit='" + r.commit.substr(0, 12) + "', shard=" + std::to_string(r.shard_index) + "/" +
+               std::to_string(r.shard_count) + ", trained=" + count("trained") + ", reused=" + count("reused") +
+               ", failed=" + count("failed") + ", " + seconds + ")";
       });
 
   py::class_<ReleaseReport>(m, "ReleaseReport", "What release() or rollback() did.")

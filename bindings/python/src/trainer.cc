@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <optional>
 
 #include "bind.hpp"
@@ -187,7 +188,16 @@ void bind_trainer(py::module_& m) {
       .def_property_readonly("loss", [](const History& h) { std::vector<double> v; for (auto& e : h.epochs) v.push_back(e.loss); return v; })
       .def_property_readonly("val_loss", [](const History& h) { std::vector<double> v; for (auto& e : h.epochs) v.push_back(e.val_loss); return v; })
       .def_property_readonly("val_accuracy", [](const History& h) { std::vector<double> v; for (auto& e : h.epochs) v.push_back(e.val_accuracy); return v; })
-      .def("__len__", [](const History& h) { return h.epochs.size(); });
+      .def("__len__", [](const History& h) { return h.epochs.size(); })
+      .def("__repr__", [](const History& h) {
+        std::string out = "History(epochs=" + std::to_string(h.epochs.size()) + ", best_epoch=" + std::to_string(h.best_epoch);
+        if (!h.epochs.empty()) {
+          char last[64];
+          std::snprintf(last, sizeof last, ", val_accuracy=%.3f", h.epochs.back().val_accuracy);
+          out += last;
+        }
+        return out + (h.stopped_early ? ", stopped_early=True)" : ")");
+      });
 
   py::class_<Adapter>(m, "Adapter", R"doc(
 A trained softmax classifier (hidden == 0) or one-hidden-layer ReLU MLP.

@@ -63,6 +63,7 @@ bool usable() {
 mlops::DoltOptions options() {
   mlops::DoltOptions o;
   o.doltlite_lib = doltlite_lib();
+  o.create = true;  // every test starts from a new file
   return o;
 }
 

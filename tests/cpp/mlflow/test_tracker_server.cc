@@ -55,7 +55,7 @@ class Server {
       ::execv(args[0], args.data());
       ::_exit(127);
     }
-    detail::HttpClient http({}, {}, 2, detail::RetryPolicy{0, 0, 0, 0});
+    detail::HttpClient http({}, {}, 2, detail::RetryPolicy{0, 0, 0, 0, 0, {}});
     detail::HttpRequest req;
     req.url = url() + "/health";
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);

@@ -18,9 +18,11 @@ Pipeline commands read their settings from options or the environment:
   --data         MLOPS_DATA           Dolt URI (default doltlite:mlops.db)
   --tracking-uri MLFLOW_TRACKING_URI  MLflow server
   --catalog      MLOPS_CATALOG        a .json/.toml file, or table:NAME (default table:adapters)
-  --device       MLOPS_DEVICE         auto | cpu | cuda | cuda:N (default auto)
+  --device       MLOPS_DEVICE         auto | cpu | cuda | cuda:N (default auto; train only)
+Each command shows only the settings it uses (``mlops COMMAND --help``).
 
-Each command group lives in a module of its own: ``manifest``, ``data`` (init-demo, sync, diff, merge),
+Each command group lives in a module of its own: ``manifest``, ``local`` (mlflow-server), ``data`` (init-demo,
+sync, diff, merge),
 ``jobs`` (plan, train, release, rollback, lineage, releases, diff-release, build-context), ``serve`` and
 ``submit``; ``common`` holds what they share.
 """
@@ -36,8 +38,8 @@ import mlops
 
 from .common import (EXIT_CODES, EXIT_CONFLICT, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTEGRITY,
                      EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PARTIAL, EXIT_RELEASE_RACE, EXIT_USAGE,
-                     _add_pipeline_options, parse_shard, shard_from_environment)
-from . import manifest
+                     Parser, UsageError, _add_pipeline_options, parse_shard, shard_from_environment)
+from . import local, manifest
 
 __all__ = ["main", "build_parser", "parse_shard", "shard_from_environment", "EXIT_CODES", "EXIT_OK", "EXIT_ERROR",
            "EXIT_USAGE", "EXIT_INTEGRITY", "EXIT_NOT_FOUND", "EXIT_PARTIAL", "EXIT_INCOMPLETE", "EXIT_CONFLICT",
@@ -45,7 +47,7 @@ __all__ = ["main", "build_parser", "parse_shard", "shard_from_environment", "EXI
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mlops",
         description="Versioned training data, batched adapter training, lineage and hash-named releases.",
         epilog=EXIT_CODES,
@@ -54,13 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
                         version=f"mlops {mlops.__version__} ({', '.join(mlops.components) or 'core only'})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     manifest.add_commands(sub)
+    local.add_commands(sub)
 
     if not hasattr(mlops, "Pipeline"):
         return parser  # built without the Dolt and MLflow components
 
-    def command(name, help_text, description, func, formats=("text", "json")):
+    def command(name, help_text, description, func, formats=("text", "json"), options=("data", "tracking", "catalog")):
+        """A command with the settings it uses (`options`, see common.ALL_OPTIONS) and --format."""
         p = sub.add_parser(name, help=help_text, description=description)
-        _add_pipeline_options(p)
+        _add_pipeline_options(p, options)
         p.add_argument("--format", choices=list(formats), default=formats[0], help=f"output format (default {formats[0]})")
         p.set_defaults(func=func)
         return p
@@ -86,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
+    except UsageError as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (`mlops plan | head`): what it wanted it has; say nothing more.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -31,6 +31,32 @@ EXIT_CODES = (
 )
 
 
+class UsageError(Exception):
+    """Bad command-line usage found after parsing (options that do not go together): exit code 2."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default after its help, unless the help already names it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is argparse.SUPPRESS or isinstance(default, bool)
+                or not action.option_strings or default == []):
+            return text
+        shown = mlops.redact_uri(default) if isinstance(default, str) else str(default)  # never a password
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of `mlops` and of every subcommand (argparse gives subparsers their parent's class): help
+    with defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value else default
@@ -53,13 +79,17 @@ def _catalog(args, source, at: str = "HEAD"):
 
 
 def _pipeline(args, at: str = "HEAD", trainer=None):
+    """The pipeline of a command; a command without --device never trains (the CPU backend stands in), one
+    without --mlflow-threads takes the default."""
     if not args.tracking_uri:
-        raise mlops.ConfigError("[mlops.config] no MLflow server: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+        raise mlops.ConfigError("[mlops.config] no MLflow server: pass --tracking-uri or set MLFLOW_TRACKING_URI "
+                                "(`mlops mlflow-server` starts a local one)")
     source = _source(args)
     tracker = mlops.MlflowTracker(args.tracking_uri)
-    trainer = trainer or mlops.CudaTrainer(device=args.device)
+    trainer = trainer or mlops.CudaTrainer(device=getattr(args, "device", "cpu"))
     catalog = _catalog(args, source, at)
-    return mlops.Pipeline(source, tracker, trainer, catalog, record_threads=args.mlflow_threads)
+    threads = getattr(args, "mlflow_threads", None) or mlops.Pipeline.default_record_threads
+    return mlops.Pipeline(source, tracker, trainer, catalog, record_threads=int(threads))
 
 
 def _positive_int(text: str) -> int:
@@ -116,6 +146,15 @@ def _read_text(path: str, what: str) -> str:
         raise mlops.DataError(f"[mlops.data] {what} {path!r} is not UTF-8 text (byte {e.start})") from None
 
 
+def _shard_argument(text: str) -> str:
+    """--shard checked while parsing, so a bad one is a usage error (exit 2)."""
+    try:
+        parse_shard(text)
+    except mlops.ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("[mlops.config] ")) from None
+    return text
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
     try:
@@ -167,18 +206,28 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
                    help="image to build on, with python3 and venv (default: python:<the wheel's Python>-slim-bookworm)")
 
 
-def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=_env("MLOPS_DATA", "doltlite:mlops.db"),
-                   help="Dolt URI: doltlite:PATH or mysql://user@host:port/db (env MLOPS_DATA)")
-    p.add_argument("--tracking-uri", default=_env("MLFLOW_TRACKING_URI"),
-                   help="MLflow tracking server (env MLFLOW_TRACKING_URI)")
-    p.add_argument("--catalog", default=_env("MLOPS_CATALOG", "table:adapters"),
-                   help="adapter catalog: a .json/.toml file or table:NAME (env MLOPS_CATALOG)")
-    p.add_argument("--device", default=_env("MLOPS_DEVICE", "auto"), help="auto | cpu | cuda | cuda:N (env MLOPS_DEVICE)")
-    default = str(mlops.Pipeline.default_record_threads)
-    p.add_argument("--mlflow-threads", type=_positive_int, default=_env("MLOPS_MLFLOW_THREADS", default),
-                   help="requests to MLflow at once when recording adapters and moving aliases "
-                        f"(env MLOPS_MLFLOW_THREADS; default {default})")
+#: The settings a command can take, by the name `options=` uses: each command shows only its own.
+ALL_OPTIONS = ("data", "tracking", "catalog", "device", "threads")
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser, options=ALL_OPTIONS) -> None:
+    if "data" in options:
+        p.add_argument("--data", default=_env("MLOPS_DATA", "doltlite:mlops.db"),
+                       help="Dolt URI: doltlite:PATH or mysql://user@host:port/db (env MLOPS_DATA)")
+    if "tracking" in options:
+        p.add_argument("--tracking-uri", default=_env("MLFLOW_TRACKING_URI"),
+                       help="MLflow tracking server (env MLFLOW_TRACKING_URI)")
+    if "catalog" in options:
+        p.add_argument("--catalog", default=_env("MLOPS_CATALOG", "table:adapters"),
+                       help="adapter catalog: a .json/.toml file or table:NAME (env MLOPS_CATALOG)")
+    if "device" in options:
+        p.add_argument("--device", default=_env("MLOPS_DEVICE", "auto"),
+                       help="auto | cpu | cuda | cuda:N (env MLOPS_DEVICE)")
+    if "threads" in options:
+        default = str(mlops.Pipeline.default_record_threads)
+        p.add_argument("--mlflow-threads", type=_positive_int, default=_env("MLOPS_MLFLOW_THREADS", default),
+                       help="requests to MLflow at once when recording adapters and moving aliases "
+                            "(env MLOPS_MLFLOW_THREADS)")
 
 
 def _print_diff(args, d, old_id: str, new_id: str) -> None:

@@ -7,15 +7,22 @@ import sys
 
 import mlops
 
-from .common import EXIT_CONFLICT, EXIT_OK, _catalog, _positive_int, _print_json, _progress, _source
+from .common import EXIT_CONFLICT, EXIT_OK, UsageError, _catalog, _positive_int, _print_json, _progress, _source
 
 
 def _cmd_init_demo(args) -> int:
     from .. import demo
 
     source = _source(args, create=True)
-    _progress(f"creating demo data in {source.uri}: {args.customers} customers x {args.rows} tickets")
-    commit = demo.init_demo(source, customers=args.customers, rows_per_customer=args.rows, seed=args.seed)
+    existing = demo.existing_tables(source)
+    if existing and not args.force:
+        held = ", ".join(f"{table} ({rows} rows)" for table, rows in existing.items())
+        raise mlops.ConfigError(f"[mlops.config] {source.uri} already holds demo tables: {held}; nothing was changed "
+                                "(--force replaces them with new demo data)")
+    _progress(("replacing" if existing else "creating") +
+              f" demo data in {source.uri}: {args.customers} customers x {args.rows} tickets")
+    commit = demo.init_demo(source, customers=args.customers, rows_per_customer=args.rows, seed=args.seed,
+                            replace=bool(existing))
     if args.format == "json":
         _print_json({"commit": commit.hash, "customers": args.customers, "data": source.uri})
     else:
@@ -54,7 +61,7 @@ def _cmd_diff(args) -> int:
 
     from_ref, sep, to_ref = args.range.partition("..")
     if not sep or not from_ref or not to_ref:
-        raise mlops.ConfigError(f"[mlops.config] diff needs FROM..TO (two refs), got {args.range!r}")
+        raise UsageError(f"diff needs FROM..TO (two refs), got {args.range!r}")
     source = _source(args)
     try:
         catalog = _catalog(args, source, to_ref)
@@ -117,14 +124,17 @@ def _cmd_merge(args) -> int:
 
 def add_commands(command) -> None:
     p = command("init-demo", "create sample multi-customer text data and its adapter catalog",
-                "Create the tables tickets and adapters (one text adapter per customer) and commit them.", _cmd_init_demo)
-    p.add_argument("--customers", type=_positive_int, default=60)
+                "Create the tables tickets and adapters (one text adapter per customer) and commit them. A "
+                "database that already has them is left as it is unless --force is given.", _cmd_init_demo,
+                options=("data",))
+    p.add_argument("--customers", type=_positive_int, default=60, help="customers, one adapter each")
     p.add_argument("--rows", type=_positive_int, default=120, help="tickets per customer")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated tickets")
+    p.add_argument("--force", action="store_true", help="replace the tables tickets and adapters when they exist")
 
     p = command("sync", "import a CSV file or http(s) CSV link into a table and commit",
                 "Import a CSV (a file or an http(s) link such as a spreadsheet's CSV export) and make a Dolt commit. "
-                "A bad row is reported with its line number and nothing is committed.", _cmd_sync)
+                "A bad row is reported with its line number and nothing is committed.", _cmd_sync, options=("data",))
     p.add_argument("table")
     p.add_argument("csv", help="file path or http(s) URL")
     p.add_argument("--primary-key", action="append", required=True, help="primary key column (repeat for several)")
@@ -137,7 +147,8 @@ def add_commands(command) -> None:
     p = command("diff", "show the rows a data change adds, changes and removes",
                 "Rows added, changed (old -> new per column) and removed between two refs, with counts per table "
                 "and per adapter slice. markdown fits a pull-request comment; a long diff is summarised and the "
-                "full JSON written to --full-json.", _cmd_diff, formats=("table", "json", "markdown"))
+                "full JSON written to --full-json.", _cmd_diff, formats=("table", "json", "markdown"),
+                options=("data", "catalog"))
     p.add_argument("range", metavar="FROM..TO", help="two refs (branch, tag, HEAD~n, hash), e.g. main..analyst-sync")
     p.add_argument("--table", help="only this table (default: every table whose rows changed)")
     p.add_argument("--where", help="only rows matching this SQL condition on --table's columns (both sides)")
@@ -146,7 +157,7 @@ def add_commands(command) -> None:
 
     p = command("merge", "merge a data branch, or list its conflicts",
                 "Merge NAME into --into: a fast-forward or a merge commit. On conflicting rows nothing is merged, "
-                "the conflicting tables and keys are listed and the exit code is 7.", _cmd_merge)
+                "the conflicting tables and keys are listed and the exit code is 7.", _cmd_merge, options=("data",))
     p.add_argument("branch", metavar="NAME")
     p.add_argument("--into", default="main", help="target branch (default main); the active branch stays")
     p.add_argument("-m", "--message", help="message of a merge commit")

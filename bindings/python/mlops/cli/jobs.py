@@ -9,9 +9,9 @@ import pathlib
 
 import mlops
 
-from .common import (EXIT_INCOMPLETE, EXIT_OK, EXIT_PARTIAL, _add_image_options, _pipeline, _positive_int,
-                     _print_diff, _print_json, _progress, _read_text, _version_number, _version_or_alias,
-                     shard_from_environment)
+from .common import (EXIT_INCOMPLETE, EXIT_OK, EXIT_PARTIAL, UsageError, _add_image_options, _env, _pipeline,
+                     _positive_int, _print_diff, _print_json, _progress, _read_text, _shard_argument,
+                     _version_number, _version_or_alias, shard_from_environment)
 from .data import _cmd_plan_against
 
 
@@ -28,7 +28,7 @@ def _cmd_plan(args) -> int:
     if args.against:
         return _cmd_plan_against(args)
     if args.format == "markdown":
-        raise mlops.ConfigError("[mlops.config] plan --format markdown is for --against")
+        raise UsageError("--format markdown is for --against")
     pipe = _pipeline(args, args.at)
     _progress(f"planning at {args.at}")
     plan = pipe.plan(at=args.at)
@@ -47,13 +47,32 @@ def _cmd_plan(args) -> int:
                 f.write(f"commit={plan.commit}\n")
                 f.write(f"stale={len(stale)}\n")
     else:
-        print(f"plan at {plan.ref} = {plan.commit}: {len(stale)} of {len(plan.items)} adapters stale")
-        width = max((len(i.name) for i in plan.items), default=4)
-        for item in plan.items:
-            state = "stale" if item.stale else "ok"
-            why = "; ".join(item.reasons)
-            print(f"  {item.name:<{width}}  {state:<5}  v{item.production_version or '-':<4} {why}")
+        _print_plan_table(plan)
     return EXIT_OK
+
+
+def _state(item) -> str:
+    if item.stale:
+        return "stale"
+    return "trained, awaiting release" if item.awaiting_release else "up to date"
+
+
+def _print_plan_table(plan) -> None:
+    """One row per adapter under a header: its state, the production and staged versions, and why."""
+    stale = plan.stale()
+    waiting = sum(1 for i in plan.items if i.awaiting_release)
+    print(f"plan at {plan.ref} = {plan.commit}: {_count(len(stale), 'adapter')} of {len(plan.items)} stale"
+          + (f", {waiting} trained, awaiting release (mlops release)" if waiting else ""))
+    header = ("ADAPTER", "STATE", "PRODUCTION", "STAGED", "WHY")
+    rows = [(i.name, _state(i), f"v{i.production_version}" if i.production_version else "none",
+             f"v{i.staging_version}" if i.staging_version else "", "; ".join(i.reasons)) for i in plan.items]
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header) - 1)]
+    for r in [header, *rows]:
+        print(("  ".join(f"{v:<{w}}" for v, w in zip(r, widths)) + "  " + r[-1]).rstrip())
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _cmd_train(args) -> int:
@@ -76,19 +95,34 @@ def _cmd_train(args) -> int:
         _progress(f"planning at {args.at}")
         plan = pipe.plan(at=args.at)
     mine = plan.shard(index, count)
-    _progress(f"shard {index}/{count}: training {len(mine)} adapter(s) at {plan.commit[:12]}")
+    _progress(f"shard {index}/{count}: training {_count(len(mine), 'adapter')} at {plan.commit[:12]}")
     report = pipe.train(plan, shard=(index, count), progress=args.progress)
     if args.format == "json":
         _print_json(report.to_dict())
     else:
-        for item in report.items:
-            if item["status"] == "failed":
-                print(f"  {item['name']}: FAILED {item['error']}")
-            else:
-                print(f"  {item['name']}: {item['status']} v{item['version']}"
-                      + (f" val_accuracy={item['val_accuracy']:.3f}" if item["status"] == "trained" else ""))
-        print(f"shard {index}/{count}: {len(report.items) - report.failed} ok, {report.failed} failed")
+        _print_train_summary(report, index, count, args.verbose)
     return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _print_train_summary(report, index: int, count: int, verbose: bool) -> None:
+    """A summary of the shard; every failure by name (they need attention); each adapter with -v."""
+    items = report.items
+    by_status = {s: [i for i in items if i["status"] == s] for s in ("trained", "reused", "failed")}
+    for item in items if verbose else by_status["failed"]:
+        if item["status"] == "failed":
+            print(f"  {item['name']}: FAILED {item['error']}")
+        else:
+            print(f"  {item['name']}: {item['status']} v{item['version']}"
+                  + (f" val_accuracy={item['val_accuracy']:.3f}" if item["status"] == "trained" else ""))
+    trained = by_status["trained"]
+    accuracy = ""
+    if trained:
+        values = sorted(i["val_accuracy"] for i in trained)
+        accuracy = (f"; val_accuracy min {values[0]:.3f}, median {values[len(values) // 2]:.3f}, "
+                    f"max {values[-1]:.3f}")
+    print(f"shard {index}/{count}: {len(trained)} trained, {len(by_status['reused'])} reused, "
+          f"{len(by_status['failed'])} failed of {_count(len(items), 'adapter')}{accuracy} "
+          f"(load {report.load_seconds:.1f} s, fit {report.fit_seconds:.1f} s, record {report.record_seconds:.1f} s)")
 
 
 def _report_release(args, report) -> int:
@@ -104,6 +138,8 @@ def _report_release(args, report) -> int:
 def _cmd_release(args) -> int:
     from mlops.build_context import find_wheel, write_build_context
 
+    if not args.image:
+        raise UsageError("give the image repository: --image REPOSITORY or MLOPS_IMAGE")
     wheel = find_wheel(args.wheel) if args.build_context else None  # before anything is recorded
     pipe = _pipeline(args)
     report = pipe.release(image=args.image, alias=args.alias or "")
@@ -140,7 +176,7 @@ def _cmd_releases(args) -> int:
         _print_json(records)
     else:
         for r in records:
-            print(f"{r['md5']}  {r['state']:<9} {len(r['manifest']):>4} models  {r['image']}")
+            print(f"{r['md5']}  {r['state']:<9} {_count(len(r['manifest']), 'model'):>11}  {r['image']}")
     return EXIT_OK
 
 
@@ -164,6 +200,8 @@ def add_commands(command) -> None:
     p = command("plan", "list which adapters are stale and why",
                 "Per adapter: up to date or stale (never trained, data slice changed, hyperparameters changed).",
                 _cmd_plan, formats=("table", "json", "github-matrix", "markdown"))
+    p.epilog = ("States: stale (to train, and why), trained, awaiting release (a staged version trained at this "
+                "commit, newer than production: mlops release), up to date.")
     p.add_argument("--at", default="main", help="branch, tag or commit to plan at (default main)")
     p.add_argument("--against", metavar="BRANCH",
                    help="only what merging --at into BRANCH would make stale, and why (no MLflow needed)")
@@ -174,24 +212,28 @@ def add_commands(command) -> None:
                 "Train one shard's stale adapters in one batched fit; each becomes an MLflow run, a registered "
                 "version and the staging alias. The shard comes from --shard, MLOPS_SHARD, a Kubernetes indexed Job "
                 "(JOB_COMPLETION_INDEX with --shards/MLOPS_SHARDS) or a Slurm array (SLURM_ARRAY_TASK_ID/COUNT).",
-                _cmd_train)
-    p.add_argument("--shard", help="INDEX/COUNT, 0-based (default 0/1)")
+                _cmd_train, options=("data", "tracking", "catalog", "device", "threads"))
+    p.add_argument("--shard", type=_shard_argument, help="INDEX/COUNT, 0-based (default 0/1)")
     p.add_argument("--shards", type=_positive_int, help="shard count when the index comes from the environment")
     p.add_argument("--at", default="main", help="ref to plan at when no --plan is given")
     p.add_argument("--plan", help="a plan written by 'mlops plan -o' (every shard then uses the same commit)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars on stderr (loading, training, recording)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="a line per adapter (status, version, validation accuracy); failures are always listed")
 
     p = command("release", "record a release of the staging versions and move the production aliases",
                 "Record the manifest in MLflow (experiment mlops-releases, run named by its MD5) and move the aliases. "
-                "Prints the image tag.", _cmd_release)
-    p.add_argument("--image", required=True, help="Docker repository, e.g. registry.example.com/adapters")
+                "Prints the image tag.", _cmd_release, options=("data", "tracking", "catalog", "threads"))
+    p.add_argument("--image", default=_env("MLOPS_IMAGE"),
+                   help="Docker repository, e.g. registry.example.com/adapters (env MLOPS_IMAGE)")
     p.add_argument("--alias", help="alias to move (default production)")
     p.add_argument("--build-context", metavar="DIR", help="also write a Docker build context for the release")
     _add_image_options(p)
 
     p = command("rollback", "restore a release, or move one model back",
-                "Restore a recorded release's aliases, or move one model's alias and record a new release.", _cmd_rollback)
+                "Restore a recorded release's aliases, or move one model's alias and record a new release.", _cmd_rollback,
+                options=("data", "tracking", "catalog", "threads"))
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--release", metavar="MD5")
     g.add_argument("--model", metavar="NAME")
