@@ -34,8 +34,9 @@ std::vector<SqlValue> sql_params(const json& params) {
   return out;
 }
 
-DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit) {
+DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit, HoldoutSide side) {
   DatasetSpec s;
+  if (e.gate.eval_fraction > 0) s.holdout = Holdout{side, e.name, e.gate.eval_fraction};
   s.table = e.table;
   s.label = e.label;
   s.features = e.features;
@@ -69,6 +70,8 @@ std::string slice_text(const CatalogEntry& e) {
   json j = {{"table", e.table}, {"label", e.label}, {"features", e.features}, {"text", e.text},
             {"where", e.where}, {"params", e.params}};
   if (!e.text.empty()) j["featurizer"] = e.featurizer.to_json();
+  // The evaluation rows are left out of training: another share trains on other rows.
+  if (e.gate.eval_fraction > 0) j["eval_fraction"] = e.gate.eval_fraction;
   return j.dump();
 }
 
