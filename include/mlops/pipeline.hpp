@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mlops/catalog.hpp"
+#include "mlops/evaluation.hpp"
 #include "mlops/manifest.hpp"
 #include "mlops/tags.hpp"
 
@@ -179,6 +180,15 @@ class Pipeline {
   /// calling release() again completes it.
   /// @param image_repository Docker repository; the image tag is `repository:<md5>`
   ReleaseReport release(const std::string& image_repository, const std::string& alias = "");
+
+  /// Scores every candidate (the staging version) and its baseline (the version under `against`, default
+  /// the production alias) on the adapter's evaluation rows, read at the candidate's data commit and at
+  /// the baseline's, compares them row by row and applies the adapter's gate (see evaluation.hpp). An
+  /// adapter whose candidate is its baseline is "unchanged" and not scored. With `record`, each scored
+  /// candidate's run gets the `eval_*` / `baseline_eval_*` metrics and its version the `mlops.eval.*`
+  /// tags (tags.hpp). A failure of one adapter (a missing artifact, bad rows) is its verdict "error".
+  /// @throws ConfigError when `against` is the staging alias; TrackingError when recording fails
+  EvaluationReport evaluate(const std::string& against = "", bool record = true);
 
   /// Restores the production aliases of a recorded release (models not in it lose the alias). A staging
   /// alias pointing at another version is moved to the restored one, so the next release() does not ship
