@@ -142,9 +142,34 @@ json ReleaseRecord::to_json() const {
           {"manifest", json::parse(manifest.to_json())}};
 }
 
+json HeldBack::to_json() const {
+  return {{"name", name}, {"candidate_version", candidate_version}, {"kept_version", kept_version},
+          {"verdict", verdict}, {"reasons", reasons}};
+}
+
 json ReleaseReport::to_json() const {
-  return {{"release", release.to_json()}, {"moved", moved}, {"pending", pending}, {"error", error},
-          {"complete", complete()}};
+  json held = json::array(), warn = json::array();
+  for (const auto& h : held_back) held.push_back(h.to_json());
+  for (const auto& h : warned) warn.push_back(h.to_json());
+  return {{"release", release.to_json()}, {"moved", moved},     {"pending", pending},
+          {"error", error},               {"complete", complete()}, {"gate", gate},
+          {"promoted", promoted},         {"held_back", held},  {"warned", warn}};
+}
+
+GateMode parse_gate_mode(const std::string& text) {
+  if (text == "enforce") return GateMode::Enforce;
+  if (text == "warn") return GateMode::Warn;
+  if (text == "off") return GateMode::Off;
+  throw ConfigError("gate mode '" + text + "' is not one of enforce, warn, off");
+}
+
+const char* gate_mode_name(GateMode mode) noexcept {
+  switch (mode) {
+    case GateMode::Enforce: return "enforce";
+    case GateMode::Warn: return "warn";
+    case GateMode::Off: return "off";
+  }
+  return "off";
 }
 
 Pipeline::Pipeline(DoltSource& source, MlflowTracker& tracker, CudaTrainer& trainer, Catalog catalog,

@@ -20,13 +20,15 @@ EXIT_PARTIAL = 5
 EXIT_INCOMPLETE = 6
 EXIT_CONFLICT = 7
 EXIT_RELEASE_RACE = 8
+EXIT_HELD_BACK = 9
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 mlops error; 2 usage; 3 integrity (hash mismatch); 4 not found; "
     "5 train: some adapters failed; 6 release/rollback incomplete (run it again); "
     "7 merge conflicts (nothing merged); 8 another release or rollback holds the lease, or the aliases changed "
-    "under this one (nothing reported complete); 130 interrupted."
+    "under this one (nothing reported complete); 9 release: released, with models held back by their gates "
+    "(evaluate: some candidates fail their gates); 130 interrupted."
 )
 
 
