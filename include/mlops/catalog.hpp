@@ -2,7 +2,7 @@
 /// The adapters a pipeline trains and the slice of data each one learns from.
 ///
 /// A catalog file (JSON or TOML) has optional `defaults` and a list of adapters; every adapter field
-/// not given takes the default's value:
+/// not given takes the default's value (gates: see GateSettings):
 /// ```toml
 /// [defaults]
 /// table = "tickets"
@@ -40,6 +40,22 @@ struct FeaturizerSettings {
   bool operator==(const FeaturizerSettings&) const = default;
 };
 
+/// How an adapter's candidates are evaluated and when one may replace its baseline. Catalog fields of the
+/// same names (flat in the entry, defaults from `defaults` or the `*` row), checked when the catalog loads.
+struct GateSettings {
+  /// share of the slice's rows held out for evaluation (chosen by a hash of adapter name and primary key,
+  /// never trained on), in [0, 0.9]; 0 turns evaluation rows, and so every gate but the baseline-free ones, off
+  double eval_fraction = 0.2;
+  double min_accuracy = 0;      ///< absolute floor of the candidate's accuracy, in [0, 1]
+  double max_drop = 5;          ///< accuracy points the candidate may lose against its baseline, in [0, 100]
+  std::int64_t min_eval_rows = 0;  ///< fewer evaluation rows than this: the candidate is held back
+  /// two-sided level of the paired interval of the accuracy change; a candidate is held back only when the
+  /// whole interval lies below -max_drop, so one row never flips the verdict of a small set. In [0.5, 0.999]
+  double confidence = 0.95;
+  [[nodiscard]] nlohmann::json to_json() const;
+  bool operator==(const GateSettings&) const = default;
+};
+
 /// One adapter: its name, its data slice and its hyperparameters.
 struct CatalogEntry {
   std::string name;                   ///< unique; also the registered model name in MLflow
@@ -51,6 +67,7 @@ struct CatalogEntry {
   nlohmann::json params = nlohmann::json::array();  ///< values bound to the placeholders of `where`
   Hyperparameters hyperparameters;  ///< the trainer's own type, validated by its own rules
   FeaturizerSettings featurizer;
+  GateSettings gate;
 
   /// The entry as JSON (the catalog file's form, every field explicit).
   [[nodiscard]] nlohmann::json to_json() const;

@@ -32,6 +32,9 @@ struct DatasetLineage {
   std::int64_t rows = 0;           ///< number of rows in the dataset
   std::int64_t dropped_rows = 0;   ///< rows skipped because the caller asked to drop invalid rows
   std::string digest;              ///< Dataset::content_digest() of the rows
+  /// The evaluation split the read kept one side of ({side: "train"|"evaluation", salt, fraction});
+  /// empty when every row of the query was read
+  nlohmann::json holdout = nlohmann::json::object();
 
   [[nodiscard]] nlohmann::json to_json() const;
   static DatasetLineage from_json(const nlohmann::json& j);

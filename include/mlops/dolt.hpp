@@ -98,6 +98,19 @@ struct DoltOptions {
   bool create = false;           ///< DoltLite: create the database file when it is missing (false: NotFoundError)
 };
 
+/// Which rows of a slice a read keeps when some are held out for evaluation.
+enum class HoldoutSide { All, Train, Evaluation };
+
+/// Evaluation rows chosen by a hash of each row's primary key: a row is held out when the first 64 bits of
+/// SHA-256(`salt` NUL canonical key) fall below `fraction`·2^64. The canonical key is each key column's
+/// value in key order, numbers by value (5 and 5.0 alike) and text or bytes byte for byte, so a row keeps
+/// its side across commits whatever else changes, and a new row's side follows the same rule.
+struct Holdout {
+  HoldoutSide side = HoldoutSide::All;  ///< All: no split (salt and fraction unused)
+  std::string salt;                     ///< separates the evaluation sets of different adapters (their name)
+  double fraction = 0;                  ///< share of rows held out, in [0, 1)
+};
+
 /// What to read for a Dataset.
 struct DatasetSpec {
   std::string table;                  ///< table name (letters, digits, `_`, `$`)
@@ -112,6 +125,9 @@ struct DatasetSpec {
   bool drop_invalid = false;          ///< skip rows with a NULL label or NULL/NaN/non-numeric feature
   int text_dimension = 1024;          ///< featurizer output width
   std::uint64_t text_seed = 0;        ///< featurizer hash seed
+  /// Train or Evaluation keeps one side of the hashed split (recorded in the lineage as `holdout`).
+  /// The table needs a primary key then (DataError naming the table otherwise).
+  Holdout holdout;
 };
 
 /// Versioned SQL data: version control, reads at a commit, CSV import. See the file comment.
@@ -189,7 +205,9 @@ class DoltSource {
   /// arrays in turn, so the peak is the result plus one slice and a block per slice.
   /// @throws ConfigError for a where/params, a bad `by`, a NULL or repeated value; otherwise as dataset()
   ///         (a bad row in any wanted slice fails the whole read unless drop_invalid)
-  std::vector<Dataset> datasets(const DatasetSpec& spec, const std::string& by, const std::vector<SqlValue>& values);
+  /// @param salts with a holdout in `spec`: the salt of each value's slice (empty: `spec.holdout.salt`)
+  std::vector<Dataset> datasets(const DatasetSpec& spec, const std::string& by, const std::vector<SqlValue>& values,
+                                const std::vector<std::string>& salts = {});
   /// Rows of `table` matching `where` at `at`.
   std::int64_t count(const std::string& table, const std::string& where = {},
                      const std::vector<SqlValue>& params = {},

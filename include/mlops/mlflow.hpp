@@ -248,6 +248,10 @@ class MlflowTracker {
   /// Sets tag `key` of any run (a later value replaces an earlier one).
   /// @throws DataError for a key MLflow refuses; NotFoundError for an unknown run
   void set_run_tag(const std::string& run_id, const std::string& key, const std::string& value);
+  /// Logs metrics to any run, finished or not (e.g. evaluation results added to a training run after it
+  /// ended), in one request of at most 1000 metrics, delivered before it returns.
+  /// @throws DataError for a key MLflow refuses or a non-finite value; NotFoundError for an unknown run
+  void log_metrics(const std::string& run_id, const std::map<std::string, double>& metrics, std::int64_t step = 0);
   /// Every point of metric `key` of a run (all pages), each {key, value, timestamp, step}.
   [[nodiscard]] std::vector<nlohmann::json> metric_history(const std::string& run_id, const std::string& key);
 

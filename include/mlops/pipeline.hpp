@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mlops/catalog.hpp"
+#include "mlops/evaluation.hpp"
 #include "mlops/manifest.hpp"
 #include "mlops/tags.hpp"
 
@@ -143,12 +144,33 @@ struct BuildContextOptions {
   std::string base_image;  ///< needs python3 with venv; default python:<the wheel's X.Y>-slim-bookworm
 };
 
+/// How release() applies the evaluation gates: Enforce holds failing candidates back, Warn ships them and
+/// lists them, Off ships every candidate without evaluating.
+enum class GateMode { Enforce, Warn, Off };
+/// "enforce", "warn" or "off". @throws ConfigError naming the value otherwise
+GateMode parse_gate_mode(const std::string& text);
+[[nodiscard]] const char* gate_mode_name(GateMode mode) noexcept;
+
+/// A candidate that failed its gate: what shipped instead and why.
+struct HeldBack {
+  std::string name;
+  std::int64_t candidate_version = 0;  ///< the staging version that failed
+  std::int64_t kept_version = 0;       ///< the version released instead (0: the adapter is left out)
+  std::string verdict;                 ///< "fail" or "error"
+  std::vector<std::string> reasons;
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
 /// What release() or rollback() did.
 struct ReleaseReport {
   ReleaseRecord release;
   std::vector<std::string> moved;    ///< models whose alias was moved (or deleted) by this call
   std::vector<std::string> pending;  ///< models whose alias could not be moved (server failure): re-run to finish
   std::string error;                 ///< the failure that left `pending` non-empty
+  std::string gate = "off";          ///< the gate mode release() applied ("off" for rollbacks)
+  std::vector<std::string> promoted;  ///< models whose candidate (staging) version this release ships anew
+  std::vector<HeldBack> held_back;    ///< candidates that failed their gate and were not shipped (enforce)
+  std::vector<HeldBack> warned;       ///< candidates that failed their gate and shipped anyway (warn)
   [[nodiscard]] bool complete() const noexcept { return pending.empty(); }
   [[nodiscard]] nlohmann::json to_json() const;
 };
@@ -184,7 +206,20 @@ class Pipeline {
   /// alias). When the server fails half-way the report names the aliases that moved and those pending;
   /// calling release() again completes it.
   /// @param image_repository Docker repository; the image tag is `repository:<md5>`
-  ReleaseReport release(const std::string& image_repository, const std::string& alias = "");
+  /// With `gate` Enforce (the default) or Warn, every candidate is first evaluated (evaluate(alias)):
+  /// under Enforce one that fails its gate is held back: the manifest keeps its current `alias` version
+  /// (a new adapter is left out) and its alias does not move; the report lists it with the reasons.
+  ReleaseReport release(const std::string& image_repository, const std::string& alias = "",
+                        GateMode gate = GateMode::Enforce);
+
+  /// Scores every candidate (the staging version) and its baseline (the version under `against`, default
+  /// the production alias) on the adapter's evaluation rows, read at the candidate's data commit and at
+  /// the baseline's, compares them row by row and applies the adapter's gate (see evaluation.hpp). An
+  /// adapter whose candidate is its baseline is "unchanged" and not scored. With `record`, each scored
+  /// candidate's run gets the `eval_*` / `baseline_eval_*` metrics and its version the `mlops.eval.*`
+  /// tags (tags.hpp). A failure of one adapter (a missing artifact, bad rows) is its verdict "error".
+  /// @throws ConfigError when `against` is the staging alias; TrackingError when recording fails
+  EvaluationReport evaluate(const std::string& against = "", bool record = true);
 
   /// Restores the production aliases of a recorded release (models not in it lose the alias). A staging
   /// alias pointing at another version is moved to the restored one, so the next release() does not ship

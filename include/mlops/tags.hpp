@@ -12,6 +12,8 @@
 ///   `mlops.device`; on the model version: `mlops.fingerprint` (SHA-256 of adapter, data commit, code
 ///   commit, hyperparameters and slice), `mlops.data.commit`, `mlops.code.commit`, `mlops.params` (JSON),
 ///   `mlops.slice` (JSON), `mlops.rows`;
+/// - Pipeline::evaluate, on the candidate's version: `mlops.eval.*` (baseline, commits, rows digest,
+///   verdict); on its run: the `eval_*` and `baseline_eval_*` metrics;
 /// - Pipeline::release: one run per release in the releases experiment, named by the manifest's MD5,
 ///   with `mlops.release.md5`, `.image`, `.previous`, `.models` and `.state` (`recording` while aliases
 ///   move, `complete` once all moved), and the canonical manifest as the artifact `manifest.json`.
@@ -62,6 +64,24 @@ inline constexpr const char* kRows = "mlops.rows";
 inline std::string model_sha256(const std::string& artifact_path) {
   return "mlops.model." + artifact_path + ".sha256";
 }
+
+// ---- Evaluation (Pipeline::evaluate) -------------------------------------------------------------------
+/// On the candidate's model version: what it was compared with and the gate's verdict.
+inline constexpr const char* kEvalAgainst = "mlops.eval.against";                 ///< the baseline alias
+inline constexpr const char* kEvalBaselineVersion = "mlops.eval.baseline_version";  ///< "0": no baseline
+inline constexpr const char* kEvalCommits = "mlops.eval.commits";  ///< JSON {"candidate": c, "baseline": c}
+/// JSON {"candidate": digest, "baseline": digest}: content digests of the evaluation rows at each commit
+inline constexpr const char* kEvalRowsDigest = "mlops.eval.rows_digest";
+inline constexpr const char* kEvalVerdict = "mlops.eval.verdict";  ///< "pass" or "fail"
+inline constexpr const char* kEvalReasons = "mlops.eval.reasons";  ///< the verdict's reasons, one a line
+/// Metrics on the candidate's run: `eval_<metric>` of the candidate and `baseline_eval_<metric>` of the
+/// baseline on the evaluation rows at the candidate's data commit; the same with kEvalBaselineDataInfix
+/// after the prefix (`eval_baseline_data_accuracy`) at the baseline's data commit. Metrics: accuracy,
+/// macro_f1, log_loss, rows, recall_<class>; and of the comparison: accuracy_delta, accuracy_delta_low,
+/// accuracy_delta_high, mcnemar_p (under `eval_`).
+inline constexpr const char* kEvalMetricPrefix = "eval_";
+inline constexpr const char* kBaselineEvalMetricPrefix = "baseline_eval_";
+inline constexpr const char* kEvalBaselineDataInfix = "baseline_data_";
 
 // ---- Releases (Pipeline::release, rollback) ------------------------------------------------------------
 inline constexpr const char* kReleaseMd5 = "mlops.release.md5";

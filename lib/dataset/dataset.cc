@@ -14,11 +14,13 @@
 namespace mlops {
 
 nlohmann::json DatasetLineage::to_json() const {
-  return {{"commit", commit},   {"ref", ref},       {"uri", uri},
+  nlohmann::json j = {{"commit", commit},   {"ref", ref},       {"uri", uri},
           {"table", table},     {"query", query},   {"params", params},
           {"label", label},     {"features", features}, {"text", text},
           {"featurizer", featurizer}, {"rows", rows}, {"dropped_rows", dropped_rows},
           {"digest", digest}};
+  if (!holdout.empty()) j["holdout"] = holdout;
+  return j;
 }
 
 DatasetLineage DatasetLineage::from_json(const nlohmann::json& j) {
@@ -38,6 +40,7 @@ DatasetLineage DatasetLineage::from_json(const nlohmann::json& j) {
     l.rows = j.value("rows", std::int64_t{0});
     l.dropped_rows = j.value("dropped_rows", std::int64_t{0});
     l.digest = j.value("digest", "");
+    l.holdout = j.value("holdout", nlohmann::json::object());
   } catch (const nlohmann::json::exception& e) {
     throw DataError(std::string("dataset lineage has a field of the wrong type: ") + e.what());
   }

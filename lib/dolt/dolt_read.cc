@@ -268,7 +268,7 @@ void scan_rows(detail::RowReader& r, const ScanPlan& p, Route&& route) {
 // The Dataset of one scan: classes in a stable order, X moved out of the blocks, the lineage naming
 // `sql` with `params` as the query that reads these rows at the pinned commit.
 Dataset finish(ScanResult& scan, const ScanPlan& plan, const std::string& sql, const std::vector<SqlValue>& params,
-               const std::string& uri) {
+               const std::string& uri, nlohmann::json holdout) {
   const DatasetSpec& spec = *plan.spec;
   const bool use_text = plan.use_text;
   // Classes in a stable order: integers numerically, then text in byte order.
@@ -314,6 +314,7 @@ Dataset finish(ScanResult& scan, const ScanPlan& plan, const std::string& sql, c
     lin.featurizer = {{"kind", "columns"}, {"dimension", d}, {"seed", 0}};
   }
   lin.dropped_rows = scan.dropped;
+  lin.holdout = std::move(holdout);
   std::vector<std::int32_t>().swap(scan.y);  // the scan's own copy goes now, not with the last slice
   return Dataset(std::move(X), rows, d, std::move(y), std::move(classes), std::move(lin));
 }
@@ -458,6 +459,52 @@ std::optional<std::string> slice_key(detail::RowReader& r, std::size_t c) {
 // list, scan the whole table and keep the wanted rows.
 constexpr std::size_t kMaxInList = 10000;
 
+// The side of the hashed evaluation split a read keeps (DatasetSpec::holdout), for one salt.
+class HoldoutFilter {
+ public:
+  HoldoutFilter(const ScanPlan& plan, std::string salt) : plan_(plan), salt_(std::move(salt)) {
+    const Holdout& h = plan.spec->holdout;
+    // fraction·2^64 as an integer threshold; 1 - 2^-64 would round to 2^64, so fractions stay below 1.
+    threshold_ = static_cast<std::uint64_t>(std::ldexp(h.fraction, 64));
+  }
+  [[nodiscard]] bool keep(detail::RowReader& r) const {
+    const HoldoutSide side = plan_.spec->holdout.side;
+    if (side == HoldoutSide::All) return true;
+    std::string key = salt_;
+    key.push_back('\0');
+    for (std::size_t i = 0; i < plan_.nk; ++i) {
+      const std::string part = slice_key(r, i).value_or("n");
+      key += std::to_string(part.size()) + ":" + part;
+    }
+    const std::string hex = detail::sha256_hex(key);
+    const bool evaluation = std::stoull(hex.substr(0, 16), nullptr, 16) < threshold_;
+    return evaluation == (side == HoldoutSide::Evaluation);
+  }
+  [[nodiscard]] nlohmann::json lineage() const {
+    const Holdout& h = plan_.spec->holdout;
+    if (h.side == HoldoutSide::All) return nlohmann::json::object();
+    return {{"side", h.side == HoldoutSide::Train ? "train" : "evaluation"}, {"salt", salt_}, {"fraction", h.fraction}};
+  }
+
+ private:
+  const ScanPlan& plan_;
+  std::string salt_;
+  std::uint64_t threshold_ = 0;
+};
+
+// A holdout needs a fraction in [0, 1) and a primary key to hash.
+void check_holdout(const ScanPlan& plan) {
+  const Holdout& h = plan.spec->holdout;
+  if (h.side == HoldoutSide::All) return;
+  if (!(h.fraction >= 0 && h.fraction < 1))
+    throw ConfigError("dataset of table " + quote_for_message(plan.spec->table) + ": holdout fraction " +
+                      std::to_string(h.fraction) + " is not in [0, 1)");
+  if (plan.nk == 0)
+    throw DataError("table " + quote_for_message(plan.spec->table) +
+                    " has no primary key: evaluation rows are chosen by a hash of each row's key, so the table "
+                    "needs one (or set the adapter's eval_fraction to 0)");
+}
+
 }  // namespace
 
 Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
@@ -475,9 +522,11 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
     const auto order = dialect.scans_in_key_order() ? std::vector<std::string>{} : plan.key;
     const std::string sql = dialect.select(cols, spec.table, hash, spec.where, order);
     const std::string run_sql = read_hash == hash ? sql : dialect.select(cols, spec.table, read_hash, spec.where, order);
+    check_holdout(plan);
+    const HoldoutFilter holdout(plan, spec.holdout.salt);
     auto r = open_scan(*this, plan, run_sql, spec.params, cols);
     ScanResult scan(plan, std::size_t{1} << 20);
-    scan_rows(*r, plan, [&](detail::RowReader&) { return &scan; });
+    scan_rows(*r, plan, [&](detail::RowReader& row) { return holdout.keep(row) ? &scan : nullptr; });
     r.reset();
     snapshot.end();
     if (scan.rows == 0) {
@@ -489,7 +538,7 @@ Dataset DoltSource::Impl::dataset(const DatasetSpec& spec) {
       throw DataError("table " + quote_for_message(spec.table) + (hash.empty() ? std::string() : " at commit " + hash) +
                       filter + " (an empty dataset cannot be trained or evaluated)");
     }
-    return finish(scan, plan, sql, spec.params, display);
+    return finish(scan, plan, sql, spec.params, display, holdout.lineage());
   });
 }
 
@@ -499,7 +548,7 @@ Dataset DoltSource::dataset(const DatasetSpec& spec) {
 }
 
 std::vector<Dataset> DoltSource::datasets(const DatasetSpec& spec, const std::string& by,
-                                          const std::vector<SqlValue>& values) {
+                                          const std::vector<SqlValue>& values, const std::vector<std::string>& salts) {
   MLOPS_LOCK;
   auto& impl = *impl_;
   if (!spec.where.empty() || !spec.params.empty())
@@ -515,6 +564,9 @@ std::vector<Dataset> DoltSource::datasets(const DatasetSpec& spec, const std::st
       throw ConfigError("datasets: value " + std::to_string(i) + " (" + params_json({values[i]})[0].dump() +
                         ") is given twice");
   }
+  if (!salts.empty() && salts.size() != values.size())
+    throw ConfigError("datasets: " + std::to_string(salts.size()) + " holdout salts for " +
+                      std::to_string(values.size()) + " values");
   if (values.empty()) return {};
   return impl.read([&]() -> std::vector<Dataset> {
     detail::ReadSnapshot snapshot(*impl.conn);
@@ -536,6 +588,10 @@ std::vector<Dataset> DoltSource::datasets(const DatasetSpec& spec, const std::st
       where += ")";
       params = values;
     }
+    check_holdout(plan);
+    std::vector<HoldoutFilter> holdouts;
+    holdouts.reserve(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) holdouts.emplace_back(plan, salts.empty() ? spec.holdout.salt : salts[i]);
     auto r = open_scan(impl, plan, impl.dialect.select(all, spec.table, read_hash, where, order), params, all);
     std::vector<ScanResult> parts;
     parts.reserve(values.size());
@@ -545,13 +601,15 @@ std::vector<Dataset> DoltSource::datasets(const DatasetSpec& spec, const std::st
       const auto key = slice_key(row, by_at);
       if (!key) return nullptr;
       const auto it = slice_of.find(*key);
-      return it == slice_of.end() ? nullptr : &parts[it->second];
+      if (it == slice_of.end() || !holdouts[it->second].keep(row)) return nullptr;
+      return &parts[it->second];
     });
     r.reset();
     snapshot.end();
     std::vector<Dataset> out;
     out.reserve(values.size());
-    for (std::size_t i = 0; i < values.size(); ++i) out.push_back(finish(parts[i], plan, slice_sql, {values[i]}, impl.display));
+    for (std::size_t i = 0; i < values.size(); ++i)
+      out.push_back(finish(parts[i], plan, slice_sql, {values[i]}, impl.display, holdouts[i].lineage()));
     return out;
   });
 }

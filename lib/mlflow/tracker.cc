@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <cstdio>
 #include <cstdlib>
@@ -364,6 +365,21 @@ void MlflowTracker::end_run(const std::string& run_id, RunStatus status, std::in
 void MlflowTracker::set_run_tag(const std::string& run_id, const std::string& key, const std::string& value) {
   detail::validate_key(key, "tag");
   impl_->call("POST", "mlflow/runs/set-tag", {{"run_id", run_id}, {"key", key}, {"value", value}});
+}
+
+void MlflowTracker::log_metrics(const std::string& run_id, const std::map<std::string, double>& metrics,
+                                std::int64_t step) {
+  if (metrics.size() > 1000)
+    throw DataError("run " + run_id + ": " + std::to_string(metrics.size()) + " metrics in one call, at most 1000");
+  auto list = nlohmann::json::array();
+  const std::int64_t now = detail::now_ms();
+  for (const auto& [key, value] : metrics) {
+    detail::validate_key(key, "metric");
+    if (!std::isfinite(value)) throw DataError("metric '" + key + "' of run " + run_id + " is not finite");
+    list.push_back({{"key", key}, {"value", value}, {"timestamp", now}, {"step", step}});
+  }
+  if (list.empty()) return;
+  impl_->call("POST", "mlflow/runs/log-batch", {{"run_id", run_id}, {"metrics", list}});
 }
 
 std::vector<nlohmann::json> MlflowTracker::metric_history(const std::string& run_id, const std::string& key) {

@@ -27,8 +27,14 @@ bool is_sql_identifier(std::string_view name) noexcept {
 
 json FeaturizerSettings::to_json() const { return {{"dimension", dimension}, {"seed", seed}}; }
 
+json GateSettings::to_json() const {
+  return {{"eval_fraction", eval_fraction}, {"min_accuracy", min_accuracy}, {"max_drop", max_drop},
+          {"min_eval_rows", min_eval_rows}, {"confidence", confidence}};
+}
+
 json CatalogEntry::to_json() const {
   json j = hyperparameters.to_json();
+  j.update(gate.to_json());
   j["name"] = name;
   j["table"] = table;
   j["label"] = label;
@@ -75,6 +81,24 @@ class EntryReader {
     return v;
   }
 
+  // A finite number in [min, max].
+  double real(const char* key, double fallback, double min, double max) {
+    auto it = fields_.find(key);
+    if (it == fields_.end() || it->is_null()) return fallback;
+    if (!it->is_number()) {
+      problem(key, std::string("must be a number, got ") + it->type_name());
+      return fallback;
+    }
+    const double v = it->get<double>();
+    if (!(v >= min && v <= max)) {
+      std::ostringstream range;
+      range << "must be in [" << min << ", " << max << "], got " << it->dump();
+      problem(key, range.str());
+      return fallback;
+    }
+    return v;
+  }
+
   // A 64-bit integer in [min, max]; `limit` names the upper bound in the message.
   std::int64_t integer(const char* key, std::int64_t fallback, std::int64_t min, std::int64_t max, const char* limit) {
     auto it = fields_.find(key);
@@ -106,7 +130,18 @@ class EntryReader {
 
 // The slice fields; the hyperparameter fields are the trainer's (Hyperparameters::is_field).
 const std::set<std::string> kKnownFields = {"name",  "table",  "label",     "features", "text",
-                                            "where", "params", "featurizer"};
+                                            "where", "params", "featurizer", "eval_fraction", "min_accuracy",
+                                            "max_drop", "min_eval_rows", "confidence"};
+
+GateSettings read_gate(EntryReader& r) {
+  GateSettings g;
+  g.eval_fraction = r.real("eval_fraction", g.eval_fraction, 0, 0.9);
+  g.min_accuracy = r.real("min_accuracy", g.min_accuracy, 0, 1);
+  g.max_drop = r.real("max_drop", g.max_drop, 0, 100);
+  g.min_eval_rows = r.integer("min_eval_rows", g.min_eval_rows, 0, std::numeric_limits<std::int64_t>::max(), "int64");
+  g.confidence = r.real("confidence", g.confidence, 0.5, 0.999);
+  return g;
+}
 
 CatalogEntry read_entry(const json& fields, const std::string& who, std::vector<std::string>& problems) {
   EntryReader r(fields, who, problems);
@@ -153,6 +188,8 @@ CatalogEntry read_entry(const json& fields, const std::string& who, std::vector<
   if (placeholders != e.params.size())
     r.problem("params", "'where' has " + std::to_string(placeholders) + " placeholder(s) but " +
                             std::to_string(e.params.size()) + " value(s) are given");
+
+  e.gate = read_gate(r);
 
   std::vector<std::string> hyper_problems;
   e.hyperparameters.read_json(fields, hyper_problems);

@@ -34,13 +34,15 @@ std::string short_hash(const std::string& h);
 
 /// A catalog entry's filter parameters as SQL values. @throws DataError for an array or object
 std::vector<SqlValue> sql_params(const nlohmann::json& params);
-/// What DoltSource::dataset reads for entry `e` at `commit`.
-DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit);
+/// What DoltSource::dataset reads for entry `e` at `commit`: its training rows by default, or its evaluation
+/// rows (held out by a hash of adapter name and primary key when its eval_fraction is above 0).
+DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit, HoldoutSide side = HoldoutSide::Train);
 /// The datasets of the entries whose slice is `column = ?` (one value), read with one DoltSource::datasets
 /// scan per table and way of reading, by adapter name; each is exactly its own dataset() read. Entries of
-/// another slice form, alone in their group, or in a group whose scan fails are left out (read each alone).
+/// another slice form, alone in their group, sharing a held-out slice with another adapter, or in a group
+/// whose scan fails are left out (read each alone).
 std::map<std::string, Dataset> read_slices(DoltSource& source, const std::vector<const CatalogEntry*>& entries,
-                                           const std::string& commit);
+                                           const std::string& commit, HoldoutSide side = HoldoutSide::Train);
 /// What the trainer fits for entry `e` on `dataset`.
 AdapterSpec adapter_spec(const CatalogEntry& e, Dataset dataset, const std::string& code_commit);
 /// The hyperparameters exactly as recorded (tag mlops.params): a change makes the adapter stale.

@@ -34,8 +34,9 @@ std::vector<SqlValue> sql_params(const json& params) {
   return out;
 }
 
-DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit) {
+DatasetSpec dataset_spec(const CatalogEntry& e, const std::string& commit, HoldoutSide side) {
   DatasetSpec s;
+  if (e.gate.eval_fraction > 0) s.holdout = Holdout{side, e.name, e.gate.eval_fraction};
   s.table = e.table;
   s.label = e.label;
   s.features = e.features;
@@ -69,6 +70,8 @@ std::string slice_text(const CatalogEntry& e) {
   json j = {{"table", e.table}, {"label", e.label}, {"features", e.features}, {"text", e.text},
             {"where", e.where}, {"params", e.params}};
   if (!e.text.empty()) j["featurizer"] = e.featurizer.to_json();
+  // The evaluation rows are left out of training: another share trains on other rows.
+  if (e.gate.eval_fraction > 0) j["eval_fraction"] = e.gate.eval_fraction;
   return j.dump();
 }
 
@@ -139,9 +142,34 @@ json ReleaseRecord::to_json() const {
           {"manifest", json::parse(manifest.to_json())}};
 }
 
+json HeldBack::to_json() const {
+  return {{"name", name}, {"candidate_version", candidate_version}, {"kept_version", kept_version},
+          {"verdict", verdict}, {"reasons", reasons}};
+}
+
 json ReleaseReport::to_json() const {
-  return {{"release", release.to_json()}, {"moved", moved}, {"pending", pending}, {"error", error},
-          {"complete", complete()}};
+  json held = json::array(), warn = json::array();
+  for (const auto& h : held_back) held.push_back(h.to_json());
+  for (const auto& h : warned) warn.push_back(h.to_json());
+  return {{"release", release.to_json()}, {"moved", moved},     {"pending", pending},
+          {"error", error},               {"complete", complete()}, {"gate", gate},
+          {"promoted", promoted},         {"held_back", held},  {"warned", warn}};
+}
+
+GateMode parse_gate_mode(const std::string& text) {
+  if (text == "enforce") return GateMode::Enforce;
+  if (text == "warn") return GateMode::Warn;
+  if (text == "off") return GateMode::Off;
+  throw ConfigError("gate mode '" + text + "' is not one of enforce, warn, off");
+}
+
+const char* gate_mode_name(GateMode mode) noexcept {
+  switch (mode) {
+    case GateMode::Enforce: return "enforce";
+    case GateMode::Warn: return "warn";
+    case GateMode::Off: return "off";
+  }
+  return "off";
 }
 
 Pipeline::Pipeline(DoltSource& source, MlflowTracker& tracker, CudaTrainer& trainer, Catalog catalog,

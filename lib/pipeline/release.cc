@@ -219,19 +219,39 @@ void apply_release(MlflowTracker& tracker, const Catalog& catalog, const std::st
 
 }  // namespace
 
-ReleaseReport Pipeline::release(const std::string& image_repository, const std::string& alias) {
+ReleaseReport Pipeline::release(const std::string& image_repository, const std::string& alias, GateMode gate) {
   validate_docker_repository(image_repository);
   const std::string target = alias.empty() ? options_.production_alias : alias;
   if (target == options_.staging_alias)
     throw ConfigError("cannot release to the staging alias '" + target + "': staging is what gets released");
   auto lease = take_lease(tracker_, options_);
+  ReleaseReport report;
+  report.gate = gate_mode_name(gate);
+  const EvaluationReport evaluation = gate == GateMode::Off ? EvaluationReport{} : evaluate(target);
   auto versions = version_index(tracker_, catalog_);
   ReleaseManifest::Entries entries;
   for (const auto& e : catalog_.entries()) {
     const ModelVersion* v = with_alias(versions[e.name], options_.staging_alias);
-    if (v == nullptr) v = with_alias(versions[e.name], target);
+    const ModelVersion* current = with_alias(versions[e.name], target);
+    const EvaluationItem* judged = evaluation.find(e.name);
+    if (v != nullptr && v != current && judged != nullptr && judged->candidate_version == v->version &&
+        !judged->passed()) {
+      HeldBack h{e.name, v->version, current ? current->version : 0, judged->verdict, judged->reasons};
+      if (gate == GateMode::Enforce) {
+        v = current;  // held back: the released version stays, a new adapter stays out
+        report.held_back.push_back(std::move(h));
+      } else {
+        report.warned.push_back(std::move(h));
+      }
+    }
+    if (v == nullptr) v = current;
     if (v != nullptr) entries[e.name] = v->version;
+    if (v != nullptr && v != current) report.promoted.push_back(e.name);
   }
+  if (entries.empty() && !report.held_back.empty())
+    throw DataError("nothing to release: every candidate failed its gate and none has a '" + target +
+                    "' version; e.g. " + report.held_back.front().name + ": " +
+                    (report.held_back.front().reasons.empty() ? "" : report.held_back.front().reasons.front()));
   if (entries.empty())
     throw NotFoundError("nothing to release: no adapter of the catalog has a '" + options_.staging_alias +
                         "' or '" + target + "' version");
@@ -242,7 +262,6 @@ ReleaseReport Pipeline::release(const std::string& image_repository, const std::
       previous = run.tag(tags::kReleaseMd5);
       break;
     }
-  ReleaseReport report;
   report.release = record_release(tracker_, options_.releases_experiment, manifest,
                                   manifest.image_tag(image_repository), previous);
   apply_release(tracker_, catalog_, target, versions, report, *lease, options_.record_threads);

@@ -26,11 +26,12 @@ std::string slice_column(const DatasetSpec& s) {
 }  // namespace
 
 std::map<std::string, Dataset> read_slices(DoltSource& source, const std::vector<const CatalogEntry*>& entries,
-                                           const std::string& commit) {
-  // Adapters grouped by what one scan can serve: table, label, features or text and featurizer, and
-  // the slice column. Several adapters may share one slice (different hyperparameters).
+                                           const std::string& commit, HoldoutSide side) {
+  // Adapters grouped by what one scan can serve: table, label, features or text and featurizer, the
+  // slice column and the held-out share. Several adapters may share one slice (different hyperparameters);
+  // with rows held out each has its own (the hash is salted by its name), so the later ones read alone.
   using Key = std::tuple<std::string, std::string, std::vector<std::string>, std::string, int, std::uint64_t, bool,
-                         std::string>;
+                         std::string, int, double>;
   struct Group {
     DatasetSpec spec;
     std::string by;
@@ -39,13 +40,15 @@ std::map<std::string, Dataset> read_slices(DoltSource& source, const std::vector
   };
   std::map<Key, Group> groups;
   for (const CatalogEntry* e : entries) {
-    DatasetSpec s = dataset_spec(*e, commit);
+    DatasetSpec s = dataset_spec(*e, commit, side);
     const std::string by = slice_column(s);
     if (by.empty()) continue;
-    Group& g = groups[Key{s.table, s.label, s.features, s.text, s.text_dimension, s.text_seed, s.drop_invalid, by}];
+    Group& g = groups[Key{s.table, s.label, s.features, s.text, s.text_dimension, s.text_seed, s.drop_invalid, by,
+                          static_cast<int>(s.holdout.side), s.holdout.fraction}];
     const SqlValue value = s.params[0];
     std::size_t i = 0;
     while (i < g.values.size() && !(g.values[i] == value)) ++i;
+    if (i < g.values.size() && s.holdout.side != HoldoutSide::All) continue;
     if (i == g.values.size()) {
       g.values.push_back(value);
       g.names.emplace_back();
@@ -63,7 +66,10 @@ std::map<std::string, Dataset> read_slices(DoltSource& source, const std::vector
     if (g.values.size() < 2) continue;  // one slice: its own read is the same scan
     std::vector<Dataset> read;
     try {
-      read = source.datasets(g.spec, g.by, g.values);
+      std::vector<std::string> salts;
+      if (g.spec.holdout.side != HoldoutSide::All)
+        for (const auto& names : g.names) salts.push_back(names.front());
+      read = source.datasets(g.spec, g.by, g.values, salts);
     } catch (const Error&) {
       continue;  // each adapter's own read then reports what is wrong with its slice
     }

@@ -263,3 +263,27 @@ def test_tls_a_host_name_the_certificate_does_not_name_is_refused(tls_server):
     # Encrypted without checking the name, the same address connects: the refusal was the name.
     unchecked = mlops.DoltSource(wrong_host.replace("VERIFY_IDENTITY", "REQUIRED"))
     assert cipher(unchecked)
+
+
+def test_evaluation_rows_are_the_same_keys_as_on_doltlite(src, server, tmp_path):
+    fill(server, n=120)
+    side = dict(label="label", features=["f0"], holdout="evaluation", holdout_salt="customer-7", holdout_fraction=0.3)
+    held = src.dataset("feat", at=None, **side)
+    lite = mlops.DoltSource(f"doltlite:{tmp_path / 'same.db'}")
+    lite.execute("CREATE TABLE feat (id INTEGER PRIMARY KEY, f0 REAL, label INTEGER)")
+    for i in range(120):
+        lite.execute("INSERT INTO feat VALUES (?, ?, ?)", (i, i * 0.5, i % 3))
+    lite.commit("the same rows")
+    assert 20 < held.rows < 55
+    np.testing.assert_array_equal(held.X[:, 0], lite.dataset("feat", **side).X[:, 0])
+    train = src.dataset("feat", at=None, **{**side, "holdout": "train"})
+    assert train.rows + held.rows == 120 and held.lineage["holdout"]["side"] == "evaluation"
+
+    conn = server.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS nokey")
+        cur.execute("CREATE TABLE nokey (f0 DOUBLE, label INT)")
+        cur.execute("INSERT INTO nokey VALUES (1.0, 1)")
+    conn.close()
+    with pytest.raises(mlops.DataError, match="'nokey' has no primary key"):
+        src.dataset("nokey", at=None, **side)

@@ -265,8 +265,16 @@ merge commit with `message`. On conflicting rows nothing is merged and ConflictE
           [](DoltSource& s, const std::string& table, const std::string& label,
              std::optional<std::vector<std::string>> features, std::optional<std::string> text,
              std::optional<std::string> where, const py::object& params, std::optional<std::string> at,
-             bool drop_invalid, int dimension, std::uint64_t seed) {
+             bool drop_invalid, int dimension, std::uint64_t seed, std::optional<std::string> holdout,
+             const std::string& holdout_salt, double holdout_fraction) {
             DatasetSpec spec;
+            if (holdout) {
+              if (*holdout == "train") spec.holdout.side = HoldoutSide::Train;
+              else if (*holdout == "evaluation") spec.holdout.side = HoldoutSide::Evaluation;
+              else throw ConfigError("holdout must be 'train', 'evaluation' or None, got '" + *holdout + "'");
+              spec.holdout.salt = holdout_salt;
+              spec.holdout.fraction = holdout_fraction;
+            }
             spec.table = table;
             spec.label = label;
             spec.features = features.value_or(std::vector<std::string>{});
@@ -283,9 +291,12 @@ merge commit with `message`. On conflicting rows nothing is merged and ConflictE
           py::arg("table"), py::arg("label"), py::arg("features") = py::none(), py::arg("text") = py::none(),
           py::arg("where") = py::none(), py::arg("params") = py::tuple(), py::arg("at") = "HEAD",
           py::arg("drop_invalid") = false, py::arg("dimension") = 1024, py::arg("seed") = 0,
+          py::arg("holdout") = py::none(), py::arg("holdout_salt") = "", py::arg("holdout_fraction") = 0.0,
           R"doc(Read a training set at one commit: `at` is resolved to a hash once (None: current rows, unpinned).
 Give numeric/float32-BLOB `features` or a `text` column (hashed word unigrams+bigrams, `dimension`, `seed`).
-Invalid rows raise DataError naming table, column and key, or are skipped with drop_invalid=True.)doc")
+Invalid rows raise DataError naming table, column and key, or are skipped with drop_invalid=True.
+holdout="train" or "evaluation" keeps one side of the split that holds out a row when SHA-256 of
+`holdout_salt` and its primary key falls below `holdout_fraction` (stable across commits).)doc")
       .def(
           "datasets",
           [](DoltSource& s, const std::string& table, const std::string& by, const py::sequence& values,

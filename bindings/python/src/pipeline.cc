@@ -23,6 +23,8 @@ void bind_pipeline(py::module_& m) {
       .def_property_readonly("hyperparameters",
                              [](const CatalogEntry& e) { return json_to_py(e.hyperparameters.to_json()); })
       .def_property_readonly("featurizer", [](const CatalogEntry& e) { return json_to_py(e.featurizer.to_json()); })
+      .def_property_readonly("gate", [](const CatalogEntry& e) { return json_to_py(e.gate.to_json()); },
+                             "eval_fraction, min_accuracy, max_drop (points), min_eval_rows, confidence")
       .def("to_dict", &CatalogEntry::to_json)
       .def("__eq__", [](const CatalogEntry& a, const CatalogEntry& b) { return a == b; })
       .def("__repr__", [](const CatalogEntry& e) {
@@ -139,11 +141,36 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
       .def_readonly("moved", &ReleaseReport::moved)
       .def_readonly("pending", &ReleaseReport::pending)
       .def_readonly("error", &ReleaseReport::error)
+      .def_readonly("gate", &ReleaseReport::gate)
+      .def_readonly("promoted", &ReleaseReport::promoted)
+      .def_property_readonly("held_back", [](const ReleaseReport& r) { return json_to_py(r.to_json()["held_back"]); },
+                             "Candidates that failed their gate and were not shipped: name, candidate_version, "
+                             "kept_version (0: left out), verdict, reasons.")
+      .def_property_readonly("warned", [](const ReleaseReport& r) { return json_to_py(r.to_json()["warned"]); },
+                             "Candidates that failed their gate and shipped anyway (gate='warn').")
       .def_property_readonly("complete", &ReleaseReport::complete)
       .def("to_dict", &ReleaseReport::to_json)
       .def("__repr__", [](const ReleaseReport& r) {
         return "ReleaseReport(md5='" + r.release.md5 + "', moved=" + std::to_string(r.moved.size()) +
                ", pending=" + std::to_string(r.pending.size()) + ")";
+      });
+
+  py::class_<EvaluationReport>(m, "EvaluationReport",
+                               "Every candidate scored against its baseline on the same evaluation rows.")
+      .def_readonly("against", &EvaluationReport::against)
+      .def_property_readonly("items", [](const EvaluationReport& r) { return json_to_py(r.to_json()["items"]); },
+                             "One dict per catalog adapter: name, candidate_version, baseline_version, verdict, "
+                             "passed, reasons, evaluations (per data commit: metrics of both, comparison), gate.")
+      .def_property_readonly("failed", &EvaluationReport::failed)
+      .def("item", [](const EvaluationReport& r, const std::string& name) {
+            const EvaluationItem* i = r.find(name);
+            if (i == nullptr) throw NotFoundError("adapter '" + name + "' is not in the evaluation report");
+            return json_to_py(i->to_json());
+          }, py::arg("name"))
+      .def("to_dict", &EvaluationReport::to_json)
+      .def("__repr__", [](const EvaluationReport& r) {
+        return "EvaluationReport(against='" + r.against + "', items=" + std::to_string(r.items.size()) +
+               ", failed=" + std::to_string(r.failed()) + ")";
       });
 
   py::class_<Pipeline>(m, "Pipeline", R"doc(
@@ -223,11 +250,18 @@ holds none, so any machine pointing at the same two places sees the same plan an
           "callable(stage, done, total) with stage 'load', 'fit' or 'record'.")
       .def(
           "release",
-          [](Pipeline& p, const std::string& image, const std::string& alias) {
+          [](Pipeline& p, const std::string& image, const std::string& alias, const std::string& gate) {
+            const GateMode mode = parse_gate_mode(gate);
             py::gil_scoped_release release;
-            return p.release(image, alias);
+            return p.release(image, alias, mode);
           },
-          py::kw_only(), py::arg("image"), py::arg("alias") = "")
+          py::kw_only(), py::arg("image"), py::arg("alias") = "", py::arg("gate") = "enforce",
+          "Releases every candidate that passes its gate (gate='enforce'; 'warn' ships failing ones and lists "
+          "them; 'off' does not evaluate).")
+      .def("evaluate", &Pipeline::evaluate, py::arg("against") = "", py::arg("record") = true,
+           py::call_guard<py::gil_scoped_release>(),
+           "Scores each candidate (staging) and its baseline (`against`, default production) on the same "
+           "held-out rows at both data commits, applies the gates and records the results in MLflow.")
       .def(
           "rollback",
           [](Pipeline& p, std::optional<std::string> release, std::optional<std::string> model,

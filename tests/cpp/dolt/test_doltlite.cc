@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "mlops/dolt.hpp"
 #include "mlops/error.hpp"
@@ -268,4 +269,88 @@ TEST_CASE("DoltLite: merges fast-forward or with a commit; a conflict merges not
   src.delete_branch("clash", true);
   CHECK(src.changed_tables("HEAD", "HEAD").empty());
   CHECK(src.changed_tables(base.hash, "HEAD") == std::vector<std::string>{"t"});
+}
+
+namespace {
+
+// The ids (= feature `a`) a dataset read holds.
+std::set<int> ids_of(const mlops::Dataset& d) {
+  std::set<int> out;
+  for (float v : d.X()) out.insert(static_cast<int>(v));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("DoltLite: evaluation rows are held out by a hash of the key and keep their side across commits") {
+  if (!usable()) return;
+  TempDir dir;
+  mlops::DoltSource src((dir.path / "h.db").string(), options());
+  src.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT, a REAL, label INTEGER)");
+  for (int id = 0; id < 200; ++id)
+    src.execute("INSERT INTO t VALUES (?, ?, ?, ?)",
+                {std::int64_t{id}, std::string(id % 2 ? "x" : "y"), double(id), std::int64_t{id % 3}});
+  const auto first = src.commit("rows");
+
+  mlops::DatasetSpec spec;
+  spec.table = "t";
+  spec.label = "label";
+  spec.features = {"a"};
+  spec.at = first.hash;
+  auto read = [&](mlops::HoldoutSide side, const std::string& salt, const std::string& at) {
+    mlops::DatasetSpec s = spec;
+    s.at = at;
+    s.holdout = {side, salt, 0.25};
+    return src.dataset(s);
+  };
+  const auto train = read(mlops::HoldoutSide::Train, "customer-1", first.hash);
+  const auto eval = read(mlops::HoldoutSide::Evaluation, "customer-1", first.hash);
+  const auto train_ids = ids_of(train), eval_ids = ids_of(eval);
+  CHECK(train.rows() + eval.rows() == 200);
+  for (int id : eval_ids) CHECK(train_ids.count(id) == 0);
+  CHECK(eval.rows() > 30);  // about a quarter
+  CHECK(eval.rows() < 70);
+  CHECK(eval.lineage().holdout["side"] == "evaluation");
+  CHECK(eval.lineage().holdout["salt"] == "customer-1");
+  CHECK(src.dataset(spec).lineage().holdout.empty());
+  // Another adapter holds out other rows.
+  CHECK(ids_of(read(mlops::HoldoutSide::Evaluation, "customer-2", first.hash)) != eval_ids);
+
+  // Unrelated inserts, updates of labels and features, and deletes move no row across.
+  for (int id = 200; id < 260; ++id)
+    src.execute("INSERT INTO t VALUES (?, 'x', ?, 1)", {std::int64_t{id}, double(id)});
+  src.execute("UPDATE t SET label = 2, c = 'z' WHERE id < 50");
+  src.execute("DELETE FROM t WHERE id >= 190 AND id < 200");
+  const auto second = src.commit("more rows, relabelled, deleted");
+  const auto eval2 = ids_of(read(mlops::HoldoutSide::Evaluation, "customer-1", second.hash));
+  for (int id = 0; id < 190; ++id) CHECK_MESSAGE(eval_ids.count(id) == eval2.count(id), "row " << id);
+  for (int id = 190; id < 200; ++id) CHECK(eval2.count(id) == 0);
+
+  // One scan of many slices, each with its own salt, is each slice's own read.
+  const std::vector<mlops::SqlValue> values = {std::string("x"), std::string("y")};
+  mlops::DatasetSpec many_spec = spec;
+  many_spec.holdout = {mlops::HoldoutSide::Evaluation, "", 0.25};
+  const auto many = src.datasets(many_spec, "c", values, {"customer-1", "customer-2"});
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    mlops::DatasetSpec one = many_spec;
+    one.where = "c = ?";
+    one.params = {values[i]};
+    one.holdout.salt = i == 0 ? "customer-1" : "customer-2";
+    const auto want = src.dataset(one);
+    CHECK(many[i].content_digest() == want.content_digest());
+    CHECK(many[i].lineage().holdout == want.lineage().holdout);
+  }
+  CHECK_THROWS_AS(src.datasets(many_spec, "c", values, {"only-one"}), mlops::ConfigError);
+
+  // A table without a primary key cannot be split by key: a typed error naming the table.
+  src.execute("CREATE TABLE nokey (a REAL, label INTEGER)");
+  src.execute("INSERT INTO nokey VALUES (1.0, 1)");
+  const auto third = src.commit("keyless");
+  mlops::DatasetSpec keyless = spec;
+  keyless.table = "nokey";
+  keyless.at = third.hash;
+  keyless.holdout = {mlops::HoldoutSide::Train, "customer-1", 0.2};
+  CHECK_THROWS_WITH_AS(src.dataset(keyless), doctest::Contains("'nokey' has no primary key"), mlops::DataError);
+  keyless.holdout = {mlops::HoldoutSide::Train, "customer-1", 1.0};
+  CHECK_THROWS_AS(src.dataset(keyless), mlops::ConfigError);
 }

@@ -36,14 +36,14 @@ from typing import Sequence
 
 import mlops
 
-from .common import (EXIT_CODES, EXIT_CONFLICT, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTEGRITY,
+from .common import (EXIT_CODES, EXIT_CONFLICT, EXIT_ERROR, EXIT_HELD_BACK, EXIT_INCOMPLETE, EXIT_INTEGRITY,
                      EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PARTIAL, EXIT_RELEASE_RACE, EXIT_USAGE,
                      Parser, UsageError, _add_pipeline_options, parse_shard, shard_from_environment)
 from . import local, manifest
 
 __all__ = ["main", "build_parser", "parse_shard", "shard_from_environment", "EXIT_CODES", "EXIT_OK", "EXIT_ERROR",
            "EXIT_USAGE", "EXIT_INTEGRITY", "EXIT_NOT_FOUND", "EXIT_PARTIAL", "EXIT_INCOMPLETE", "EXIT_CONFLICT",
-           "EXIT_RELEASE_RACE", "EXIT_INTERRUPTED"]
+           "EXIT_RELEASE_RACE", "EXIT_HELD_BACK", "EXIT_INTERRUPTED"]
 
 
 def build_parser() -> argparse.ArgumentParser:

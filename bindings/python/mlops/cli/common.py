@@ -20,6 +20,7 @@ EXIT_PARTIAL = 5
 EXIT_INCOMPLETE = 6
 EXIT_CONFLICT = 7
 EXIT_RELEASE_RACE = 8
+EXIT_HELD_BACK = 9
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = (
@@ -27,6 +28,7 @@ EXIT_CODES = (
     "5 train: some adapters failed; 6 release/rollback incomplete (run it again); "
     "7 merge conflicts (nothing merged); 8 another release or rollback holds the lease, took it over while this "
     "one was paused or cut off from MLflow, or changed the aliases under it (nothing reported complete); "
+    "9 release: released, with models held back by their gates (evaluate: some candidates fail their gates); "
     "130 interrupted."
 )
 

@@ -1,4 +1,4 @@
-"""Pipeline commands: ``plan``, ``train``, ``release``, ``rollback``, ``lineage``, ``releases``,
+"""Pipeline commands: ``plan``, ``train``, ``evaluate``, ``release``, ``rollback``, ``lineage``, ``releases``,
 ``diff-release`` and ``build-context``."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pathlib
 
 import mlops
 
-from .common import (EXIT_INCOMPLETE, EXIT_OK, EXIT_PARTIAL, UsageError, _add_image_options, _env, _pipeline,
-                     _positive_int, _print_diff, _print_json, _progress, _read_text, _shard_argument,
+from .common import (EXIT_HELD_BACK, EXIT_INCOMPLETE, EXIT_OK, EXIT_PARTIAL, UsageError, _add_image_options, _env,
+                     _pipeline, _positive_int, _print_diff, _print_json, _progress, _read_text, _shard_argument,
                      _version_number, _version_or_alias, shard_from_environment)
 from .data import _cmd_plan_against
 
@@ -132,7 +132,36 @@ def _report_release(args, report) -> int:
         print(report.image)
         _progress(f"release {report.md5}: moved {len(report.moved)} alias(es)"
                   + (f", {len(report.pending)} pending: {report.error}" if report.pending else ""))
-    return EXIT_OK if report.complete else EXIT_INCOMPLETE
+        if report.promoted:
+            _progress("promoted: " + ", ".join(report.promoted))
+        for kind, items in (("held back", report.held_back), ("shipped despite its gate", report.warned)):
+            for h in items:
+                kept = f"keeps v{h['kept_version']}" if h["kept_version"] else "left out"
+                _progress(f"{kind}: {h['name']} v{h['candidate_version']} ({kept}): " + "; ".join(h["reasons"]))
+    if not report.complete:
+        return EXIT_INCOMPLETE
+    return EXIT_HELD_BACK if report.held_back else EXIT_OK
+
+
+def _cmd_evaluate(args) -> int:
+    report = _pipeline(args).evaluate(against=args.against or "", record=args.record)
+    if args.format == "json":
+        _print_json(report.to_dict())
+    else:
+        for item in report.items:
+            versions = f"v{item['candidate_version']} vs " + (f"v{item['baseline_version']}"
+                                                               if item["baseline_version"] else "none")
+            print(f"{item['name']}: {item['verdict']}" + (f" ({versions})" if item["candidate_version"] else ""))
+            for ev in item["evaluations"]:
+                c, b, d = ev["candidate"], ev["baseline"], ev["comparison"]
+                line = f"  {ev['role']} data {ev['commit'][:12]}: n={c['rows']} accuracy {c['accuracy']:.3f}"
+                if d["rows"]:
+                    line += (f" vs {b['accuracy']:.3f}, delta {d['delta'] * 100:+.1f} points "
+                             f"[{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}] at {d['confidence']:.0%}")
+                print(line)
+            for reason in item["reasons"]:
+                print(f"  - {reason}")
+    return EXIT_HELD_BACK if report.failed else EXIT_OK
 
 
 def _cmd_release(args) -> int:
@@ -142,7 +171,7 @@ def _cmd_release(args) -> int:
         raise UsageError("give the image repository: --image REPOSITORY or MLOPS_IMAGE")
     wheel = find_wheel(args.wheel) if args.build_context else None  # before anything is recorded
     pipe = _pipeline(args)
-    report = pipe.release(image=args.image, alias=args.alias or "")
+    report = pipe.release(image=args.image, alias=args.alias or "", gate=args.gate)
     if args.build_context and report.complete:
         write_build_context(pipe, args.build_context, report.md5, wheel=wheel, base_image=args.base_image or "")
         _progress(f"build context written to {args.build_context}")
@@ -229,7 +258,18 @@ def add_commands(command) -> None:
                    help="Docker repository, e.g. registry.example.com/adapters (env MLOPS_IMAGE)")
     p.add_argument("--alias", help="alias to move (default production)")
     p.add_argument("--build-context", metavar="DIR", help="also write a Docker build context for the release")
+    p.add_argument("--gate", choices=("enforce", "warn", "off"), default="enforce",
+                   help="enforce (default): hold back candidates that fail their gate (exit 9); warn: ship them and "
+                        "list them; off: ship every candidate without evaluating")
     _add_image_options(p)
+
+    p = command("evaluate", "score every candidate against the model it would replace",
+                "Per adapter: the staging version and its baseline (--against, default production) on the same "
+                "held-out rows at both data commits; accuracy, macro-F1, log loss, per-class recall, the paired "
+                "change with its interval, and the gate's verdict, recorded on the candidate in MLflow. "
+                "Exit 9 when a candidate fails its gate.", _cmd_evaluate)
+    p.add_argument("--against", metavar="ALIAS", help="the baseline alias (default production)")
+    p.add_argument("--no-record", dest="record", action="store_false", help="do not record the results in MLflow")
 
     p = command("rollback", "restore a release, or move one model back",
                 "Restore a recorded release's aliases, or move one model's alias and record a new release.", _cmd_rollback,
