@@ -58,6 +58,7 @@ TextFiles text_files(const std::string& dir_name, const std::string& weights_nam
 /// What read() finds in a model directory on disk.
 struct Contents {
   std::string weights;                    ///< the weights file's name (MLmodel's python_function data)
+  std::string weights_sha256;             ///< MLmodel's mlops.weights_sha256 (lowercase hex), "" when absent
   std::vector<std::string> requirements;  ///< requirements.txt's requirements (comments and blanks left out)
 };
 
