@@ -24,7 +24,7 @@ help:
 	@echo "make demo    run the main job (installs what it needs)"
 	@echo "make wheel   build dist/mlops_dolt-<version>-<python>-manylinux_*.whl with its own shared libraries"
 	@echo "make test    build and run all tests: C++ (ctest), Python (pytest), C++ under ASan+UBSan"
-	@echo "make fuzz    run each libFuzzer target (manifest, URI, CSV, safetensors, catalog) FUZZ_SECONDS each (default 60)"
+	@echo "make fuzz    run each libFuzzer target (manifest, URI, CSV, safetensors, catalog, serve) FUZZ_SECONDS each (default 60)"
 	@echo "make bench   run the benchmarks under bench/"
 
 setup:
@@ -70,7 +70,7 @@ demo: install wheel
 
 # Each libFuzzer target for FUZZ_SECONDS (default 60), starting from its seeds in tests/fuzz/corpus/NAME;
 # a finding stops the run with the crashing input saved under build/fuzz/findings.
-FUZZERS := manifest uri csv safetensors catalog
+FUZZERS := manifest uri csv safetensors catalog serve
 fuzz: setup
 	cmake -S . -B $(BUILD)/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMLOPS_BUILD_TESTS=OFF -DMLOPS_INSTALL=OFF -DMLOPS_BUILD_FUZZERS=ON -DMLOPS_WITH_CUDA=OFF \

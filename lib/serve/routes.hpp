@@ -78,6 +78,10 @@ std::optional<HttpReply> check_head(const HttpCall& head, ServeState& state);
 /// Answers one request (every route; the admin route blocks). Never throws: errors become JSON replies.
 /// HEAD is answered as GET (the transport sends no body).
 HttpReply handle_call(const HttpCall& call, ServeState& state);
+/// Reads `raw` as one request the way a connection does (the size limits of state.options, strict framing,
+/// the head checks) and answers it through the routes, without a socket: the way in for the fuzz target.
+/// A request cut short is answered 408. Never throws. (Defined with the transport, server.cc.)
+HttpReply answer_bytes(std::string_view raw, ServeState& state);
 /// A JSON error reply for a transport-level failure (body too large, header too large, too many connections).
 HttpReply error_reply(int status, const std::string& id, const std::string& reason, const std::string& message);
 

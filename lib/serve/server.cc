@@ -78,6 +78,39 @@ detail::HttpCall call_of(const http::request<http::string_body>& req) {
 
 }  // namespace
 
+namespace detail {
+
+HttpReply answer_bytes(std::string_view raw, ServeState& state) {
+  const auto& o = state.options;
+  http::request_parser<http::string_body> p;
+  p.eager(true);
+  p.body_limit(o.max_body_bytes);
+  p.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
+  beast::error_code ec;
+  bool head_checked = false;
+  while (!p.is_done()) {
+    const auto used = p.put(net::buffer(raw.data(), raw.size()), ec);
+    raw.remove_prefix(used);
+    if (ec == http::error::need_more && raw.empty()) ec = http::error::partial_message;
+    if (ec == http::error::need_more) ec = {};
+    if (ec == http::error::body_limit) return error_reply(413, "mlops.data", "body_too_large", "body over the limit");
+    if (ec == http::error::header_limit) return error_reply(431, "mlops.data", "header_too_large", "head over the limit");
+    if (ec == http::error::partial_message) return error_reply(408, "mlops.data", "request_timeout", "request cut short");
+    if (ec) return error_reply(400, "mlops.data", "malformed_http", "malformed HTTP request: " + ec.message());
+    if (p.is_header_done() && !head_checked) {
+      head_checked = true;
+      if (auto bad = framing_error(p.get())) return error_reply(400, "mlops.data", "malformed_http", *bad);
+      auto head = call_of(p.get());
+      head.body = {};
+      if (auto early = check_head(head, state)) return *early;
+    }
+    if (used == 0 && !p.is_done()) return error_reply(408, "mlops.data", "request_timeout", "request cut short");
+  }
+  return handle_call(call_of(p.get()), state);
+}
+
+}  // namespace detail
+
 // The one thread that loads releases. Admin switches queue (a few; more are refused); SIGHUP reloads
 // coalesce: however many signals arrive while one waits, one reload runs.
 class SwitchWorker {

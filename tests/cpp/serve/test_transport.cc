@@ -7,6 +7,7 @@
 
 #include "mlops/error.hpp"
 #include "mlops/serve.hpp"
+#include "serve/routes.hpp"
 #include "serve_fixture.hpp"
 
 using nlohmann::json;
@@ -290,4 +291,21 @@ TEST_CASE("per-model series carry the version and go when a switch drops the mod
   CHECK(m.find("version=\"3\"") == std::string::npos);
   CHECK(sample(m, "mlops_model_requests_total{model=\"acme\",version=\"4\"}") == 1);
   server.stop();
+}
+
+TEST_CASE("the parser and router without a socket (the fuzz target's way in) answer as a connection does") {
+  const auto& r = releases();
+  mlops::detail::ServeState st;
+  st.options = options();
+  st.current = mlops::Release::load(r.a);
+  auto answer = [&](const std::string& raw) { return mlops::detail::answer_bytes(raw, st); };
+  CHECK(answer("GET /health HTTP/1.1\r\nHost: x\r\n\r\n").status == 200);
+  CHECK(answer("GET /health HTTP/1.1\r\nHost: x\r\n").status == 408);
+  CHECK(answer("POST /models/acme/invocations HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").status == 400);
+  CHECK(answer("POST /admin/release HTTP/1.1\r\nContent-Length: 900\r\n\r\n").status == 401);
+  const std::string body = texts({"refund"}).dump();
+  auto ok = answer("POST /models/acme/invocations HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body);
+  CHECK(ok.status == 200);
+  CHECK(answer("\x01\x02 nonsense\r\n\r\n").status == 400);
 }
