@@ -1,6 +1,8 @@
 // The server against hostile and careless clients: the admin route, connection limits, deadlines, framing.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
 #include <chrono>
 #include <stdexcept>
 #include <thread>
@@ -308,4 +310,24 @@ TEST_CASE("the parser and router without a socket (the fuzz target's way in) ans
                    std::to_string(body.size()) + "\r\n\r\n" + body);
   CHECK(ok.status == 200);
   CHECK(answer("\x01\x02 nonsense\r\n\r\n").status == 400);
+}
+
+TEST_CASE("SIGHUP reloads on the one release-loading thread: a burst of signals starts no thread") {
+  const auto& r = releases();
+  mlops::Server server(r.a.string(), options());
+  std::thread runner([&] { server.run(); });
+  Client c(server.port());
+  REQUIRE(c.request("GET", "/ping").status == 200);  // run() has its signal handlers once it answers
+  const double threads = sample(server.metrics_text(), "process_threads");
+  for (int i = 0; i < 50; ++i) ::kill(::getpid(), SIGHUP);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (sample(server.metrics_text(), "mlops_release_switches_total{result=\"ok\"}") < 1 &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto m = server.metrics_text();
+  CHECK(sample(m, "mlops_release_switches_total{result=\"ok\"}") >= 1);
+  CHECK(sample(m, "process_threads") == threads);
+  CHECK(c.request("GET", "/version").json()["release"] == r.md5_a);
+  ::kill(::getpid(), SIGTERM);
+  runner.join();
 }
