@@ -27,7 +27,7 @@ help:
 	@echo "make test-latest  the Python suite against the newest releases of requirements-dev.txt (not the lock)"
 	@echo "make test-fresh   clone into a new folder and run 'make demo' and 'make test' there, nothing reused"
 	@echo "make lock    refresh requirements-lock.txt (pinned versions and hashes) from requirements-dev.txt"
-	@echo "make fuzz    run each libFuzzer target (manifest, URI, CSV, safetensors, catalog) FUZZ_SECONDS each (default 60)"
+	@echo "make fuzz    run each libFuzzer target (manifest, URI, CSV, safetensors, catalog, serve) FUZZ_SECONDS each (default 60)"
 	@echo "make bench   run the benchmarks under bench/"
 
 setup:
@@ -105,7 +105,7 @@ demo: install wheel
 
 # Each libFuzzer target for FUZZ_SECONDS (default 60), starting from its seeds in tests/fuzz/corpus/NAME;
 # a finding stops the run with the crashing input saved under build/fuzz/findings.
-FUZZERS := manifest uri csv safetensors catalog
+FUZZERS := manifest uri csv safetensors catalog serve
 fuzz: setup
 	cmake -S . -B $(BUILD)/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMLOPS_BUILD_TESTS=OFF -DMLOPS_INSTALL=OFF -DMLOPS_BUILD_FUZZERS=ON -DMLOPS_WITH_CUDA=OFF \

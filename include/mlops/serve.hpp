@@ -17,8 +17,13 @@
 ///   GET  /metrics                     Prometheus text: requests, errors, latency histograms, per model
 ///   POST /admin/release               {"release": DIR | MD5 | alias}: switch (rollback is the same), with
 ///                                     `Authorization: Bearer <token>`; refused when no token is configured
-/// Errors are JSON {"error_code": "<mlops error id>", "reason": "<stable reason>", "message": "..."} with a 4xx
-/// status (5xx only for a failure of the server itself).
+///   POST /invocations                 MLflow's own route, when the release has exactly one model
+/// Scoring bodies are application/json or text/csv (a header row naming the columns). A batch answers each
+/// request on its own: predictions, or that request's error.
+/// Errors are JSON as MLflow's scoring server writes them, with the mlops details beside:
+/// {"error_code": "BAD_REQUEST" | "RESOURCE_DOES_NOT_EXIST" | "INTERNAL_ERROR" | "TEMPORARILY_UNAVAILABLE",
+///  "message": "[<mlops error id>] ...", "reason": "<stable reason>", "error_id": "<mlops error id>"}
+/// with a 4xx status (5xx only for a failure of the server itself, or 503 when it is busy).
 #pragma once
 
 #include <chrono>
@@ -49,9 +54,11 @@ struct ServedModel {
 class Release {
  public:
   /// Loads a build-context folder: verifies manifest.json (its MD5 is the release id), loads every model
-  /// listed in it from models/<name>/ (the MLflow model directory; weights checksums verified), reads
+  /// listed in it from models/<name>/ (the MLflow model directory; the weights file's SHA-256 must be the
+  /// one MLmodel records as weights_sha256, where it records one, as every logged model does), reads
   /// lineage.json when present. Uses `threads` threads (0 = hardware concurrency).
-  /// @throws NotFoundError if the folder, manifest or a model is missing; IntegrityError if a file is corrupted
+  /// @throws NotFoundError if the folder, manifest or a model is missing; IntegrityError if a file is corrupted,
+  ///         or a weights file is not the one its MLmodel records
   [[nodiscard]] static std::shared_ptr<const Release> load(const std::filesystem::path& dir, unsigned threads = 0);
 
   [[nodiscard]] const std::string& md5() const noexcept { return md5_; }
@@ -77,12 +84,20 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;                 ///< 0 picks a free port (see Server::port())
   unsigned threads = 0;                      ///< I/O threads (0 = hardware concurrency)
-  std::size_t max_body_bytes = 8u << 20;     ///< larger bodies get 413
+  unsigned workers = 0;                      ///< scoring threads, apart from the I/O ones (0 = hardware concurrency)
+  std::size_t max_body_bytes = 8u << 20;     ///< larger bodies get 413 (before they are read)
   std::size_t max_header_bytes = 16u << 10;  ///< larger request heads get 431
-  std::size_t max_connections = 1024;        ///< further connections get 503 and are closed
+  /// Request bodies buffered by all connections together; a request that would pass it gets 503.
+  std::size_t max_buffered_bytes = 256u << 20;
+  /// Open connections. At the limit the longest-idle connection is closed to make room; with none idle,
+  /// a few connections more may still ask /ping, /health and /metrics; anything else gets 503 and is closed.
+  std::size_t max_connections = 1024;
   std::size_t max_rows = 10000;              ///< rows per request (all models of a batch together): 400
-  std::chrono::milliseconds read_timeout{10000};  ///< a started request must arrive whole within this: 408
-  std::chrono::milliseconds idle_timeout{60000};  ///< a keep-alive connection idle this long is closed
+  /// A new connection must send its request head within this; a request head, once begun, too (else 408).
+  std::chrono::milliseconds header_timeout{5000};
+  std::chrono::milliseconds read_timeout{10000};  ///< a request's body must arrive whole within this (else 408);
+                                                  ///< an answer must be read within it too
+  std::chrono::milliseconds idle_timeout{60000};  ///< a keep-alive connection idle this long between requests is closed
   std::chrono::milliseconds drain_timeout{10000}; ///< stop() waits this long for requests in flight
   std::string admin_token;                   ///< bearer token of /admin/release; empty refuses the route
   std::string image;                         ///< overrides the release's image tag in /version
@@ -109,7 +124,8 @@ class Server {
   /// Serves on options.threads background threads; returns at once.
   void start();
   /// Serves on this thread and options.threads-1 more until stop() or a signal: SIGHUP reloads the
-  /// release it was started with (a folder re-read, an alias re-resolved); SIGTERM and SIGINT drain
+  /// release it was started with (a folder re-read, an alias re-resolved) on the one release-loading
+  /// thread (signals that arrive while a reload waits make one reload); SIGTERM and SIGINT drain
   /// (stop accepting, finish requests in flight, close idle connections) and return.
   void run();
   /// Drains and stops; returns once every thread has finished. Safe from any thread, idempotent.

@@ -1,6 +1,7 @@
 // The adapter model directory: see model_dir.hpp for its layout.
 #include "mlflow/model_dir.hpp"
 
+#include <cctype>
 #include <ctime>
 #include <fstream>
 #include <mutex>
@@ -81,16 +82,21 @@ TextFiles text_files(const std::string& dir_name, const std::string& weights_nam
 Contents read(const std::filesystem::path& dir) {
   Contents c;
   std::ifstream mlmodel(dir / kMlmodel);
-  for (std::string line; mlmodel && std::getline(mlmodel, line);) {
-    const auto start = line.find_first_not_of(" \t");
-    if (start == std::string::npos || line.compare(start, 5, "data:") != 0) continue;
-    std::string value = line.substr(start + 5);
+  // A scalar written by text_files: `key: "json string"` (a bare YAML scalar is taken as it is).
+  auto scalar = [](const std::string& line, std::size_t start, std::size_t key_size) {
+    std::string value = line.substr(start + key_size);
     value.erase(0, value.find_first_not_of(" \t"));
     while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
     const auto parsed = nlohmann::json::parse(value, nullptr, false);
-    c.weights = parsed.is_string() ? parsed.get<std::string>() : value;
-    if (!c.weights.empty()) break;
+    return parsed.is_string() ? parsed.get<std::string>() : value;
+  };
+  for (std::string line; mlmodel && std::getline(mlmodel, line);) {
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos) continue;
+    if (c.weights.empty() && line.compare(start, 5, "data:") == 0) c.weights = scalar(line, start, 5);
+    else if (line.compare(start, 15, "weights_sha256:") == 0) c.weights_sha256 = scalar(line, start, 15);
   }
+  for (auto& ch : c.weights_sha256) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   if (c.weights.empty())
     throw IntegrityError(dir.string() + " is not an mlops model directory (no MLmodel with a data entry)");
   std::ifstream reqs(dir / kRequirements);

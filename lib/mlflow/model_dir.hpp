@@ -68,6 +68,7 @@ void set_python_version(std::string version);
 /// What read() finds in a model directory on disk.
 struct Contents {
   std::string weights;                    ///< the weights file's name (MLmodel's python_function data)
+  std::string weights_sha256;             ///< MLmodel's mlops.weights_sha256 (lowercase hex), "" when absent
   std::vector<std::string> requirements;  ///< requirements.txt's requirements (comments and blanks left out)
 };
 

@@ -10,6 +10,10 @@
 #include <string_view>
 #include <unordered_map>
 
+namespace mlops {
+class Release;
+}
+
 namespace mlops::detail {
 
 /// A latency histogram with fixed bounds (seconds). Lock-free.
@@ -31,28 +35,57 @@ class Histogram {
 enum class Route : int { Invocations, Batch, Ping, Health, Version, Models, Metrics, Admin, Other, Count };
 const char* route_name(Route r) noexcept;
 
+/// Requests the transport refuses or cuts off before a route answers them.
+enum class Refusal : int {
+  BodyTooLarge,       ///< 413
+  HeaderTooLarge,     ///< 431
+  MalformedHttp,      ///< 400 (bad framing, a syntax error)
+  TooManyConnections, ///< 503
+  Busy,               ///< 503: the global bound on buffered request bytes, or the switch queue, is full
+  RequestTimeout,     ///< 408: a started request did not arrive whole in time
+  IdleTimeout,        ///< closed: no request began in time (a new or a keep-alive connection)
+  WriteTimeout,       ///< closed: the client did not read the answer in time
+  Shed,               ///< closed: an idle connection made room for a new one at the connection limit
+  Count
+};
+const char* refusal_name(Refusal r) noexcept;
+
+/// The gauges /metrics reports beside the counters.
+struct Gauges {
+  std::size_t models = 0;            ///< models in the release being served
+  std::size_t connections = 0;       ///< open client connections
+  std::size_t idle_connections = 0;  ///< of which waiting for a request to begin
+  std::size_t buffered_bytes = 0;    ///< request body bytes reserved by all connections
+};
+
 class Metrics {
  public:
-  /// One answered request.
+  /// One answered request; `seconds` from its first byte to the last byte of the answer.
   void request(Route route, int status, double seconds) noexcept;
+  /// One refusal or cut-off by the transport.
+  void refused(Refusal r) noexcept { refusals_[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed); }
   /// One model's part of an invocation: its rows, whether it failed, and the time it took.
-  void model(const std::string& name, bool error, std::size_t rows, double seconds);
+  void model(const std::string& name, std::int64_t version, bool error, std::size_t rows, double seconds);
+  /// Drops the series of models (name and version) that `current` does not serve.
+  void keep_models(const Release& current);
   void release_switch(bool ok) noexcept { (ok ? switches_ : switch_failures_).fetch_add(1, std::memory_order_relaxed); }
   /// The Prometheus text exposition (version 0.0.4).
-  [[nodiscard]] std::string text(const std::string& release_md5, const std::string& image, std::size_t models,
-                                 std::size_t connections) const;
+  [[nodiscard]] std::string text(const std::string& release_md5, const std::string& image, const Gauges& gauges) const;
 
  private:
   struct ModelStats {
+    std::int64_t version = 0;
     std::atomic<std::uint64_t> requests{0}, errors{0}, rows{0};
     Histogram latency;
   };
   static constexpr int kStatuses = 600;
   std::array<std::array<std::atomic<std::uint64_t>, kStatuses>, static_cast<int>(Route::Count)> by_status_{};
   std::array<Histogram, static_cast<int>(Route::Count)> latency_{};
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Refusal::Count)> refusals_{};
   std::atomic<std::uint64_t> switches_{0}, switch_failures_{0};
   mutable std::shared_mutex models_mu_;
-  std::unordered_map<std::string, std::unique_ptr<ModelStats>> models_;
+  // By model name; a series lives as long as a reader holds it, so dropping one never races an update.
+  std::unordered_map<std::string, std::shared_ptr<ModelStats>> models_;
 };
 
 }  // namespace mlops::detail

@@ -1,5 +1,9 @@
 #include "serve/model_dir.hpp"
 
+#include <fstream>
+#include <iterator>
+
+#include "core/hash.hpp"
 #include "core/text.hpp"
 #include "mlflow/model_dir.hpp"
 #include "mlops/error.hpp"
@@ -26,11 +30,21 @@ fs::path model_root(const fs::path& dir, const std::string& name) {
 
 Adapter load_model_dir(const fs::path& dir, const std::string& name) {
   const auto root = model_root(dir, name);
-  const auto weights = model_dir::read(root).weights;
+  const auto contents = model_dir::read(root);
+  const auto& weights = contents.weights;
   if (weights.find("..") != std::string::npos || weights.front() == '/')
     throw IntegrityError("model " + quote_for_message(name) + ": weights path " + quote_for_message(weights) +
                          " leaves the model directory");
-  return Adapter::load(root / weights);
+  std::ifstream in(root / weights, std::ios::binary);
+  if (!in) throw NotFoundError("model " + quote_for_message(name) + ": weights file " + quote_for_message(weights) + " is missing");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The weights MLmodel names by hash (every directory log_adapter writes does): a file swapped in under the
+  // same release is refused. Hand-made directories without the hash load unverified.
+  const auto actual = contents.weights_sha256.empty() ? std::string() : sha256_hex(bytes);
+  if (actual != contents.weights_sha256)
+    throw IntegrityError("model " + quote_for_message(name) + ": weights file " + quote_for_message(weights) +
+                         " has SHA-256 " + actual + ", MLmodel records " + quote_for_message(contents.weights_sha256));
+  return Adapter::from_bytes(bytes, "model " + name + " weights");
 }
 
 }  // namespace mlops::detail

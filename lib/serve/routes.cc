@@ -28,16 +28,32 @@ RequestError error_of(const Error& e) {
   else if (e.id() == "mlops.internal") status = 500, reason = "internal";
   else if (e.id() == "mlops.config") reason = "config";
   else if (e.id() == "mlops.data") reason = "bad_input";
-  return RequestError(status, e.id(), reason, e.what());
+  return RequestError(status, e.id(), reason, std::string(e.detail()));
 }
 
-HttpReply reply_of(const RequestError& e) { return {e.status(), e.to_json()}; }
+HttpReply reply_of(const RequestError& e) { return {e.status(), dump(e.to_json())}; }
+
+// The media type of a Content-Type value, lower case, without parameters ("Text/CSV; charset=utf-8" -> "text/csv").
+std::string media_type(std::string_view content_type) {
+  auto t = content_type.substr(0, content_type.find(';'));
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  std::string out(t);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The media types a route's body may have: JSON everywhere, CSV where one model scores it.
+void check_media_type(std::string_view content_type, bool csv_too) {
+  const auto type = media_type(content_type);
+  if (type == "application/json" || (csv_too && type == "text/csv")) return;
+  throw RequestError(415, "mlops.data", "unsupported_content_type",
+                     std::string("the body must be ") + (csv_too ? "application/json or text/csv" : "application/json") +
+                         " (Content-Type), got " + (content_type.empty() ? "none" : quote_for_message(content_type)));
+}
 
 json parse_body(std::string_view body, std::string_view content_type) {
-  if (!content_type.empty() && content_type.find("json") == std::string_view::npos)
-    throw RequestError(415, "mlops.data", "unsupported_content_type",
-                       "[mlops.data] the body must be JSON (Content-Type: application/json), got " +
-                           quote_for_message(content_type));
+  check_media_type(content_type, false);
   auto j = json::parse(body.begin(), body.end(), nullptr, false);
   if (j.is_discarded()) throw bad_request("malformed_json", "the request body is not valid JSON");
   return j;
@@ -47,35 +63,56 @@ const ServedModel& find_model(const Release& rel, const std::string& name) {
   const ServedModel* m = rel.find(name);
   if (!m)
     throw RequestError(404, "mlops.not_found", "unknown_model",
-                       "[mlops.not_found] release " + rel.md5() + " has no model " + quote_for_message(name));
+                       "release " + rel.md5() + " has no model " + quote_for_message(name));
   return *m;
 }
 
-// One model's predictions for one scoring body, recorded in the metrics.
-json invoke(ServeState& state, const ServedModel& m, const json& body, std::size_t rows_before, std::size_t* rows) {
+// One model's predictions for one scoring body (JSON, or the CSV text when `csv`), recorded in the metrics.
+json invoke(ServeState& state, const ServedModel& m, const json& body, const std::string_view* csv,
+            std::size_t rows_before, std::size_t* rows) {
   const auto t0 = Clock::now();
   try {
-    auto r = scoring_rows(body, m.adapter, state.options.max_rows, rows_before);
+    auto r = csv ? scoring_rows_csv(*csv, m.adapter, state.options.max_rows, rows_before)
+                 : scoring_rows(body, m.adapter, state.options.max_rows, rows_before);
     auto labels = predict_labels(m.adapter, r);
     *rows = r.rows;
-    state.metrics.model(m.name, false, r.rows, since(t0));
+    state.metrics.model(m.name, m.version, false, r.rows, since(t0));
     return labels;
   } catch (...) {
-    state.metrics.model(m.name, true, 0, since(t0));
+    state.metrics.model(m.name, m.version, true, 0, since(t0));
     throw;
   }
 }
 
-HttpReply invocations(const HttpCall& call, ServeState& state, const std::string& name) {
-  auto rel = state.release();
-  const auto& m = find_model(*rel, name);
-  const json body = parse_body(call.body, call.content_type);
+HttpReply score(const HttpCall& call, ServeState& state, const std::shared_ptr<const Release>& rel, const ServedModel& m) {
+  check_media_type(call.content_type, true);
   std::size_t rows = 0;
-  json out = {{"predictions", invoke(state, m, body, 0, &rows)}};
-  return {200, dump(out), "application/json", rel->md5()};
+  json labels;
+  if (media_type(call.content_type) == "text/csv") labels = invoke(state, m, json(), &call.body, 0, &rows);
+  else labels = invoke(state, m, parse_body(call.body, call.content_type), nullptr, 0, &rows);
+  return {200, dump(json{{"predictions", std::move(labels)}}), "application/json", rel->md5()};
 }
 
-HttpReply batch(const HttpCall& call, ServeState& state) {
+HttpReply invocations(const HttpCall& call, ServeState& state, std::string_view name) {
+  auto rel = state.release();
+  return score(call, state, rel, find_model(*rel, percent_decode(name)));
+}
+
+// MLflow's own route: the model, when the release has exactly one.
+HttpReply only_model_invocations(const HttpCall& call, ServeState& state, std::string_view) {
+  auto rel = state.release();
+  if (rel->models().size() != 1) {
+    std::string names;
+    for (const auto& m : rel->models()) names += (names.empty() ? "" : ", ") + m.name;
+    throw RequestError(404, "mlops.not_found", "model_not_named",
+                       "release " + rel->md5() + " has " + std::to_string(rel->models().size()) +
+                           " models: POST /models/<name>/invocations with one of " + quote_for_message(names, 200));
+  }
+  return score(call, state, rel, rel->models().front());
+}
+
+// One answer per request of the batch: predictions, or the error of that request alone.
+HttpReply batch(const HttpCall& call, ServeState& state, std::string_view) {
   auto rel = state.release();
   const json body = parse_body(call.body, call.content_type);
   if (!body.is_object() || !body.contains("requests") || !body["requests"].is_array())
@@ -85,17 +122,19 @@ HttpReply batch(const HttpCall& call, ServeState& state) {
   const auto& reqs = body["requests"];
   for (std::size_t i = 0; i < reqs.size(); ++i) {
     const auto& item = reqs[i];
-    if (!item.is_object() || !item.contains("model") || !item["model"].is_string())
-      throw bad_request("malformed_input", "requests[" + std::to_string(i) + "] has no \"model\" name");
-    const auto& name = item["model"].get_ref<const std::string&>();
     try {
-      const auto& m = find_model(*rel, name);
+      if (!item.is_object() || !item.contains("model") || !item["model"].is_string())
+        throw bad_request("malformed_input", "requests[" + std::to_string(i) + "] has no \"model\" name");
+      const auto& m = find_model(*rel, item["model"].get_ref<const std::string&>());
       std::size_t n = 0;
-      auto labels = invoke(state, m, item, rows, &n);
+      auto labels = invoke(state, m, item, nullptr, rows, &n);
       rows += n;
-      responses.push_back({{"model", name}, {"predictions", std::move(labels)}});
+      responses.push_back({{"model", m.name}, {"predictions", std::move(labels)}});
     } catch (const RequestError& e) {
-      throw RequestError(e.status(), e.id(), e.reason(), std::string(e.what()) + " (requests[" + std::to_string(i) + "])");
+      json answer = e.to_json();
+      answer["status"] = e.status();
+      if (item.is_object() && item.contains("model")) answer["model"] = item["model"];
+      responses.push_back(std::move(answer));
     }
   }
   return {200, dump(json{{"release", rel->md5()}, {"responses", std::move(responses)}}), "application/json", rel->md5()};
@@ -125,28 +164,28 @@ bool same_secret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-HttpReply admin(const HttpCall& call, ServeState& state) {
+// The admin token, checked before anything else is done for the request (RFC 6750: the scheme is
+// case-insensitive).
+void authorize(const HttpCall& call, const ServeState& state) {
   const auto& token = state.options.admin_token;
   if (token.empty())
-    throw RequestError(403, "mlops.config", "admin_disabled",
-                       "[mlops.config] the admin route is off: start the server with an admin token");
-  const std::string_view prefix = "Bearer ";
-  if (call.authorization.substr(0, prefix.size()) != prefix ||
-      !same_secret(call.authorization.substr(prefix.size()), token))
-    throw RequestError(401, "mlops.config", "unauthorized", "[mlops.config] a valid bearer token is required");
+    throw RequestError(403, "mlops.config", "admin_disabled", "the admin route is off: start the server with an admin token");
+  auto auth = call.authorization;
+  const bool bearer = auth.size() > 7 && auth[6] == ' ' && media_type(auth.substr(0, 6)) == "bearer";
+  auto given = bearer ? auth.substr(7) : std::string_view();
+  while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  if (!bearer || !same_secret(given, token))
+    throw RequestError(401, "mlops.config", "unauthorized", "a valid bearer token is required");
+}
+
+HttpReply admin(const HttpCall& call, ServeState& state, std::string_view) {
+  authorize(call, state);
   const json body = parse_body(call.body, call.content_type);
   if (!body.is_object() || !body.contains("release") || !body["release"].is_string() ||
       body["release"].get_ref<const std::string&>().empty())
     throw bad_request("malformed_input", "the admin body must be {\"release\": DIR | MD5 | alias}");
   const auto before = state.release();
-  std::shared_ptr<const Release> now;
-  try {
-    now = state.switch_to(body["release"].get<std::string>());
-  } catch (const Error& e) {
-    state.metrics.release_switch(false);
-    throw;
-  }
-  state.metrics.release_switch(true);
+  auto now = state.switch_to(body["release"].get<std::string>());
   return {200, dump(json{{"previous", before->md5()},
                          {"release", now->md5()},
                          {"image", state.options.image.empty() ? now->image() : state.options.image},
@@ -154,61 +193,112 @@ HttpReply admin(const HttpCall& call, ServeState& state) {
                          {"load_seconds", now->load_seconds()}})};
 }
 
-Route route_of(std::string_view path) {
-  if (path.rfind("/models/", 0) == 0) return Route::Invocations;
-  if (path == "/invocations/batch") return Route::Batch;
-  if (path == "/ping") return Route::Ping;
-  if (path == "/health") return Route::Health;
-  if (path == "/version") return Route::Version;
-  if (path == "/models") return Route::Models;
-  if (path == "/metrics") return Route::Metrics;
-  if (path == "/admin/release") return Route::Admin;
-  return Route::Other;
+HttpReply ping(const HttpCall&, ServeState&, std::string_view) { return {200, "\n", "text/plain"}; }
+
+HttpReply health(const HttpCall&, ServeState& state, std::string_view) {
+  auto rel = state.release();
+  return {200, dump(json{{"status", "ok"}, {"release", rel->md5()}, {"models", rel->models().size()}})};
 }
 
-HttpReply dispatch(const HttpCall& call, ServeState& state, std::string_view path, Route route) {
-  auto method_is = [&](std::string_view want) {
-    if (call.method != want)
-      throw RequestError(405, "mlops.data", "method_not_allowed",
-                         "[mlops.data] " + std::string(path) + " takes " + std::string(want) + ", not " +
-                             quote_for_message(call.method));
-  };
-  switch (route) {
-    case Route::Invocations: {
-      const std::string_view suffix = "/invocations";
-      const auto rest = path.substr(8);
-      if (rest.size() <= suffix.size() || rest.substr(rest.size() - suffix.size()) != suffix ||
-          rest.substr(0, rest.size() - suffix.size()).find('/') != std::string_view::npos)
-        throw RequestError(404, "mlops.not_found", "unknown_route", "[mlops.not_found] no route " + quote_for_message(path, 200));
-      method_is("POST");
-      return invocations(call, state, percent_decode(rest.substr(0, rest.size() - suffix.size())));
+HttpReply version_route(const HttpCall&, ServeState& state, std::string_view) {
+  auto rel = state.release();
+  return {200, dump(json{{"release", rel->md5()},
+                         {"image", state.options.image.empty() ? rel->image() : state.options.image},
+                         {"models", rel->models().size()},
+                         {"mlops", version()}})};
+}
+
+HttpReply models(const HttpCall&, ServeState& state, std::string_view) {
+  return {200, dump(models_json(*state.release()))};
+}
+
+HttpReply metrics(const HttpCall&, ServeState& state, std::string_view) {
+  return {200, state.metrics_text(), "text/plain; version=0.0.4; charset=utf-8"};
+}
+
+using Handler = HttpReply (*)(const HttpCall&, ServeState&, std::string_view name);
+
+// Every route, one line each. "{name}" matches one path segment (percent-encoded), given to the handler.
+struct RouteEntry {
+  std::string_view method;
+  std::string_view path;
+  Handler handler;
+  Route metric;
+  Work work;
+};
+constexpr RouteEntry kRoutes[] = {
+    {"POST", "/models/{name}/invocations", invocations, Route::Invocations, Work::Scoring},
+    {"POST", "/invocations", only_model_invocations, Route::Invocations, Work::Scoring},
+    {"POST", "/invocations/batch", batch, Route::Batch, Work::Scoring},
+    {"GET", "/ping", ping, Route::Ping, Work::Inline},
+    {"GET", "/health", health, Route::Health, Work::Inline},
+    {"GET", "/version", version_route, Route::Version, Work::Inline},
+    {"GET", "/models", models, Route::Models, Work::Inline},
+    {"GET", "/metrics", metrics, Route::Metrics, Work::Inline},
+    {"POST", "/admin/release", admin, Route::Admin, Work::Admin},
+};
+
+// Whether `path` fits the route's pattern; the {name} segment goes to `name`.
+bool path_fits(std::string_view pattern, std::string_view path, std::string_view* name) {
+  const auto brace = pattern.find("{name}");
+  if (brace == std::string_view::npos) return pattern == path;
+  const auto head = pattern.substr(0, brace), tail = pattern.substr(brace + 6);
+  if (path.size() <= head.size() + tail.size() || path.substr(0, head.size()) != head ||
+      path.substr(path.size() - tail.size()) != tail)
+    return false;
+  *name = path.substr(head.size(), path.size() - head.size() - tail.size());
+  return name->find('/') == std::string_view::npos;
+}
+
+struct Found {
+  const RouteEntry* entry = nullptr;
+  std::string_view name;
+  std::string allow;  // the methods the path takes, when the method is not one of them
+};
+
+Found find_route(std::string_view method, std::string_view path) {
+  Found f;
+  const std::string_view as = method == "HEAD" ? std::string_view("GET") : method;
+  for (const auto& r : kRoutes) {
+    std::string_view name;
+    if (!path_fits(r.path, path, &name)) continue;
+    if (r.method == as) {
+      f.entry = &r;
+      f.name = name;
+      return f;
     }
-    case Route::Batch: method_is("POST"); return batch(call, state);
-    case Route::Ping: method_is("GET"); return {200, "\n", "text/plain"};
-    case Route::Health: {
-      method_is("GET");
-      auto rel = state.release();
-      return {200, dump(json{{"status", "ok"}, {"release", rel->md5()}, {"models", rel->models().size()}})};
-    }
-    case Route::Version: {
-      method_is("GET");
-      auto rel = state.release();
-      return {200, dump(json{{"release", rel->md5()},
-                             {"image", state.options.image.empty() ? rel->image() : state.options.image},
-                             {"models", rel->models().size()},
-                             {"mlops", version()}})};
-    }
-    case Route::Models: method_is("GET"); return {200, dump(models_json(*state.release()))};
-    case Route::Metrics: {
-      method_is("GET");
-      auto rel = state.release();
-      return {200, state.metrics.text(rel->md5(), state.options.image.empty() ? rel->image() : state.options.image,
-                                      rel->models().size(), state.connections.load()),
-              "text/plain; version=0.0.4; charset=utf-8"};
-    }
-    case Route::Admin: method_is("POST"); return admin(call, state);
-    default:
-      throw RequestError(404, "mlops.not_found", "unknown_route", "[mlops.not_found] no route " + quote_for_message(path, 200));
+    f.allow += (f.allow.empty() ? "" : ", ") + std::string(r.method) + (r.method == "GET" ? ", HEAD" : "");
+  }
+  return f;
+}
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+// The error reply of a request no route takes: 405 with Allow, or 404.
+HttpReply no_route(const Found& f, std::string_view method, std::string_view path) {
+  if (!f.allow.empty()) {
+    auto r = reply_of(RequestError(405, "mlops.data", "method_not_allowed",
+                                   std::string(path.substr(0, 200)) + " takes " + f.allow + ", not " +
+                                       quote_for_message(method)));
+    r.allow = f.allow;
+    return r;
+  }
+  return reply_of(RequestError(404, "mlops.not_found", "unknown_route", "no route " + quote_for_message(path, 200)));
+}
+
+// Runs `fn`, turning every exception into its JSON reply.
+template <typename Fn>
+HttpReply guarded(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const RequestError& e) {
+    return reply_of(e);
+  } catch (const Error& e) {
+    return reply_of(error_of(e));
+  } catch (const std::bad_alloc&) {
+    return error_reply(503, "mlops.internal", "out_of_memory", "the server ran out of memory for this request");
+  } catch (const std::exception& e) {
+    return error_reply(500, "mlops.internal", "internal", std::string("unexpected failure: ") + e.what());
   }
 }
 
@@ -219,41 +309,71 @@ std::shared_ptr<const Release> ServeState::release() const {
   return current;
 }
 
-std::shared_ptr<const Release> ServeState::switch_to(const std::string& name) {
-  std::lock_guard serial(switch_mu);
-  const auto dir = resolver ? resolver(name) : std::filesystem::path(name);
-  auto next = Release::load(dir);
-  std::lock_guard lock(release_mu);
-  current = next;
-  return next;
+std::string ServeState::metrics_text() const {
+  auto rel = release();
+  return metrics.text(rel->md5(), options.image.empty() ? rel->image() : options.image,
+                      {rel->models().size(), connections.load(), idle_connections.load(), buffered_bytes.load()});
 }
 
-bool is_admin_call(const HttpCall& call) {
-  const auto path = call.target.substr(0, call.target.find('?'));
-  return path == "/admin/release";
+std::shared_ptr<const Release> ServeState::switch_to(const std::string& name) {
+  std::lock_guard serial(switch_mu);
+  try {
+    std::filesystem::path dir(name);
+    if (resolver) {
+      try {
+        dir = resolver(name);
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception&) {
+        throw ConfigError("release " + quote_for_message(name) + " could not be resolved to a release folder");
+      }
+    }
+    auto next = Release::load(dir);
+    {
+      std::lock_guard lock(release_mu);
+      current = next;
+    }
+    metrics.release_switch(true);
+    metrics.keep_models(*next);
+    return next;
+  } catch (...) {
+    metrics.release_switch(false);
+    throw;
+  }
+}
+
+RouteMatch match_route(std::string_view method, std::string_view target) {
+  const auto f = find_route(method, path_of(target));
+  if (!f.entry) return {};
+  const auto m = f.entry->metric;
+  return {m, f.entry->work, true, m == Route::Ping || m == Route::Health || m == Route::Metrics};
+}
+
+std::optional<HttpReply> check_head(const HttpCall& head, ServeState& state) {
+  const auto path = path_of(head.target);
+  const auto f = find_route(head.method, path);
+  if (!f.entry) return no_route(f, head.method, path);
+  if (f.entry->method != "POST") return std::nullopt;
+  auto r = guarded([&]() -> HttpReply {
+    if (f.entry->work == Work::Admin) authorize(head, state);
+    check_media_type(head.content_type, f.entry->metric == Route::Invocations);
+    return {};
+  });
+  if (r.status == 200) return std::nullopt;
+  r.route = f.entry->metric;
+  return r;
 }
 
 HttpReply error_reply(int status, const std::string& id, const std::string& reason, const std::string& message) {
-  return {status, RequestError(status, id, reason, "[" + id + "] " + message).to_json()};
+  return {status, dump(RequestError(status, id, reason, message).to_json())};
 }
 
 HttpReply handle_call(const HttpCall& call, ServeState& state) {
-  const auto t0 = Clock::now();
-  const auto path = call.target.substr(0, call.target.find('?'));
-  const Route route = route_of(path);
-  HttpReply reply;
-  try {
-    reply = dispatch(call, state, path, route);
-  } catch (const RequestError& e) {
-    reply = reply_of(e);
-  } catch (const Error& e) {
-    reply = reply_of(error_of(e));
-  } catch (const std::bad_alloc&) {
-    reply = error_reply(503, "mlops.internal", "out_of_memory", "the server ran out of memory for this request");
-  } catch (const std::exception& e) {
-    reply = error_reply(500, "mlops.internal", "internal", std::string("unexpected failure: ") + e.what());
-  }
-  state.metrics.request(route, reply.status, since(t0));
+  const auto path = path_of(call.target);
+  const auto f = find_route(call.method, path);
+  if (!f.entry) return no_route(f, call.method, path);
+  auto reply = guarded([&] { return f.entry->handler(call, state, f.name); });
+  reply.route = f.entry->metric;
   return reply;
 }
 

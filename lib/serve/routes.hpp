@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,10 +21,17 @@ struct ServeState {
   std::string initial;  ///< the release name the server started with (what SIGHUP reloads)
   Metrics metrics;
   std::atomic<std::size_t> connections{0};
+  std::atomic<std::size_t> idle_connections{0};
+  std::atomic<std::size_t> buffered_bytes{0};  ///< request body bytes reserved by all connections
+
+  /// The Prometheus text of /metrics.
+  [[nodiscard]] std::string metrics_text() const;
 
   /// The current release (a counted reference: requests keep theirs alive across a switch).
   [[nodiscard]] std::shared_ptr<const Release> release() const;
-  /// Loads `name` beside the current release and swaps; serialised. The old one stays on failure.
+  /// Resolves and loads `name` beside the current release and swaps; serialised; counted in the metrics
+  /// (ok or failed). The old release stays on failure. A resolver failure that is not an mlops::Error is
+  /// reported as a ConfigError naming the release (its own text, which may hold paths, is not shown).
   std::shared_ptr<const Release> switch_to(const std::string& name);
 
   mutable std::mutex release_mu;
@@ -47,12 +55,33 @@ struct HttpReply {
   std::string body;
   std::string content_type = "application/json";
   std::string release;  ///< MD5 of the release that answered (sent as X-Mlops-Release), when one did
+  std::string allow;    ///< the Allow header of a 405
+  Route route = Route::Other;  ///< the route the metrics count it under
 };
 
-/// True for the admin route, which blocks while a release loads: the transport runs it off its threads.
-bool is_admin_call(const HttpCall& call);
+/// Where the transport runs a route: on its I/O thread (cheap), on the scoring pool, or on the one
+/// release-loading worker.
+enum class Work { Inline, Scoring, Admin };
+
+/// The route of a request, known from its method and target alone.
+struct RouteMatch {
+  Route metric = Route::Other;
+  Work work = Work::Inline;
+  bool found = false;      ///< path and method name a route
+  bool essential = false;  ///< /ping, /health, /metrics: answered even past the connection limit
+};
+RouteMatch match_route(std::string_view method, std::string_view target);
+
+/// What can be decided from the request head alone (unknown route, wrong method, admin token, media
+/// type), so such a request is refused before its body is read or any work is queued. nullopt: go on.
+std::optional<HttpReply> check_head(const HttpCall& head, ServeState& state);
 /// Answers one request (every route; the admin route blocks). Never throws: errors become JSON replies.
+/// HEAD is answered as GET (the transport sends no body).
 HttpReply handle_call(const HttpCall& call, ServeState& state);
+/// Reads `raw` as one request the way a connection does (the size limits of state.options, strict framing,
+/// the head checks) and answers it through the routes, without a socket: the way in for the fuzz target.
+/// A request cut short is answered 408. Never throws. (Defined with the transport, server.cc.)
+HttpReply answer_bytes(std::string_view raw, ServeState& state);
 /// A JSON error reply for a transport-level failure (body too large, header too large, too many connections).
 HttpReply error_reply(int status, const std::string& id, const std::string& reason, const std::string& message);
 

@@ -1,6 +1,7 @@
 #include "serve/scoring.hpp"
 
 #include <cmath>
+#include <cstdlib>
 
 #include "core/text.hpp"
 
@@ -8,13 +9,19 @@ namespace mlops::detail {
 
 using nlohmann::json;
 
-std::string RequestError::to_json() const {
-  return json{{"error_code", id()}, {"reason", reason_}, {"message", what()}}.dump(-1, ' ', false,
-                                                                                   json::error_handler_t::replace);
+json RequestError::to_json() const {
+  return {{"error_code", mlflow_error_code(status_)}, {"message", what()}, {"reason", reason_}, {"error_id", id()}};
 }
 
 RequestError bad_request(std::string reason, const std::string& message) {
-  return RequestError(400, "mlops.data", std::move(reason), "[mlops.data] " + message);
+  return RequestError(400, "mlops.data", std::move(reason), message);
+}
+
+const char* mlflow_error_code(int status) noexcept {
+  if (status == 404) return "RESOURCE_DOES_NOT_EXIST";
+  if (status == 503) return "TEMPORARILY_UNAVAILABLE";
+  if (status >= 500) return "INTERNAL_ERROR";
+  return "BAD_REQUEST";
 }
 
 namespace {
@@ -37,7 +44,7 @@ class RowReader {
   void reserve(std::size_t n) {
     if (before_ + n > max_rows_)
       throw RequestError(400, "mlops.data", "too_many_rows",
-                         "[mlops.data] the request has " + std::to_string(before_ + n) + " rows; the limit is " +
+                         "the request has " + std::to_string(before_ + n) + " rows; the limit is " +
                              std::to_string(max_rows_));
     if (a_.takes_text()) out_.texts.reserve(n);
     else out_.X.reserve(n * a_.features());
@@ -57,10 +64,7 @@ class RowReader {
   void record_row(const json& rec) {
     if (!rec.is_object()) return value_row(rec);
     if (a_.takes_text()) {
-      auto it = text_column_.empty() ? rec.end() : rec.find(text_column_);
-      if (it == rec.end() && rec.size() == 1) it = rec.begin();
-      if (it == rec.end()) throw missing_text_column(rec);
-      return text(*it);
+      return text(*text_field(rec));
     }
     if (feature_names_.empty())
       throw bad_request("missing_column", "this adapter's feature names are not recorded; send dataframe_split or "
@@ -83,9 +87,10 @@ class RowReader {
     if (a_.takes_text() && columns.is_array()) {
       for (std::size_t i = 0; i < columns.size(); ++i)
         if (columns[i].is_string() && columns[i].get_ref<const std::string&>() == text_column_) col = static_cast<std::ptrdiff_t>(i);
-      if (col < 0 && columns.size() != 1)
+      // A single column is taken as the text only when the adapter records no column name.
+      if (col < 0 && !(text_column_.empty() && columns.size() == 1))
         throw bad_request("missing_column", "dataframe_split has no column " + quote_for_message(text_column_) +
-                                                " (the adapter's text column)");
+                                                " (the adapter's text column) among " + quote_for_message(columns.dump(), 200));
       if (col < 0) col = 0;
     }
     for (const auto& row : data) {
@@ -102,9 +107,7 @@ class RowReader {
   // A columnar object {column: [values...]} (the `inputs` tensor form).
   void columnar(const json& obj) {
     if (a_.takes_text()) {
-      auto it = text_column_.empty() ? obj.end() : obj.find(text_column_);
-      if (it == obj.end() && obj.size() == 1) it = obj.begin();
-      if (it == obj.end()) throw missing_text_column(obj);
+      auto it = text_field(obj);
       if (!it->is_array()) throw bad_request("malformed_input", "inputs." + it.key() + " must be a list");
       reserve(it->size());
       for (const auto& v : *it) text(v);
@@ -158,6 +161,14 @@ class RowReader {
     return bad_request("not_numeric", "row " + std::to_string(out_.rows) + ": this adapter takes rows of " +
                                           std::to_string(a_.features()) + " numbers, got " + std::string(v.type_name()));
   }
+  // The text of a record or columnar object: its text column; any single key only when the adapter records
+  // no column name (a wrong name is refused, never read as the text).
+  json::const_iterator text_field(const json& obj) const {
+    auto it = text_column_.empty() ? obj.end() : obj.find(text_column_);
+    if (it == obj.end() && text_column_.empty() && obj.size() == 1) it = obj.begin();
+    if (it == obj.end()) throw missing_text_column(obj);
+    return it;
+  }
   RequestError missing_text_column(const json& obj) const {
     std::string keys;
     for (const auto& [k, v] : obj.items()) keys += (keys.empty() ? "" : ", ") + k;
@@ -201,6 +212,85 @@ ScoringRows scoring_rows(const json& body, const Adapter& adapter, std::size_t m
     for (const auto& row : *input) r.record_row(row);
   }
   return r.take();
+}
+
+namespace {
+
+// RFC 4180 records: quoted fields may hold commas, quotes ("") and line ends; CRLF or LF ends a record.
+std::vector<std::vector<std::string>> csv_records(std::string_view text) {
+  std::vector<std::vector<std::string>> out;
+  std::vector<std::string> record;
+  std::string field;
+  bool quoted = false, was_quoted = false;
+  auto end_field = [&] {
+    record.push_back(std::move(field));
+    field.clear();
+    was_quoted = false;
+  };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c != '"') field += c;
+      else if (i + 1 < text.size() && text[i + 1] == '"') field += '"', ++i;
+      else quoted = false;
+    } else if (c == '"') {
+      if (!field.empty() || was_quoted)
+        throw bad_request("malformed_csv", "record " + std::to_string(out.size() + 1) + " has a quote inside a field");
+      quoted = was_quoted = true;
+    } else if (c == ',') {
+      end_field();
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      end_field();
+      out.push_back(std::move(record));
+      record.clear();
+    } else {
+      field += c;
+    }
+  }
+  if (quoted) throw bad_request("malformed_csv", "the body ends inside a quoted field");
+  if (!field.empty() || was_quoted || !record.empty()) {
+    end_field();
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+json csv_cell(const std::string& v, bool numeric) {
+  if (!numeric) return v;
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || end != v.c_str() + v.size()) return v;  // refused as not_numeric, naming the row
+  return d;
+}
+
+}  // namespace
+
+ScoringRows scoring_rows_csv(std::string_view csv, const Adapter& adapter, std::size_t max_rows, std::size_t rows_before) {
+  auto records = csv_records(csv);
+  if (records.empty()) throw bad_request("malformed_csv", "the CSV body has no header row");
+  json columns = records[0];
+  json data = json::array();
+  for (std::size_t r = 1; r < records.size(); ++r) {
+    if (records[r].size() != records[0].size())
+      throw bad_request("malformed_csv", "CSV row " + std::to_string(r - 1) + " has " + std::to_string(records[r].size()) +
+                                             " fields; the header has " + std::to_string(records[0].size()));
+    json row = json::array();
+    for (const auto& v : records[r]) row.push_back(csv_cell(v, !adapter.takes_text()));
+    data.push_back(std::move(row));
+  }
+  if (!adapter.takes_text()) {
+    // Numeric rows are read by feature name, like dataframe_records.
+    json recs = json::array();
+    for (const auto& row : data) {
+      json rec = json::object();
+      for (std::size_t c = 0; c < columns.size(); ++c) rec[columns[c].get<std::string>()] = row[c];
+      recs.push_back(std::move(rec));
+    }
+    return scoring_rows(json{{"dataframe_records", std::move(recs)}}, adapter, max_rows, rows_before);
+  }
+  return scoring_rows(json{{"dataframe_split", {{"columns", std::move(columns)}, {"data", std::move(data)}}}}, adapter,
+                      max_rows, rows_before);
 }
 
 json predict_labels(const Adapter& adapter, const ScoringRows& rows) {

@@ -3,6 +3,7 @@ and `mlops serve` over real HTTP, all giving the same labels for the same texts.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -47,7 +48,7 @@ def tickets():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
-    src = mlops.DoltSource(str(tmp / "tickets.db"))
+    src = mlops.DoltSource(str(tmp / "tickets.db"), create=True)
     src.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, intent TEXT, priority INTEGER)")
     for r in tickets():
         src.execute("INSERT INTO tickets VALUES (?, ?, ?, ?)", r)
@@ -145,8 +146,10 @@ def write_model_dir(root: pathlib.Path, adapter) -> pathlib.Path:
     """An MLflow model directory as Run.log_adapter lays it out: MLmodel naming this package's loader."""
     root.mkdir(parents=True, exist_ok=True)
     adapter.save(root / "adapter.safetensors")
+    digest = hashlib.sha256((root / "adapter.safetensors").read_bytes()).hexdigest()
     (root / "MLmodel").write_text("artifact_path: model\nflavors:\n  python_function:\n"
-                                  "    data: \"adapter.safetensors\"\n    loader_module: mlops.pyfunc\n")
+                                  "    data: \"adapter.safetensors\"\n    loader_module: mlops.pyfunc\n"
+                                  f"  mlops:\n    weights_sha256: \"{digest}\"\n")
     return root
 
 
@@ -225,11 +228,12 @@ def test_mlops_serve_routes_switch_and_sigterm(world, tmp_path):
                            headers={"Content-Type": "application/json"})
             r = c.conn.getresponse()
             err = json.loads(r.read())
-            assert (r.status, err["reason"]) == (status_want, reason) and err["error_code"].startswith("mlops.")
+            assert (r.status, err["reason"]) == (status_want, reason) and err["error_id"].startswith("mlops.")
+            assert err["error_code"] == ("RESOURCE_DOES_NOT_EXIST" if status_want == 404 else "BAD_REQUEST")
 
         metrics = c.call("GET", "/metrics")[1]
-        assert 'mlops_model_requests_total{model="acme"} 7' in metrics  # 4 forms + 1 batch + 2 refused
-        assert 'mlops_model_errors_total{model="acme"} 2' in metrics
+        assert 'mlops_model_requests_total{model="acme",version="1"} 7' in metrics  # 4 forms + 1 batch + 2 refused
+        assert 'mlops_model_errors_total{model="acme",version="1"} 2' in metrics
 
         # The admin route switches (token required); rollback is the same call.
         assert c.call("POST", "/admin/release", {"release": str(b_dir)})[0] == 401
@@ -253,6 +257,85 @@ def test_mlops_serve_routes_switch_and_sigterm(world, tmp_path):
         assert proc.wait(timeout=30) == 0
     assert "stopped" in proc.stderr.read()
     proc.stderr.close()
+
+
+def test_mlops_serve_against_hostile_clients(world, tmp_path):
+    """The real `mlops serve` process: wrong admin tokens cost no thread, silent connections at the limit do not
+    lock clients out, smuggled requests are refused, swapped weights are refused with the old release serving,
+    a resolver failure is a typed 4xx without a traceback, and the limits are command-line flags."""
+    import socket
+
+    acme = world["acme"]
+    a_dir, swapped = tmp_path / "a", tmp_path / "swapped"
+    md5_a = write_release(a_dir, {"acme": (1, acme)})
+    write_release(swapped, {"acme": (2, acme)})
+    world["prio"].save(swapped / "models" / "acme" / "model" / "adapter.safetensors")  # another model's weights
+    proc, port = start_serve([str(a_dir), "--max-connections", "4", "--header-timeout", "30"],
+                              {"MLOPS_ADMIN_TOKEN": "t0ken", "MLFLOW_TRACKING_URI": ""})
+    try:
+        c = Http(port)
+
+        def threads():
+            return int(re.search(r"^process_threads (\d+)", c.call("GET", "/metrics")[1], re.M).group(1))
+
+        before = threads()
+        for _ in range(200):
+            assert c.call("POST", "/admin/release", {"release": str(a_dir)}, {"Authorization": "Bearer nope"})[0] == 401
+        assert threads() == before
+
+        status, reply, _ = c.call("POST", "/admin/release", {"release": str(swapped)}, {"Authorization": "bearer t0ken"})
+        assert status == 422 and reply["reason"] == "integrity", reply
+        status, reply, _ = c.call("POST", "/admin/release", {"release": "no-such-alias"}, {"Authorization": "Bearer t0ken"})
+        assert 400 <= status < 500 and "Traceback" not in json.dumps(reply) and "site-packages" not in json.dumps(reply)
+        assert reply["error_code"] in ("BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST")
+        assert c.call("GET", "/version")[1]["release"] == md5_a
+        assert 'mlops_release_switches_total{result="failed"} 2' in c.call("GET", "/metrics")[1]
+        c.conn.close()
+
+        # Silent connections fill every slot (and more): clients are still answered.
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        fresh = Http(port)
+        assert fresh.call("GET", "/health")[0] == 200
+        status, reply, _ = fresh.call("POST", "/models/acme/invocations", {"instances": TEXTS})
+        assert status == 200 and reply["predictions"] == list(acme.predict(TEXTS))
+        fresh.conn.close()
+        for s in silent:
+            s.close()
+
+        # A Transfer-Encoding other than chunked: 400 and close; the request hidden in the body is not answered.
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST /models/acme/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: gzip\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 400") and got.count(b"HTTP/1.1") == 1
+
+        # HEAD has no body; MLflow's CSV body and /invocations (one model) work.
+        h = Http(port)
+        h.conn.request("HEAD", "/health")
+        r = h.conn.getresponse()
+        assert r.status == 200 and r.read() == b"" and int(r.getheader("Content-Length")) > 0
+        h.conn.request("POST", "/invocations", body="body\n" + "\n".join(f'"{t}"' for t in TEXTS[:3]) + "\n",
+                       headers={"Content-Type": "text/csv; charset=utf-8"})
+        r = h.conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["predictions"] == list(acme.predict(TEXTS[:3]))
+        h.conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        proc.stderr.close()
+
+
+def test_mlops_serve_shows_its_limits_and_their_defaults():
+    r = subprocess.run([sys.executable, "-m", "mlops", "serve", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    defaults = mlops.Server.defaults()
+    for flag, key in [("--header-timeout", "header_timeout"), ("--read-timeout", "read_timeout"),
+                      ("--idle-timeout", "idle_timeout"), ("--max-header-bytes", "max_header_bytes"),
+                      ("--max-connections", "max_connections"), ("--max-buffered-bytes", "max_buffered_bytes")]:
+        assert flag in text and f"(default: {defaults[key]})" in text, flag
 
 
 def test_mlops_serve_needs_a_release():

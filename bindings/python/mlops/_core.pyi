@@ -643,11 +643,14 @@ class Release:
     def __contains__(self, name: str) -> bool: ...
 
 class Server:
-    def __init__(self, release: str, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 0,
+    def __init__(self, release: str, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 0, workers: int = 0,
                  admin_token: Optional[str] = None, image: str = "", max_body_bytes: int = 8388608,
-                 max_header_bytes: int = 16384, max_connections: int = 1024, max_rows: int = 10000,
-                 read_timeout: float = 10.0, idle_timeout: float = 60.0, drain_timeout: float = 10.0,
+                 max_header_bytes: int = 16384, max_buffered_bytes: int = 268435456, max_connections: int = 1024,
+                 max_rows: int = 10000, header_timeout: float = 5.0, read_timeout: float = 10.0,
+                 idle_timeout: float = 60.0, drain_timeout: float = 10.0,
                  resolver: Optional[Callable[[str], str]] = None) -> None: ...
+    @staticmethod
+    def defaults() -> dict[str, Any]: ...
     @property
     def port(self) -> int: ...
     @property

@@ -1,3 +1,4 @@
+#include <chrono>
 #include <optional>
 
 #include "bind.hpp"
@@ -24,7 +25,36 @@ py::list models_list(const Release& r) {
 
 }  // namespace
 
+double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
+
+// A Python resolver, called with the GIL held. Its mlops errors keep their type and message; any other
+// exception becomes a ConfigError naming the release: a traceback, or the install paths in it, is never
+// sent to an HTTP client.
+ReleaseResolver python_resolver(std::function<std::string(const std::string&)> fn) {
+  return [fn = std::move(fn)](const std::string& name) -> std::filesystem::path {
+    py::gil_scoped_acquire gil;
+    try {
+      return std::filesystem::path(fn(name));
+    } catch (py::error_already_set& e) {
+      py::module_ core = py::module_::import("mlops._core");
+      const std::string detail = py::str(e.value());
+      const auto as = [&](const char* cls) { return e.matches(core.attr(cls)); };
+      const std::string msg = detail.rfind("[mlops.", 0) == 0 && detail.find("] ") != std::string::npos
+                                  ? detail.substr(detail.find("] ") + 2)
+                                  : detail;
+      if (as("NotFoundError")) throw NotFoundError(msg);
+      if (as("IntegrityError")) throw IntegrityError(msg);
+      if (as("DataError")) throw DataError(msg);
+      if (as("TrackingError")) throw TrackingError(msg);
+      if (as("MlopsError")) throw ConfigError(msg);
+      throw ConfigError("release '" + name + "' could not be resolved (" +
+                        std::string(py::str(e.type().attr("__name__"))) + ")");
+    }
+  };
+}
+
 void bind_serve(py::module_& m) {
+  const ServerOptions defaults;
   py::class_<Release, std::shared_ptr<Release>>(m, "Release",
                                                 "Every adapter of one release, loaded from a build-context folder.")
       .def_static("load",
@@ -63,14 +93,17 @@ POST /admin/release (bearer token) to switch releases atomically. `release` is a
 any name `resolver(name) -> folder` maps (an MD5, an alias).
 )doc")
       .def(py::init([](const std::string& release, const std::string& host, std::uint16_t port, unsigned threads,
-                       std::optional<std::string> admin_token, std::string image, std::size_t max_body_bytes,
-                       std::size_t max_header_bytes, std::size_t max_connections, std::size_t max_rows,
-                       double read_timeout, double idle_timeout, double drain_timeout,
+                       unsigned workers, std::optional<std::string> admin_token, std::string image,
+                       std::size_t max_body_bytes, std::size_t max_header_bytes, std::size_t max_buffered_bytes,
+                       std::size_t max_connections, std::size_t max_rows, double header_timeout, double read_timeout,
+                       double idle_timeout, double drain_timeout,
                        std::optional<std::function<std::string(const std::string&)>> resolver) {
              ServerOptions o;
              o.host = host;
              o.port = port;
              o.threads = threads;
+             o.workers = workers;
+             o.max_buffered_bytes = max_buffered_bytes;
              if (admin_token) o.admin_token = *admin_token;
              o.image = std::move(image);
              o.max_body_bytes = max_body_bytes;
@@ -81,21 +114,41 @@ any name `resolver(name) -> folder` maps (an MD5, an alias).
                if (!(s > 0)) throw ConfigError("server timeouts must be positive seconds");
                return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
              };
+             o.header_timeout = ms(header_timeout);
              o.read_timeout = ms(read_timeout);
              o.idle_timeout = ms(idle_timeout);
              o.drain_timeout = ms(drain_timeout);
              ReleaseResolver r;
-             if (resolver) {
-               auto fn = *resolver;
-               r = [fn](const std::string& name) { return std::filesystem::path(fn(name)); };
-             }
+             if (resolver) r = python_resolver(*resolver);
              return std::make_unique<Server>(release, std::move(o), std::move(r));
            }),
-           py::arg("release"), py::kw_only(), py::arg("host") = "127.0.0.1", py::arg("port") = 8080,
-           py::arg("threads") = 0, py::arg("admin_token") = py::none(), py::arg("image") = "",
-           py::arg("max_body_bytes") = 8u << 20, py::arg("max_header_bytes") = 16u << 10,
-           py::arg("max_connections") = 1024, py::arg("max_rows") = 10000, py::arg("read_timeout") = 10.0,
-           py::arg("idle_timeout") = 60.0, py::arg("drain_timeout") = 10.0, py::arg("resolver") = py::none())
+           py::arg("release"), py::kw_only(), py::arg("host") = defaults.host, py::arg("port") = defaults.port,
+           py::arg("threads") = defaults.threads, py::arg("workers") = defaults.workers,
+           py::arg("admin_token") = py::none(), py::arg("image") = "", py::arg("max_body_bytes") = defaults.max_body_bytes,
+           py::arg("max_header_bytes") = defaults.max_header_bytes,
+           py::arg("max_buffered_bytes") = defaults.max_buffered_bytes,
+           py::arg("max_connections") = defaults.max_connections, py::arg("max_rows") = defaults.max_rows,
+           py::arg("header_timeout") = seconds(defaults.header_timeout),
+           py::arg("read_timeout") = seconds(defaults.read_timeout), py::arg("idle_timeout") = seconds(defaults.idle_timeout),
+           py::arg("drain_timeout") = seconds(defaults.drain_timeout), py::arg("resolver") = py::none())
+      .def_static("defaults",
+                  [] {
+                    const ServerOptions o;
+                    py::dict d;
+                    d["threads"] = o.threads;
+                    d["workers"] = o.workers;
+                    d["max_body_bytes"] = o.max_body_bytes;
+                    d["max_header_bytes"] = o.max_header_bytes;
+                    d["max_buffered_bytes"] = o.max_buffered_bytes;
+                    d["max_connections"] = o.max_connections;
+                    d["max_rows"] = o.max_rows;
+                    d["header_timeout"] = seconds(o.header_timeout);
+                    d["read_timeout"] = seconds(o.read_timeout);
+                    d["idle_timeout"] = seconds(o.idle_timeout);
+                    d["drain_timeout"] = seconds(o.drain_timeout);
+                    return d;
+                  },
+                  "The default limits and timeouts (seconds) of the server, by keyword.")
       .def_property_readonly("port", &Server::port)
       .def_property_readonly("release", [](const Server& s) { return std::const_pointer_cast<Release>(s.release()); })
       .def("start", &Server::start, "Serve on background threads; returns at once.")

@@ -6,16 +6,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 
+#include "core/hash.hpp"
 #include "mlops/adapter.hpp"
 #include "mlops/featurizer.hpp"
 #include "mlops/manifest.hpp"
+#include "mlops/serve.hpp"
 
 namespace serve_test {
 
@@ -61,7 +66,8 @@ inline std::string write_release(const fs::path& dir, const std::map<std::string
     fs::create_directories(root);
     vm.second.save(root / "adapter.safetensors");
     std::ofstream(root / "MLmodel") << "artifact_path: model\nflavors:\n  python_function:\n    data: adapter.safetensors\n"
-                                       "    loader_module: mlops.pyfunc\n";
+                                       "    loader_module: mlops.pyfunc\n  mlops:\n    weights_sha256: \""
+                                    << mlops::detail::sha256_hex(vm.second.to_bytes()) << "\"\n";
     lineage[name] = {{"version", vm.first}, {"data_commit", "data-" + name}, {"code_commit", "code-1"}, {"run_id", "r-" + name}};
   }
   mlops::ReleaseManifest m(entries);
@@ -104,10 +110,10 @@ class Client {
     }
   }
   Reply request(const std::string& method, const std::string& target, const std::string& body = {},
-                const std::string& extra_headers = {}) {
+                const std::string& extra_headers = {}, const std::string& content_type = "application/json") {
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers;
     if (!body.empty() || method == "POST")
-      req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+      req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
     req += "\r\n" + body;
     send_raw(req);
     return read_reply();
@@ -134,12 +140,25 @@ class Client {
       r.headers[name] = line.substr(colon + 2);
       pos = next;
     }
-    const auto len = std::stoul(r.headers.count("content-length") ? r.headers["content-length"] : "0");
+    // A reply to HEAD, or a 1xx, has no body whatever Content-Length says.
+    const auto len = head_only_ || r.status < 200 ? 0 : std::stoul(r.headers.count("content-length") ? r.headers["content-length"] : "0");
     while (buf_.size() < len)
       if (!fill()) break;
     r.body = buf_.substr(0, len);
     buf_.erase(0, std::min(len, buf_.size()));
     return r;
+  }
+  // The next reply answers a HEAD request.
+  void expect_head_reply(bool head) { head_only_ = head; }
+  // True when nothing more arrives within `ms` (the connection stays open and silent).
+  bool silent_for(int ms) {
+    timeval tv{0, ms * 1000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    const auto n = ::recv(fd_, &c, 1, MSG_PEEK);
+    timeval back{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &back, sizeof back);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
   // True when the server has closed the connection (reads EOF).
   bool closed_by_server() {
@@ -157,6 +176,63 @@ class Client {
   }
   int fd_ = -1;
   std::string buf_;
+  bool head_only_ = false;
 };
+
+struct Releases {
+  fs::path a, b;
+  std::string md5_a, md5_b;
+};
+
+// Release A: "acme" (text, labels a*), "globex" (numeric, integer labels). Release B: "acme" (labels b*).
+inline const Releases& releases() {
+  static Releases r = [] {
+    Releases x;
+    auto root = temp_dir("releases");
+    x.a = root / "a";
+    x.b = root / "b";
+    x.md5_a = write_release(x.a, {{"acme", {3, text_adapter("a", 1)}}, {"globex", {1, numeric_adapter({"0", "7"})}}});
+    x.md5_b = write_release(x.b, {{"acme", {4, text_adapter("b", 2)}}});
+    return x;
+  }();
+  return r;
+}
+
+inline mlops::ServerOptions options() {
+  mlops::ServerOptions o;
+  o.port = 0;
+  o.threads = 2;
+  o.workers = 2;
+  o.admin_token = "s3cret-token";
+  o.max_body_bytes = 4096;
+  o.max_header_bytes = 2048;
+  o.max_rows = 50;
+  o.max_connections = 8;
+  o.read_timeout = std::chrono::milliseconds(400);
+  return o;
+}
+
+inline nlohmann::json texts(std::initializer_list<const char*> t) {
+  nlohmann::json j = nlohmann::json::array();
+  for (auto* s : t) j.push_back(s);
+  return nlohmann::json{{"instances", j}};
+}
+
+// The value of the Prometheus sample `series` (name and labels, as written) in `text`; -1 when absent.
+inline double sample(const std::string& text, const std::string& series) {
+  const auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+// Waits (up to 10 s) until the server's own metrics show `series` at `value`; true when they did.
+inline bool wait_for_sample(const mlops::Server& server, const std::string& series, double value) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (sample(server.metrics_text(), series) != value) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
 
 }  // namespace serve_test

@@ -48,12 +48,41 @@ TEST_CASE("numeric adapters read rows by position or by feature name") {
   CHECK(labels == json::array({1, 0}));  // integer labels stay integers
 }
 
+TEST_CASE("a text/csv body is read like dataframe_split; its errors name the row") {
+  auto text = serve_test::text_adapter("x", 1);
+  auto rows = mlops::detail::scoring_rows_csv("id,body\n1,\"a, \"\"quoted\"\" text\"\r\n2,plain\n", text, 10);
+  CHECK(rows.texts == std::vector<std::string>{"a, \"quoted\" text", "plain"});
+  auto num = serve_test::numeric_adapter({"a", "b"});
+  CHECK(mlops::detail::scoring_rows_csv("f1,f0,f2\n1,2,3.5\n", num, 10).X == std::vector<float>{2, 1, 3.5f});
+  auto reason = [&](std::string_view csv, const mlops::Adapter& a) {
+    try {
+      (void)mlops::detail::scoring_rows_csv(csv, a, 10);
+    } catch (const RequestError& e) {
+      return e.reason();
+    }
+    return std::string("accepted");
+  };
+  CHECK(reason("id,body\n1\n", text) == "malformed_csv");
+  CHECK(reason("body\n\"open\n", text) == "malformed_csv");
+  CHECK(reason("", text) == "malformed_csv");
+  CHECK(reason("title\nx\n", text) == "missing_column");
+  CHECK(reason("f0,f1,f2\n1,two,3\n", num) == "not_numeric");
+  std::string eleven = "body\n";
+  for (int i = 0; i < 11; ++i) eleven += "t\n";
+  CHECK(reason(eleven, text) == "too_many_rows");
+}
+
 TEST_CASE("scoring errors have stable reasons") {
   auto text = serve_test::text_adapter("x", 1);
   auto num = serve_test::numeric_adapter({"a", "b"});
   CHECK(reason_of(json{{"instances", {1, 2}}}, text) == "not_text");
   CHECK(reason_of(json{{"dataframe_split", {{"columns", {"body"}}, {"data", {{3.5}}}}}}, text) == "not_text");
   CHECK(reason_of(json{{"dataframe_records", {{{"title", "x"}, {"other", "y"}}}}}, text) == "missing_column");
+  // A single wrong column or key is refused too, never read as the text.
+  CHECK(reason_of(json{{"dataframe_records", {{{"title", "x"}}}}}, text) == "missing_column");
+  CHECK(reason_of(json{{"instances", {{{"titel", "x"}}}}}, text) == "missing_column");
+  CHECK(reason_of(json{{"inputs", {{"titel", {"x"}}}}}, text) == "missing_column");
+  CHECK(reason_of(json{{"dataframe_split", {{"columns", {"titel"}}, {"data", {{"x"}}}}}}, text) == "missing_column");
   CHECK(reason_of(json{{"instances", {{1, 2}}}}, num) == "wrong_feature_count");
   CHECK(reason_of(json{{"instances", {"text"}}}, num) == "not_numeric");
   CHECK(reason_of(json{{"instances", {{1, "x", 3}}}}, num) == "not_numeric");

@@ -23,6 +23,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _release_resolver(args):
     """Maps a release name to a folder: a folder as is; an MD5 or an alias through MLflow (downloaded once
     into the cache folder as a build context)."""
@@ -68,10 +78,13 @@ def _cmd_serve(args) -> int:
     if not target:
         raise mlops.ConfigError("[mlops.config] nothing to serve: give DIR, --release MD5 or --alias NAME "
                                 "(or set MLOPS_RELEASE_DIR)")
-    server = mlops.Server(target, host=args.host, port=args.port, threads=args.threads,
+    server = mlops.Server(target, host=args.host, port=args.port, threads=args.threads, workers=args.workers,
                           admin_token=_env("MLOPS_ADMIN_TOKEN"), image=args.image or _env("MLOPS_IMAGE", "") or "",
-                          max_body_bytes=args.max_body_bytes, max_rows=args.max_rows,
-                          max_connections=args.max_connections, resolver=_release_resolver(args))
+                          max_body_bytes=args.max_body_bytes, max_header_bytes=args.max_header_bytes,
+                          max_buffered_bytes=args.max_buffered_bytes, max_rows=args.max_rows,
+                          max_connections=args.max_connections, header_timeout=args.header_timeout,
+                          read_timeout=args.read_timeout, idle_timeout=args.idle_timeout,
+                          drain_timeout=args.drain_timeout, resolver=_release_resolver(args))
     rel = server.release
     _progress(f"serving release {rel.md5} ({len(rel)} models, loaded in {rel.load_seconds:.2f} s) "
               f"on http://{args.host}:{server.port}")
@@ -93,9 +106,29 @@ def add_commands(command) -> None:
     p.add_argument("--host", default=_env("MLOPS_HOST", "127.0.0.1"), help="address to listen on (env MLOPS_HOST)")
     p.add_argument("--port", type=_port, default=_env("MLOPS_PORT", "8080"), help="port (env MLOPS_PORT; 0: any free)")
     p.add_argument("--threads", type=int, default=0, help="I/O threads (default: one per core)")
+    p.add_argument("--workers", type=int, default=0, help="scoring threads, apart from the I/O ones (default: one per core)")
     p.add_argument("--image", help="image tag reported by /version (default: the release folder's, or env MLOPS_IMAGE)")
-    p.add_argument("--max-body-bytes", type=_positive_int, default=8 << 20, help="largest request body (413 above)")
-    p.add_argument("--max-rows", type=_positive_int, default=10000, help="most rows in one request (400 above)")
-    p.add_argument("--max-connections", type=_positive_int, default=1024, help="most open connections (503 above)")
+    # Limits and deadlines: the defaults are the server's own (mlops::ServerOptions), read from the binding.
+    d = mlops.Server.defaults()
+    p.add_argument("--max-body-bytes", type=_positive_int, default=d["max_body_bytes"],
+                   help="largest request body, 413 above (default: %(default)s)")
+    p.add_argument("--max-header-bytes", type=_positive_int, default=d["max_header_bytes"],
+                   help="largest request head, 431 above (default: %(default)s)")
+    p.add_argument("--max-buffered-bytes", type=_positive_int, default=d["max_buffered_bytes"],
+                   help="request bodies buffered by all connections together, 503 above (default: %(default)s)")
+    p.add_argument("--max-rows", type=_positive_int, default=d["max_rows"],
+                   help="most rows in one request, 400 above (default: %(default)s)")
+    p.add_argument("--max-connections", type=_positive_int, default=d["max_connections"],
+                   help="most open connections; idle ones are closed first to make room, then 503 "
+                        "(default: %(default)s)")
+    p.add_argument("--header-timeout", type=_positive_seconds, default=d["header_timeout"], metavar="SECONDS",
+                   help="a new connection's first request head must arrive within this, any head once begun "
+                        "too, else 408 (default: %(default)s)")
+    p.add_argument("--read-timeout", type=_positive_seconds, default=d["read_timeout"], metavar="SECONDS",
+                   help="a request body must arrive within this, else 408 (default: %(default)s)")
+    p.add_argument("--idle-timeout", type=_positive_seconds, default=d["idle_timeout"], metavar="SECONDS",
+                   help="a keep-alive connection idle this long between requests is closed (default: %(default)s)")
+    p.add_argument("--drain-timeout", type=_positive_seconds, default=d["drain_timeout"], metavar="SECONDS",
+                   help="on SIGTERM, how long requests in flight may finish (default: %(default)s)")
     p.add_argument("--cache", metavar="DIR", help="where releases fetched from MLflow are kept "
                                                    "(default ~/.cache/mlops/releases)")
