@@ -78,7 +78,8 @@ TEST_CASE("same seed gives bit-identical weights, one adapter alone equals it in
   auto a = r1[5].adapter.weights();
   auto b = r3[0].adapter.weights();
   CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
-  auto c = CudaTrainer(cpu(2, 8)).fit({many[5]})[0].adapter.weights();
+  const auto r4 = CudaTrainer(cpu(2, 8)).fit({many[5]});  // weights() is a view: the result must outlive it
+  auto c = r4[0].adapter.weights();
   CHECK_FALSE(std::equal(a.begin(), a.end(), c.begin(), c.end()));
 }
 
