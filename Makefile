@@ -65,12 +65,14 @@ wheel: setup
 test-cpp: build
 	ctest --test-dir $(BUILD)/cpp --output-on-failure -j $(JOBS)
 
-test-python: install
+# The wheel is built before pytest starts: tests that install it (test_wheel, test_image) read dist/ only.
+test-python: install wheel
 	$(PY) -m pytest
 
+# Python_EXECUTABLE: the DoltLite cases load libdoltlite.so from the doltlite wheel in .venv.
 test-asan: setup
 	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DMLOPS_BUILD_TESTS=ON -DMLOPS_INSTALL=OFF \
-	  -DMLOPS_SANITIZE=address,undefined >/dev/null
+	  -DMLOPS_SANITIZE=address,undefined -DPython_EXECUTABLE=$(abspath $(PY)) >/dev/null
 	cmake --build $(BUILD)/asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS)

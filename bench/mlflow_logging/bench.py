@@ -2,7 +2,8 @@
 
 Workload: RUNS runs x STEPS steps x METRICS metrics (default 100 x 100 x 10 = 100,000 points), timed
 from the first run's start until every point is on the server (each run ended, which waits for
-delivery). Contenders, all against one `mlflow server` (SQLite store) started here on loopback:
+delivery). Each contender gets a fresh `mlflow server` of its own (SQLite store, on loopback), warmed up with
+that contender's own client, so none is timed against a store the others have filled:
 
   mlops         MlflowTracker, asynchronous batched logging (run.log_metrics per step, run.end())
   mlflow (a)    MlflowClient.log_metric per value
@@ -151,48 +152,46 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+    rows = []
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
-        server = MlflowServer(pathlib.Path(tmp) / "server").start()
-        try:
-            import mlops
+        import mlops
 
-            check = mlops.MlflowTracker(server.url)
-            rows = []
-
-            def record(name: str, timed_runs: int, seconds: float, ids: list[str]) -> None:
-                sample = ids[: args.verify] + ids[-1:]
-                sample = list(dict.fromkeys(sample))
+        def contender(name: str, warm_up, timed_runs: int, timed) -> None:
+            """`warm_up(url)` untimed, then `timed(url)` -> (seconds, run ids), on a fresh server; the points
+            of a sample of the runs are counted back from the server."""
+            with MlflowServer(pathlib.Path(tmp) / f"server-{len(rows)}") as server:
+                quiet(warm_up, server.url)  # the fresh server's first requests pay for imports and table setup
+                time.sleep(2)
+                seconds, ids = quiet(timed, server.url)
+                check = mlops.MlflowTracker(server.url)
+                sample = list(dict.fromkeys(ids[: args.verify] + ids[-1:]))
                 got = count_points(check, sample, n)
                 want = len(sample) * steps * n
                 if got != want:
                     raise SystemExit(f"{name}: {got} of {want} points on the server")
-                scaled = seconds * runs / timed_runs
-                rows.append((name, timed_runs, seconds, scaled))
-                print(f"  {name:<28} {timed_runs:>4} runs in {seconds:8.2f} s (verified {got} points)", flush=True)
+            scaled = seconds * runs / timed_runs
+            rows.append((name, timed_runs, seconds, scaled))
+            print(f"  {name:<28} {timed_runs:>4} runs in {seconds:8.2f} s (verified {got} points)", flush=True)
 
-            # Warm-up (untimed): the fresh server's first requests pay for imports and table setup.
-            bench_mlops(server.url, 3, 10, n, os.path.join(tmp, "spool"))
-            quiet(bench_mlflow_client, server.url, "bench-warmup", 1, 10, n, log_batch_per_step)
-            time.sleep(2)
-            rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            print(f"workload: {runs} runs x {steps} steps x {n} metrics = {total:,} points; server {server.url}")
-            t, ids = bench_mlops(server.url, runs, steps, n, os.path.join(tmp, "spool"))
-            record("mlops MlflowTracker", runs, t, ids)
-            rss_mlops = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            t, ids = quiet(bench_mlflow_client, server.url, "bench-a", args.runs_a, steps, n, log_per_value)
-            record("mlflow (a) log_metric", args.runs_a, t, ids)
-            t, ids = quiet(bench_mlflow_client, server.url, "bench-b", args.runs_b, steps, n, log_batch_per_step)
-            record("mlflow (b) log_batch/step", args.runs_b, t, ids)
-            runs_c = args.runs_c or runs
-            t, ids = quiet(bench_mlflow_async, server.url, runs_c, steps, n)
-            record("mlflow (c) synchronous=False", runs_c, t, ids)
-            slow = bench_slow_server(server.url, args.slow_points, args.slow_capacity, args.slow_delay,
-                                     os.path.join(tmp, "spool"))
+        spool = os.path.join(tmp, "spool")
+        print(f"workload: {runs} runs x {steps} steps x {n} metrics = {total:,} points; a fresh server per contender")
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        contender("mlops MlflowTracker", lambda url: bench_mlops(url, 3, 10, n, spool), runs,
+                  lambda url: bench_mlops(url, runs, steps, n, spool))
+        rss_mlops = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        contender("mlflow (a) log_metric", lambda url: bench_mlflow_client(url, "warm", 1, 10, n, log_per_value),
+                  args.runs_a, lambda url: bench_mlflow_client(url, "bench-a", args.runs_a, steps, n, log_per_value))
+        contender("mlflow (b) log_batch/step", lambda url: bench_mlflow_client(url, "warm", 1, 10, n, log_batch_per_step),
+                  args.runs_b, lambda url: bench_mlflow_client(url, "bench-b", args.runs_b, steps, n, log_batch_per_step))
+        runs_c = args.runs_c or runs
+        contender("mlflow (c) synchronous=False", lambda url: bench_mlflow_async(url, 1, 10, n), runs_c,
+                  lambda url: bench_mlflow_async(url, runs_c, steps, n))
+        with MlflowServer(pathlib.Path(tmp) / "slow") as server:
+            slow = bench_slow_server(server.url, args.slow_points, args.slow_capacity, args.slow_delay, spool)
+            check = mlops.MlflowTracker(server.url)
             slow_points = sum(len(check.metric_history(slow[2], f"m{i}")) for i in range(10))
-            if slow_points != args.slow_points:
-                raise SystemExit(f"slow server: {slow_points} of {args.slow_points} points arrived")
-        finally:
-            server.stop()
+        if slow_points != args.slow_points:
+            raise SystemExit(f"slow server: {slow_points} of {args.slow_points} points arrived")
 
     base = rows[0][3]
     print()

@@ -71,7 +71,10 @@ CsvSource read_csv_source(const std::string& source) {
   } else if (u.scheme == "http" || u.scheme == "https") {
     auto tmp = std::filesystem::temp_directory_path() /
                ("mlops-import-" + std::to_string(std::random_device{}()) + ".csv");
-    http_download(source, tmp);
+    // TLS is verified against the system's CAs, or the PEM bundle SSL_CERT_FILE names (OpenSSL's variable).
+    TlsOptions tls;
+    if (const char* ca = std::getenv("SSL_CERT_FILE"); ca != nullptr && *ca != '\0') tls.ca_path = ca;
+    http_download(source, tmp, tls);
     try {
       out.text = read_file(tmp.string(), out.shown);
     } catch (...) {

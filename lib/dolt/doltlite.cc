@@ -62,6 +62,22 @@ struct Api {
   int (*busy_timeout)(Db*, int);
 };
 
+// The address sanitizer's runtime refuses RTLD_DEEPBIND (it would bypass its malloc). A sanitized build
+// loads DoltLite without it, which is safe only while no other SQLite is in the global scope for
+// DoltLite's own calls to bind to; load_api checks that and refuses otherwise.
+#if defined(__SANITIZE_ADDRESS__)
+#define MLOPS_ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLOPS_ASAN_BUILD 1
+#endif
+#endif
+#ifdef MLOPS_ASAN_BUILD
+constexpr int kDeepBind = 0;
+#else
+constexpr int kDeepBind = RTLD_DEEPBIND;
+#endif
+
 template <typename F>
 void resolve(void* handle, const std::string& path, const char* name, F& fn) {
   void* sym = dlsym(handle, name);
@@ -74,7 +90,12 @@ const Api& load_api(const std::string& path) {
   static std::map<std::string, std::unique_ptr<Api>> loaded;  // never unloaded: statements may outlive users
   std::lock_guard lock(mutex);
   if (auto it = loaded.find(path); it != loaded.end()) return *it->second;
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  if constexpr (kDeepBind == 0) {
+    if (dlsym(RTLD_DEFAULT, "sqlite3_open_v2") != nullptr)
+      throw DataSourceError("cannot load libdoltlite from " + path +
+                            " in a sanitized build: another SQLite is already loaded in this process");
+  }
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | kDeepBind);
   if (handle == nullptr) {
     const char* why = dlerror();
     throw DataSourceError("cannot load libdoltlite from " + path + ": " + (why ? why : "unknown error"));

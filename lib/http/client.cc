@@ -259,6 +259,7 @@ HttpResponse HttpClient::send_loop(const HttpRequest& request, int max_retries,
                                    const std::function<std::optional<HttpResponse>()>& before_retry) {
   const auto start = std::chrono::steady_clock::now();
   HttpResponse response = perform(request);
+  double waited = 0;
   for (int n = 1; n <= max_retries && response.retryable(); ++n) {
     double wait = retry_.backoff(n);
     if (response.retry_after >= 0) wait = std::min(response.retry_after, retry_.max_retry_after);
@@ -270,14 +271,17 @@ HttpResponse HttpClient::send_loop(const HttpRequest& request, int max_retries,
     }
     if (retry_.on_retry) retry_.on_retry(response, n, wait);
     std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+    waited += wait;
     if (before_retry) {
       if (auto done = before_retry()) {
         done->attempts = n;
+        done->waited_seconds = waited;
         return *done;
       }
     }
     response = perform(request);
     response.attempts = n + 1;
+    response.waited_seconds = waited;
   }
   return response;
 }

@@ -54,6 +54,7 @@ struct HttpResponse {
   double retry_after = -1;    ///< Retry-After in seconds, -1 when absent
   std::string transport_error;  ///< libcurl's reason when no answer came
   int attempts = 0;           ///< how many times the request was sent
+  double waited_seconds = 0;  ///< the waits before its retries, in seconds (Retry-After or the backoff)
 
   /// True for a connection failure or a status MLflow's client retries (408, 429, 500, 502, 503, 504).
   [[nodiscard]] bool retryable() const;

@@ -79,22 +79,10 @@ class MariaDB:
 
     def _make_certificates(self) -> list[str]:
         """A CA, a server certificate it signs for IP:127.0.0.1, and an unrelated CA; the server's options."""
-        self.certs.mkdir(parents=True, exist_ok=True)
-        c = self.certs
+        from certificates import make_test_ca
 
-        def openssl(*args: str) -> None:
-            subprocess.run(["openssl", *args], check=True, cwd=c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        for name, cn in (("ca", "mlops test CA"), ("other-ca", "mlops other CA")):
-            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={cn}",
-                    "-keyout", f"{name}-key.pem", "-out", f"{name}.pem")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mlops test server",
-                "-keyout", "server-key.pem", "-out", "server.csr")
-        (c / "server.ext").write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n"
-                                      "keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n")
-        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
-                "-days", "2", "-extfile", "server.ext", "-out", "server.pem")
-        return [f"--ssl-ca={self.ca}", f"--ssl-cert={c / 'server.pem'}", f"--ssl-key={c / 'server-key.pem'}"]
+        made = make_test_ca(self.certs)
+        return [f"--ssl-ca={made.ca}", f"--ssl-cert={made.cert}", f"--ssl-key={made.key}"]
 
     def start(self) -> "MariaDB":
         bindir = "/usr/sbin"
@@ -108,11 +96,37 @@ class MariaDB:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         mariadbd = shutil.which("mariadbd", path=bindir + ":" + os.environ.get("PATH", "")) or "mysqld"
         tls = self._make_certificates() if self.tls else []
+        # mariadbd cannot bind port 0 and report it (0 means its default, 3306): it gets a port that was free a
+        # moment ago, and another when something took that one in between.
+        for attempt in range(8):
+            if attempt:
+                self.port = _free_port()
+            conn = self._launch(mariadbd, tls)
+            if conn is not None:
+                break
+        else:
+            raise RuntimeError(f"mariadbd found no free port in 8 tries:\n{self._log_tail()}")
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            for host in ("localhost", "127.0.0.1", "127.0.0.2"):
+                cur.execute(f"CREATE USER '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}'")
+                cur.execute(f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'{host}'")
+        conn.close()
+        return self
+
+    def _log_tail(self) -> str:
+        path = self.base / "error.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def _launch(self, mariadbd: str, tls: list[str]) -> Optional[pymysql.connections.Connection]:
+        """Starts mariadbd on self.port; a root connection once it answers, None when the port was taken."""
         bind = "127.0.0.1,127.0.0.2" if self.tls else "127.0.0.1"
+        log = self.base / "error.log"
+        log.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [mariadbd, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
              f"--port={self.port}", f"--bind-address={bind}", "--user=root", *tls,
-             f"--pid-file={self.base / 'mysqld.pid'}", f"--log-error={self.base / 'error.log'}",
+             f"--pid-file={self.base / 'mysqld.pid'}", f"--log-error={log}",
              f"--innodb-buffer-pool-size={self.buffer_pool}", "--skip-log-bin", "--max-allowed-packet=256M",
              "--local-infile=1", "--innodb-flush-log-at-trx-commit=2",
              # Customers write in every language: the server's defaults are utf8mb4, not MariaDB's latin1.
@@ -121,22 +135,17 @@ class MariaDB:
         deadline = time.monotonic() + 90
         while True:
             if self.proc.poll() is not None:
-                log = (self.base / "error.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"mariadbd exited with {self.proc.returncode}:\n{log}")
+                tail = self._log_tail()
+                if "Address already in use" in tail or "Bind on TCP/IP port" in tail:
+                    return None
+                raise RuntimeError(f"mariadbd exited with {self.proc.returncode}:\n{tail}")
+            # The unix socket comes after the TCP port is bound: an answer here is this server on self.port.
             if self._answers():
-                conn = self.root()
-                break
+                return self.root()
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("mariadbd did not answer within 90 s")
             time.sleep(0.2)
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-            for host in ("localhost", "127.0.0.1", "127.0.0.2"):
-                cur.execute(f"CREATE USER '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}'")
-                cur.execute(f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'{host}'")
-        conn.close()
-        return self
 
     def _answers(self) -> bool:
         # A plain socket probe (closed at once), so no half-made client connection is left to the GC.

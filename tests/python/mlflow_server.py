@@ -133,6 +133,8 @@ class FaultProxy:
         self.refuse = refuse
         self.requests: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
+        self.in_flight = 0      # requests being forwarded now
+        self.max_in_flight = 0  # the most at once so far
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -177,15 +179,22 @@ class FaultProxy:
                         headers["Retry-After"] = proxy.retry_after
                     self._answer(proxy.fail_status, b"injected failure", headers)
                     return
-                if proxy.delay:
-                    time.sleep(proxy.delay)
-                host = self.upstream_host
-                conn = http.client.HTTPConnection(host[0], host[1], timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                r = conn.getresponse()
-                data = r.read()
-                conn.close()
+                with proxy.lock:
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    if proxy.delay:
+                        time.sleep(proxy.delay)
+                    host = self.upstream_host
+                    conn = http.client.HTTPConnection(host[0], host[1], timeout=60)
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    r = conn.getresponse()
+                    data = r.read()
+                    conn.close()
+                finally:
+                    with proxy.lock:
+                        proxy.in_flight -= 1
                 dropped = proxy.drop_answer is not None and proxy.drop_answer(self.command, self.path)
                 with proxy.lock:
                     proxy.requests.append((self.command, self.path, 503 if dropped else r.status))
@@ -249,5 +258,5 @@ def shared_server(root: pathlib.Path) -> MlflowServer:
         import atexit
 
         _shared = MlflowServer(root).start()
-        atexit.register(_shared.stop)
+        atexit.register(_shared.close)
     return _shared

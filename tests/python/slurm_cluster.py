@@ -95,9 +95,11 @@ class SlurmCluster:
 
     def _write_conf(self, munge_socket: pathlib.Path, devices: list[pathlib.Path]) -> None:
         etc = self.root / "etc"
-        etc.mkdir()
+        etc.mkdir(exist_ok=True)
         for d in ("state", "spool"):
-            (self.root / d).mkdir()
+            (self.root / d).mkdir(exist_ok=True)
+        # The daemons cannot bind port 0 and report it: ports that were free a moment ago, and new ones when
+        # something took one in between (start() retries).
         self.ctld_port, self.slurmd_port = _free_port(), _free_port()
         r = self.root
         gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
@@ -166,10 +168,19 @@ class SlurmCluster:
             _tool(tool)
         try:
             munge_socket = self._munge()
-            self._write_conf(munge_socket, self._fake_gpus())
-            self._spawn("slurmctld", [_tool("slurmctld"), "-D", "-c", "-f", str(self.conf)])
-            self._spawn("slurmd", [_tool("slurmd"), "-D", "-N", "localhost", "-f", str(self.conf)])
-            self._wait_idle(timeout)
+            devices = self._fake_gpus()
+            for attempt in range(5):
+                self._write_conf(munge_socket, devices)
+                self._spawn("slurmctld", [_tool("slurmctld"), "-D", "-c", "-f", str(self.conf)])
+                self._spawn("slurmd", [_tool("slurmd"), "-D", "-N", "localhost", "-f", str(self.conf)])
+                try:
+                    self._wait_idle(timeout)
+                    break
+                except SlurmUnavailable:
+                    logs = "".join(self.log_tail(f"{d}.{ext}") for d in ("slurmctld", "slurmd") for ext in ("out", "log"))
+                    if attempt == 4 or "Address already in use" not in logs:
+                        raise
+                    self._end("slurmd", "slurmctld")
         except BaseException:
             self.stop()
             raise
@@ -190,7 +201,13 @@ class SlurmCluster:
                                f"{self.log_tail('slurmctld.log')}\n{self.log_tail('slurmd.log')}")
 
     def stop(self) -> None:
-        for name in ("slurmd", "slurmctld", "munged"):
+        self._end("slurmd", "slurmctld", "munged")
+        if self.munge_dir is not None:
+            shutil.rmtree(self.munge_dir, ignore_errors=True)
+            self.munge_dir = None
+
+    def _end(self, *names: str) -> None:
+        for name in names:
             p = self.procs.pop(name, None)
             if p is None or p.poll() is not None:
                 continue
@@ -200,9 +217,6 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=15)
-        if self.munge_dir is not None:
-            shutil.rmtree(self.munge_dir, ignore_errors=True)
-            self.munge_dir = None
 
     # ---- commands -------------------------------------------------------------------------------------
 

@@ -106,11 +106,11 @@ def test_a_catalog_name_longer_than_a_file_name_is_refused_where_it_enters():
 
 @pipeline
 @pytest.mark.parametrize("content", [None, b"{not json", b"[1, 2]", b"\xff\xfe"])
-def test_train_plan_missing_or_not_json(tmp_path: pathlib.Path, content):
+def test_train_plan_missing_or_not_json(tmp_path: pathlib.Path, content, refused_url):
     path = tmp_path / "plan.json"
     if content is not None:
         path.write_bytes(content)
-    r = run_cli("train", "--plan", str(path), "--tracking-uri", "http://127.0.0.1:9")
+    r = run_cli("train", "--plan", str(path), "--tracking-uri", refused_url)
     assert r.returncode == (4 if content is None else 1), r
     assert str(path) in stderr(r)
 
@@ -122,8 +122,8 @@ def test_train_plan_missing_or_not_json(tmp_path: pathlib.Path, content):
     ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "two"}, "SLURM_ARRAY_TASK_COUNT"),
     ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "1.5"}, "SLURM_ARRAY_TASK_MIN"),
 ])
-def test_shard_variables_that_are_not_numbers(env, name):
-    r = run_cli("train", "--tracking-uri", "http://127.0.0.1:9", env=env)
+def test_shard_variables_that_are_not_numbers(env, name, refused_url):
+    r = run_cli("train", "--tracking-uri", refused_url, env=env)
     assert r.returncode == 1, r
     assert "[mlops.config]" in stderr(r) and name in stderr(r)
 
@@ -139,8 +139,8 @@ def test_shard_variables_that_are_not_numbers(env, name):
     ["serve", "--port", "65536", "some-release"],
     ["serve", "--port", "http", "some-release"],
 ])
-def test_out_of_range_numbers_are_usage_errors(args, tmp_path):
-    r = run_cli(*args, "--tracking-uri", "http://127.0.0.1:9", "--data", f"doltlite:{tmp_path / 'x.db'}", cwd=tmp_path)
+def test_out_of_range_numbers_are_usage_errors(args, tmp_path, refused_url):
+    r = run_cli(*args, "--tracking-uri", refused_url, "--data", f"doltlite:{tmp_path / 'x.db'}", cwd=tmp_path)
     assert r.returncode == 2, r
     assert "expected" in stderr(r)
     assert list(tmp_path.iterdir()) == []
@@ -149,8 +149,8 @@ def test_out_of_range_numbers_are_usage_errors(args, tmp_path):
 @pipeline
 @pytest.mark.parametrize("command", [["plan"], ["lineage", "m"], ["releases"], ["diff-release", "a", "b"],
                                      ["train"], ["release", "--image", "r.io/x"], ["rollback", "--release", "ab"]])
-def test_commands_that_only_read_data_create_no_database(tmp_path: pathlib.Path, command):
-    r = run_cli(*command, "--data", "doltlite:new.db", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path)
+def test_commands_that_only_read_data_create_no_database(tmp_path: pathlib.Path, command, refused_url):
+    r = run_cli(*command, "--data", "doltlite:new.db", "--tracking-uri", refused_url, cwd=tmp_path)
     assert r.returncode == 4, r
     assert "new.db" in stderr(r) and "[mlops.not_found]" in stderr(r)
     assert list(tmp_path.iterdir()) == []

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import math
+import os
 import sqlite3
+import ssl
 import struct
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -173,6 +178,42 @@ def test_text_column_is_featurized(src):
     assert other_seed.digest != ds.digest
 
 
+# Tickets arrive in every language: CJK, emoji (4-byte UTF-8) and combining marks, as labels and as text.
+WORLD_TEXT = [(1, "配送が遅れています", "物流"), (2, "包裹还没到 📦", "物流"),
+              (3, "환불해 주세요 💳", "결제"), (4, "Café crème, s'il vous plaît", "결제")]
+
+
+def test_cjk_and_emoji_text_round_trips_through_insert_query_dataset_and_diff(src):
+    src.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, topic TEXT)")
+    for row in WORLD_TEXT:
+        src.execute("INSERT INTO tickets VALUES (?, ?, ?)", row)
+    first = src.commit("tickets 🎫")
+    assert src.head().message == "tickets 🎫"
+    got = src.query("SELECT id, body, topic FROM tickets ORDER BY id").to_numpy()
+    assert list(zip(got["id"].tolist(), got["body"], got["topic"])) == WORLD_TEXT
+    found = src.query("SELECT id FROM tickets WHERE body = ?", ("包裹还没到 📦",)).column("id")
+    assert found.tolist() == [2]
+
+    ds = src.dataset("tickets", label="topic", text="body", dimension=64, seed=1)
+    assert ds.classes == sorted({t for _, _, t in WORLD_TEXT})
+    assert [ds.classes[i] for i in ds.y] == [t for _, _, t in WORLD_TEXT]
+    # The rows read from the store featurize exactly as the same Python strings do at prediction time.
+    expected = mlops.Featurizer(dimension=64, seed=1).transform([b for _, b, _ in WORLD_TEXT])
+    np.testing.assert_array_equal(ds.X, expected)
+
+    src.execute("UPDATE tickets SET body = ? WHERE id = 1", ("配送が遅れています 🚚",))
+    src.execute("INSERT INTO tickets VALUES (5, ?, ?)", ("Доставка задерживается", "物流"))
+    src.commit("more")
+    d = src.diff(first.hash, "HEAD", "tickets")
+    assert (d.added, d.modified, d.removed) == (1, 1, 0)
+    rows = d.rows.to_numpy()
+    changed = {int(k): (f, t) for k, f, t in zip(rows["to_id"], rows["from_body"], rows["to_body"])}
+    assert changed[1] == ("配送が遅れています", "配送が遅れています 🚚")
+    assert changed[5] == (None, "Доставка задерживается")
+    only = src.diff(first.hash, "HEAD", "tickets", where="topic = ?", params=("物流",))
+    assert (only.added, only.modified, only.removed) == (1, 1, 0)
+
+
 def test_float32_blob_column_is_a_feature_block(src):
     src.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, emb BLOB, w REAL, lab INTEGER)")
     for i in range(4):
@@ -291,8 +332,10 @@ def test_import_csv_failure_commits_nothing_and_leaves_the_working_set(src, tmp_
     assert src.query("SELECT id, v FROM k ORDER BY id").to_numpy()["v"].tolist() == ["x", "pending"]
 
 
-def test_import_csv_from_an_http_url(src, tmp_path):
-    body = b"id,score,label\n1,0.25,a\n2,0.75,b\n"
+@contextlib.contextmanager
+def csv_link(body: bytes, certificate: tuple[str, str] | None = None):
+    """A spreadsheet's CSV export on loopback: yields its base URL (https with `certificate` = (cert, key));
+    a path containing "missing" answers 404."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
@@ -309,10 +352,22 @@ def test_import_csv_from_an_http_url(src, tmp_path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if certificate:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*certificate)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/export?format=csv&token=s3cr3t"
+        yield f"{'https' if certificate else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_import_csv_from_an_http_url(src, tmp_path):
+    with csv_link(b"id,score,label\n1,0.25,a\n2,0.75,b\n") as base:
+        url = f"{base}/export?format=csv&token=s3cr3t"
         c = src.import_csv("sheet", url, primary_key=["id"], message="from sheet")
         assert src.count("sheet") == 2 and src.head() == c
         ds = src.dataset("sheet", label="label", features=["score"])
@@ -321,9 +376,42 @@ def test_import_csv_from_an_http_url(src, tmp_path):
             src.import_csv("sheet", url.replace("export", "missing"), primary_key=["id"], message="gone")
         assert "404" in str(e.value) and "s3cr3t" not in str(e.value)
         assert src.head() == c
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+def test_sync_from_an_https_link_verifies_the_server(src, tmp_path, monkeypatch):
+    """`mlops sync` with an https link (a spreadsheet's CSV export): verified against the CAs in SSL_CERT_FILE,
+    refused when no trusted CA signed the server's certificate, with nothing committed."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from certificates import make_test_ca
+
+    ca = make_test_ca(tmp_path / "certs")
+    data = f"doltlite:{tmp_path / 'train.db'}"
+    src.execute("CREATE TABLE keep (id INTEGER PRIMARY KEY)")
+    before = src.commit("before")
+
+    def sync(url, ca_file):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "SSL_CERT"))}
+        if ca_file:
+            env["SSL_CERT_FILE"] = ca_file
+        return subprocess.run([sys.executable, "-m", "mlops", "sync", "sheet", url, "--primary-key", "id",
+                               "--data", data, "-m", "from the sheet"], env=env, capture_output=True, text=True)
+
+    with csv_link("id,score,label\n1,0.25,配送\n2,0.75,📦\n".encode(), (ca.cert, ca.key)) as base:
+        url = f"{base}/export?format=csv&token=s3cr3t"
+        for untrusted in (None, ca.other_ca):  # the system's CAs; a CA that did not sign it
+            r = sync(url, untrusted)
+            assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+            assert "certificate" in r.stderr.lower() and "s3cr3t" not in r.stderr, r.stderr
+            assert src.head() == before
+        r = sync(url, ca.ca)
+        assert r.returncode == 0, r.stderr
+        assert src.head().message == "from the sheet"
+        got = src.query("SELECT id, label FROM sheet ORDER BY id").to_numpy()
+        assert got["id"].tolist() == [1, 2] and list(got["label"]) == ["配送", "📦"]
+        # The library call that sync makes, in this process.
+        monkeypatch.setenv("SSL_CERT_FILE", ca.ca)
+        src.import_csv("sheet2", url, primary_key=["id"], message="again")
+        assert src.count("sheet2") == 2
 
 
 def test_bad_uris_and_library_paths_are_config_errors(tmp_path):

@@ -113,6 +113,30 @@ def test_dataset_unpinned_from_mysql(src, server):
         src.dataset("feat", label="label", features=["zz"], at=None)
 
 
+# Tickets arrive in every language: CJK, emoji (4-byte UTF-8) and combining marks, as labels and as text. On a
+# latin1 server or database (MariaDB's own defaults) the inserts fail with "Incorrect string value".
+WORLD_TEXT = [(1, "配送が遅れています", "物流"), (2, "包裹还没到 📦", "物流"),
+              (3, "환불해 주세요 💳", "결제"), (4, "Café crème, s'il vous plaît", "결제")]
+
+
+def test_cjk_and_emoji_text_round_trips_through_insert_query_and_dataset(src):
+    src.execute("DROP TABLE IF EXISTS tickets")
+    src.execute("CREATE TABLE tickets (id INT PRIMARY KEY, body TEXT, topic VARCHAR(40))")
+    for row in WORLD_TEXT:
+        src.execute("INSERT INTO tickets VALUES (?, ?, ?)", row)
+    got = src.query("SELECT id, body, topic FROM tickets ORDER BY id").to_numpy()
+    assert list(zip(got["id"].tolist(), got["body"], got["topic"])) == WORLD_TEXT
+    found = src.query("SELECT id FROM tickets WHERE body = ?", ("包裹还没到 📦",)).column("id")
+    assert found.tolist() == [2]
+    assert src.count("tickets", where="topic = ?", params=("결제",), at=None) == 2
+
+    ds = src.dataset("tickets", label="topic", text="body", dimension=64, seed=1, at=None)
+    assert ds.classes == sorted({t for _, _, t in WORLD_TEXT})
+    assert [ds.classes[i] for i in ds.y] == [t for _, _, t in WORLD_TEXT]
+    expected = mlops.Featurizer(dimension=64, seed=1).transform([b for _, b, _ in WORLD_TEXT])
+    np.testing.assert_array_equal(ds.X, expected)
+
+
 def test_injection_attempts_are_bound_or_rejected(src, server):
     fill(server, n=10)
     assert src.count("feat", where="CAST(label AS CHAR) = ?", params=("1' OR '1'='1",), at=None) == 0

@@ -232,16 +232,20 @@ def test_the_image_carries_the_release_in_its_labels(podman, image, release):
 
 
 def test_the_release_image_serves_health_and_a_prediction(podman, image, release):
-    from mlflow_server import free_port
-
-    port = free_port()
     name = f"mlops-release-test-{os.getpid()}"
-    podman("run", "-d", "--name", name, "--network", "host", "-e", f"MLOPS_PORT={port}", image)
-    base = f"http://127.0.0.1:{port}"
+    # Port 0: the server binds a free port itself and names it in its first line.
+    podman("run", "-d", "--name", name, "--network", "host", "-e", "MLOPS_PORT=0", image)
     try:
-        deadline, health = time.monotonic() + 120, None
+        deadline, health, base = time.monotonic() + 120, None, None
         while time.monotonic() < deadline and health is None:
+            if base is None:
+                said = podman("logs", name, check=False)
+                found = re.search(r"serving release \S+ .* on http://[^:/]+:(\d+)", said.stdout + said.stderr)
+                if found:
+                    base = f"http://127.0.0.1:{found.group(1)}"
             try:
+                if base is None:
+                    raise OSError("not listening yet")
                 with urllib.request.urlopen(base + "/health", timeout=2) as r:
                     health = (r.status, r.read())
             except OSError:

@@ -27,7 +27,7 @@ def own_server(tmp_path):
     """A server of the test's own, to stop and start again on the same port and store."""
     server = MlflowServer(tmp_path / "own").start()
     yield server
-    server.stop()
+    server.close()
 
 
 FAST = dict(max_retries=4, backoff_factor=0.05, backoff_jitter=0.0)

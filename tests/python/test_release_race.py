@@ -101,8 +101,16 @@ def test_release_and_rollback_at_once_never_report_a_mixed_state(server, tmp_pat
             assert r.returncode in (0, 8), (kind, r.returncode, r.stderr)
             if r.returncode == 0:
                 assert json.loads(r.stdout)["complete"] is True
+        # The lease lets at least one side through each round; the other waits its turn or is refused (8).
+        done = sorted(kind for kind, r in results.items() if r.returncode == 0)
+        assert done, (round_, {kind: r.stderr[-2000:] for kind, r in results.items()})
         final = production(tracker, names)
-        assert final in (v1, v2), (round_, final)  # one manifest or the other, never a mix
+        if done == ["release"]:
+            assert final == v2, (round_, final)
+        elif done == ["rollback"]:
+            assert final == v1, (round_, final)
+        else:
+            assert final in (v1, v2), (round_, final)  # one manifest or the other, never a mix
     # Each release is recorded once however many times it ran.
     md5s = [r["md5"] for r in mlops.Pipeline(source, tracker, mlops.CudaTrainer(device="cpu"),
                                              mlops.load_catalog_table(source)).releases()]
@@ -154,6 +162,9 @@ def test_lost_answers_while_recording_200_adapters_make_no_second_version(server
         report = pipe.train(pipe.plan(at="main"))
     direct = mlops.MlflowTracker(server.url)
     assert len(report.items) == 200
+    # Six retries outlast these faults: a failed item is rare, and a run where most fail is a broken client.
+    failed = [item["name"] for item in report.items if item["status"] == "failed"]
+    assert len(failed) <= 10, failed
     for item in report.items:
         versions = direct.search_model_versions(f"name = '{item['name']}'")
         if item["status"] == "failed":

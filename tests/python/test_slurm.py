@@ -54,12 +54,12 @@ def test_a_rerun_task_trains_the_shard_of_its_array_id(monkeypatch, env, expecte
 
 
 @needs_pipeline
-def test_bad_submissions_are_config_errors_before_anything_runs(tmp_path, capsys, monkeypatch):
+def test_bad_submissions_are_config_errors_before_anything_runs(tmp_path, capsys, monkeypatch, refused_url):
     assert cli.main(["submit", "slurm", "--workdir", str(tmp_path), "--rerun", "1"]) == cli.EXIT_ERROR
     assert "no chain was submitted" in capsys.readouterr().err
     monkeypatch.delenv("MLOPS_IMAGE", raising=False)
-    # Checked before planning: no tracking server is asked (nothing listens on port 9).
-    assert cli.main(["submit", "slurm", "--workdir", str(tmp_path / "w"), "--tracking-uri", "http://127.0.0.1:9"]) == 1
+    # Checked before planning: no tracking server is asked (nothing listens at refused_url).
+    assert cli.main(["submit", "slurm", "--workdir", str(tmp_path / "w"), "--tracking-uri", refused_url]) == 1
     assert "needs an image repository" in capsys.readouterr().err and not (tmp_path / "w").exists()
     assert cli.main(["submit", "slurm", "--workdir", str(tmp_path), "--image", "r", "--train-script",
                      str(tmp_path / "missing.sbatch")]) == cli.EXIT_ERROR

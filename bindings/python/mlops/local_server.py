@@ -1,5 +1,5 @@
-"""A local MLflow tracking server for demos, notebooks, tests and benchmarks: started on a free loopback
-port with its backend store on SQLite (a file under one directory, the default) or on a database server
+"""A local MLflow tracking server for demos, notebooks, tests and benchmarks: started on a loopback port it
+binds itself (port 0, read back from its log) with its backend store on SQLite (a file under one directory, the default) or on a database server
 (MariaDB/MySQL through ``mysql+pymysql://``), an artifacts folder under the same directory, and one or
 more worker processes; stopped by ``close()``/``stop()`` or the ``with`` block, and restartable on the
 same port and store.
@@ -17,14 +17,21 @@ import socket
 import subprocess
 import sys
 import time
+import re
 import urllib.error
 import urllib.request
 
 
 def free_port() -> int:
+    """A port that was free a moment ago (another process may take it before the caller binds it): only for
+    servers that cannot bind port 0 themselves and report it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The line in which gunicorn or uvicorn names the address it bound.
+_LISTENING = re.compile(rb"(?:Listening at: |Uvicorn running on )http://127\.0\.0\.1:(\d+)")
 
 
 def _mlflow_executable() -> str:
@@ -65,13 +72,19 @@ class MlflowServer:
         self.frontend = frontend
         self.directory = pathlib.Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # None: the server binds port 0 at its first start and start() reads the port back; a restart asks
+        # for the same port again (held, refusing connections, while the server is stopped).
+        self.port = port
+        self._reserved: socket.socket | None = None
         self.log_path = self.directory / "server.log"
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.directory / 'mlflow.db'}"
         self._timeout = timeout
         self.workers = workers
         self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def backend(self) -> str:
@@ -86,28 +99,43 @@ class MlflowServer:
             _mlflow_executable(), "server",
             "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", str(self.directory / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+            "--host", "127.0.0.1", "--port", str(self.port or 0), "--workers", str(self.workers),
         ]
         if self.frontend == "gunicorn":
             # MLflow's Flask app under gunicorn answers a tracking call in about half the time of the
             # uvicorn front end (bench/pipeline); a long artifact transfer may take up to 10 minutes.
             cmd += ["--gunicorn-opts", "--timeout 600"]
         log = open(self.log_path, "ab")
+        log_start = log.tell()
         env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="false")
         env.pop("MLFLOW_TRACKING_URI", None)
         # MLflow's job runner (GenAI evaluation jobs) starts seven consumer processes that import MLflow
         # and then poll the store; tracking and the registry do not use it. Set the variable to keep it.
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
         # Its own process group: the server starts worker processes that close() must end too.
         self._process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.directory,
                                          start_new_session=True)
         log.close()
         deadline = time.monotonic() + self._timeout
+        bound = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 code = self._process.returncode
                 self._process = None
                 raise RuntimeError(f"mlflow server exited with {code}; see {self.log_path}:\n{self.log_tail()}")
+            if bound is None:
+                # Only this server's own report of its address counts: a health answer on a port it failed
+                # to bind would come from someone else.
+                bound = self._bound_port(log_start)
+                if bound is None:
+                    time.sleep(0.2)
+                    continue
+                if self.port and bound != self.port:
+                    raise RuntimeError(f"mlflow server bound port {bound}, not {self.port}")
+                self.port = bound
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
                     if r.status == 200:
@@ -118,6 +146,15 @@ class MlflowServer:
         self.close()
         raise TimeoutError(f"mlflow server did not answer on {self.url} within {self._timeout:.0f} s; "
                            f"see {self.log_path}:\n{self.log_tail()}")
+
+    def _bound_port(self, log_start: int) -> int | None:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(log_start)
+                found = _LISTENING.search(f.read())
+        except OSError:
+            return None
+        return int(found.group(1)) if found else None
 
     def _use_write_ahead_log(self) -> None:
         """A SQLite store is put in write-ahead-log mode (kept in the file, so every worker's connection uses
@@ -178,7 +215,20 @@ class MlflowServer:
             conn.close()
 
     def close(self) -> None:
-        """Stops the server and its workers, and waits until the port is free (so start() can bind it)."""
+        """Stops the server and its workers for good and lets its port go."""
+        self._end_process()
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
+
+    def stop(self) -> None:
+        """Stops the server and its workers; its port stays reserved for start() (refusing connections, as a
+        stopped server's port does) until then or close()."""
+        self._end_process()
+        self._reserve_port()
+
+    def _end_process(self) -> None:
+        """Ends the server's process group and waits until its port is free."""
         p, self._process = self._process, None
         if p is None:
             return
@@ -198,10 +248,22 @@ class MlflowServer:
         if p.poll() is None:
             p.wait()
         deadline = time.monotonic() + 15
-        while not _port_free(self.port) and time.monotonic() < deadline:
+        while self.port and not _port_free(self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    stop = close
+    def _reserve_port(self) -> None:
+        """Binds the stopped server's port without listening: clients are refused as by a stopped server,
+        and no other process takes the port before start() hands it back to the server."""
+        if not self.port or self._reserved is not None:
+            return
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", self.port))
+        except OSError:
+            s.close()
+            return
+        self._reserved = s
 
     @property
     def pid(self) -> int | None:

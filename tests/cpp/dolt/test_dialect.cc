@@ -28,7 +28,7 @@ TEST_CASE("Dolt sql-server dialect: version-control calls are CALL DOLT_* proced
   CHECK(d.table_status() == "SELECT table_name FROM dolt_status WHERE table_name = ?");
 }
 
-TEST_CASE("Dolt sql-server dialect: merging is CALL DOLT_MERGE; conflicts are read from dolt_conflicts") {
+TEST_CASE("Dolt sql-server dialect: merging is CALL DOLT_MERGE, conflicts are read from dolt_conflicts") {
   Dialect d(Backend::Dolt);
   CHECK(d.call("merge", 3) == "CALL DOLT_MERGE(?, ?, ?)");
   CHECK(d.merge_base() == "SELECT DOLT_MERGE_BASE(?, ?)");
@@ -78,7 +78,7 @@ TEST_CASE("a MySQL server without Dolt reads only the current rows") {
   CHECK_THROWS_AS((void)d.table_at("t", kDoltHash), mlops::DataSourceError);
 }
 
-TEST_CASE("identifiers are validated and quoted; hashes are validated before they enter SQL text") {
+TEST_CASE("identifiers are validated and quoted, hashes are validated before they enter SQL text") {
   Dialect lite(Backend::DoltLite), dolt(Backend::Dolt);
   CHECK_THROWS_AS(Dialect::check_table("t; DROP TABLE t"), mlops::ConfigError);
   CHECK_THROWS_AS(Dialect::check_table("1abc"), mlops::ConfigError);

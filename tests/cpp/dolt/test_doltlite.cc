@@ -10,22 +10,11 @@
 
 #include "mlops/dolt.hpp"
 #include "mlops/error.hpp"
+#include "required.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;  // the sanitizer runtime refuses RTLD_DEEPBIND, which DoltLite needs
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 std::string doltlite_lib() {
   if (const char* env = std::getenv("DOLTLITE_LIB"); env && *env) return env;
@@ -49,16 +38,9 @@ struct TempDir {
 };
 
 bool usable() {
-  if (kSanitized) {
-    MESSAGE("DoltLite tests skipped: the address sanitizer runtime cannot dlopen with RTLD_DEEPBIND");
-    return false;
-  }
   const auto lib = doltlite_lib();
-  if (lib.empty() || !fs::exists(lib)) {
-    MESSAGE("DoltLite tests skipped: libdoltlite.so not found (set DOLTLITE_LIB or install the doltlite wheel)");
-    return false;
-  }
-  return true;
+  return mlops::test::require_component(!lib.empty() && fs::exists(lib),
+                                        "libdoltlite.so not found (set DOLTLITE_LIB or install the doltlite wheel)");
 }
 
 mlops::DoltOptions options() {
@@ -195,7 +177,7 @@ TEST_CASE("DoltLite: datasets reads every slice in one scan, each exactly its si
   CHECK_THROWS_AS(src.datasets(spec, "c", values), mlops::ConfigError);
 }
 
-TEST_CASE("DoltLite: merges fast-forward or with a commit; a conflict merges nothing and names the rows") {
+TEST_CASE("DoltLite: merges fast-forward or with a commit, a conflict merges nothing and names the rows") {
   if (!usable()) return;
   TempDir dir;
   mlops::DoltSource src((dir.path / "m.db").string(), options());

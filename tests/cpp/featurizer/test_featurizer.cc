@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <openssl/sha.h>
+
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -35,7 +38,7 @@ TEST_CASE("hashed unigram+bigram features: L2-normalised, deterministic, seed-de
   CHECK_THROWS_AS(f.transform("x", wrong), mlops::DataError);
 }
 
-TEST_CASE("featurizer settings round-trip; the batch form equals the one-text form") {
+TEST_CASE("featurizer settings round-trip, the batch form equals the one-text form") {
   Featurizer f(32, 5, "body");
   auto s = f.settings();
   CHECK(s == nlohmann::json{{"kind", "hashed-word-unigram-bigram"}, {"dimension", 32}, {"seed", 5}, {"text", "body"}});
@@ -55,6 +58,37 @@ TEST_CASE("featurizer settings round-trip; the batch form equals the one-text fo
   CHECK_THROWS_AS(Featurizer::from_settings({{"kind", Featurizer::kHashedWords}, {"dimension", "8"}}), mlops::ConfigError);
   CHECK_THROWS_AS(Featurizer::from_settings({{"kind", Featurizer::kHashedWords}, {"dimension", 8}, {"seed", -1}}),
                   mlops::ConfigError);
+}
+
+namespace {
+std::string sha256_hex(const std::vector<float>& x) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(x.data()), x.size() * sizeof(float), digest);
+  std::string hex;
+  char two[3];
+  for (unsigned char b : digest) {
+    std::snprintf(two, sizeof two, "%02x", b);
+    hex += two;
+  }
+  return hex;
+}
+}  // namespace
+
+// Saved text models depend on these exact features; the same reference values are checked from Python
+// (tests/python/test_featurizer.py), computed once from the featurizer as released.
+TEST_CASE("features of known texts never change (golden SHA-256 of the float32 output)") {
+  const std::vector<std::string> texts{"The quick brown fox jumps over the lazy dog", "refund my order #12345, please!",
+                                       "Où est ma commande ?", "配送が遅れています", "包裹还没到 📦", "", "  ...  ",
+                                       "GPU kernels and CUDA streams"};
+  CHECK(sha256_hex(Featurizer(64, 0).transform(texts)) ==
+        "67266b8df386cd57172f81c93b406ce6b12a59b22236a90125213de101be59b2");
+  CHECK(sha256_hex(Featurizer(1024, 7).transform(texts)) ==
+        "a4a7def9ce5a7925479cda0ab5acf3e21d8eca04a77c7d03565416584c35b7d5");
+  std::vector<float> x(16);
+  Featurizer(16, 0).transform("hello world", x);
+  std::vector<float> expected(16, 0.0f);
+  expected[0] = expected[5] = expected[8] = static_cast<float>(1 / std::sqrt(3.0));
+  CHECK(x == expected);
 }
 
 namespace {
@@ -83,7 +117,7 @@ TEST_CASE("a text adapter predicts from raw text exactly as from the featurized 
   CHECK(back.predict_proba(texts) == a.predict_proba(texts));
 }
 
-TEST_CASE("integer labels stay integers; a numeric adapter refuses text") {
+TEST_CASE("integer labels stay integers, a numeric adapter refuses text") {
   auto a = text_adapter({"0", "12"});
   CHECK(a.integer_labels());
   CHECK(a.classes_json() == nlohmann::json::array({0, 12}));

@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 
 #include "http/client.hpp"
@@ -19,6 +22,7 @@
 #include "mlops/error.hpp"
 #include "mlops/mlflow.hpp"
 #include "mlops/tags.hpp"
+#include "required.hpp"
 
 using namespace mlops;
 namespace fs = std::filesystem;
@@ -32,13 +36,12 @@ class Server {
     if (!fs::exists(exe_)) return;
     root_ = fs::temp_directory_path() / ("mlops-cpp-mlflow-" + std::to_string(::getpid()));
     fs::create_directories(root_ / "artifacts");
-    port_ = 20000 + ::getpid() % 20000;
     const std::string store = "sqlite:///" + (root_ / "mlflow.db").string();
     const std::string artifacts = (root_ / "artifacts").string();
-    const std::string port = std::to_string(port_);
     const std::string log = (root_ / "server.log").string();
+    // Port 0: the server binds a free port itself and names it in its log, where it is read back.
     std::vector<std::string> argv = {exe_.string(), "server", "--backend-store-uri", store, "--artifacts-destination",
-                                     artifacts, "--host", "127.0.0.1", "--port", port, "--workers", "1"};
+                                     artifacts, "--host", "127.0.0.1", "--port", "0", "--workers", "1"};
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -57,9 +60,18 @@ class Server {
     }
     detail::HttpClient http({}, {}, 2, detail::RetryPolicy{0, 0, 0, 0, 0, {}});
     detail::HttpRequest req;
-    req.url = url() + "/health";
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
     while (std::chrono::steady_clock::now() < deadline) {
+      if (port_ == 0) port_ = bound_port(log);
+      if (port_ == 0) {
+        if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+          pid_ = -1;
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      req.url = url() + "/health";
       if (http.perform(req).status == 200) {
         up_ = true;
         return;
@@ -78,6 +90,16 @@ class Server {
     if (!root_.empty()) fs::remove_all(root_, ec);
   }
   [[nodiscard]] bool available() const { return fs::exists(exe_); }
+  // The port in uvicorn's "Uvicorn running on http://127.0.0.1:PORT" line, 0 until it is there.
+  static int bound_port(const std::string& log) {
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string mark = "Uvicorn running on http://127.0.0.1:";
+    const auto at = text.find(mark);
+    if (at == std::string::npos) return 0;
+    const auto digits = text.substr(at + mark.size(), 5);
+    return std::atoi(digits.c_str());
+  }
   [[nodiscard]] bool up() const { return up_; }
   [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   [[nodiscard]] const fs::path& root() const { return root_; }
@@ -101,10 +123,8 @@ MlflowOptions options_for(const Server& server) {
 
 TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts, registry, aliases") {
   Server server;
-  if (!server.available()) {
-    MESSAGE("no .venv/bin/mlflow in the source tree (run `make setup`): nothing to test against");
+  if (!mlops::test::require_component(server.available(), "no .venv/bin/mlflow in the source tree (run `make setup`)"))
     return;
-  }
   MlflowTracker tracker(options_for(server));
 
   DatasetLineage lineage;
@@ -193,10 +213,8 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
 
 TEST_CASE("MlflowTracker typed records against a real MLflow server: RunInfo, end_run, set_run_tag, bytes, models") {
   Server server;
-  if (!server.available()) {
-    MESSAGE("no .venv/bin/mlflow in the source tree (run `make setup`): nothing to test against");
+  if (!mlops::test::require_component(server.available(), "no .venv/bin/mlflow in the source tree (run `make setup`)"))
     return;
-  }
   MlflowTracker tracker(options_for(server));
   const std::string exp = tracker.experiment_id("typed");
 

@@ -136,7 +136,7 @@ TEST_CASE("GPU: an adapter alone equals the same adapter inside a batch" * docte
   CHECK(identical(sh[0].adapter, a[0].adapter));
 }
 
-TEST_CASE("GPU: too little device memory is a DeviceError naming the sizes; a group that fits in parts trains in sub-groups" *
+TEST_CASE("GPU: too little device memory is a DeviceError naming the sizes, a group that fits in parts trains in sub-groups" *
           doctest::skip(kNoGpu)) {
   auto opts = on("cuda");
   opts.device_memory_limit = 300ull << 20;  // less than the tables and one adapter's 400 MB of data

@@ -63,7 +63,7 @@ TEST_CASE("softmax and MLP adapters learn separable blobs on the CPU") {
   CHECK(results[1].adapter.tensor_names() == std::vector<std::string>{"W1", "b1", "W2", "b2"});
 }
 
-TEST_CASE("same seed gives bit-identical weights; one adapter alone equals it inside a batch") {
+TEST_CASE("same seed gives bit-identical weights, one adapter alone equals it inside a batch") {
   std::vector<AdapterSpec> many;
   for (int i = 0; i < 12; ++i) many.push_back(spec("a" + std::to_string(i), blobs(300 + 17 * i, 8, 2 + i % 3, i), i % 2 ? 6 : 0));
   auto r1 = CudaTrainer(cpu(2)).fit(many);
@@ -78,7 +78,8 @@ TEST_CASE("same seed gives bit-identical weights; one adapter alone equals it in
   auto a = r1[5].adapter.weights();
   auto b = r3[0].adapter.weights();
   CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
-  auto c = CudaTrainer(cpu(2, 8)).fit({many[5]})[0].adapter.weights();
+  const auto r4 = CudaTrainer(cpu(2, 8)).fit({many[5]});  // weights() is a view: the result must outlive it
+  auto c = r4[0].adapter.weights();
   CHECK_FALSE(std::equal(a.begin(), a.end(), c.begin(), c.end()));
 }
 
@@ -148,7 +149,7 @@ TEST_CASE("device strings") {
   }
 }
 
-TEST_CASE("early stopping keeps the best epoch; callbacks see every epoch") {
+TEST_CASE("early stopping keeps the best epoch, callbacks see every epoch") {
   auto s = spec("es", blobs(400, 6, 3, 9, 3.0f));
   s.epochs = 60;
   s.patience = 2;
