@@ -47,7 +47,7 @@ def own_data(tmp_path: pathlib.Path, prefix: str, customers: int = 3, rows: int 
     from mlops import demo
 
     uri = f"doltlite:{tmp_path / 'data.db'}"
-    source = mlops.DoltSource(uri)
+    source = mlops.DoltSource(uri, create=True)
     demo.init_demo(source, customers=customers, rows_per_customer=rows, seed=3, epochs=1)
     names = []
     for i in range(1, customers + 1):

@@ -48,7 +48,7 @@ TEST_CASE("numeric adapters read rows by position or by feature name") {
   CHECK(labels == json::array({1, 0}));  // integer labels stay integers
 }
 
-TEST_CASE("a text/csv body is read like dataframe_split; its errors name the row") {
+TEST_CASE("a text/csv body is read like dataframe_split, its errors name the row") {
   auto text = serve_test::text_adapter("x", 1);
   auto rows = mlops::detail::scoring_rows_csv("id,body\n1,\"a, \"\"quoted\"\" text\"\r\n2,plain\n", text, 10);
   CHECK(rows.texts == std::vector<std::string>{"a, \"quoted\" text", "plain"});

@@ -17,7 +17,7 @@ using serve_test::options;
 using serve_test::releases;
 using serve_test::texts;
 
-TEST_CASE("a release folder loads every model with its lineage; bad folders are typed errors") {
+TEST_CASE("a release folder loads every model with its lineage, bad folders are typed errors") {
   const auto& r = releases();
   auto rel = mlops::Release::load(r.a);
   CHECK(rel->md5() == r.md5_a);
@@ -36,7 +36,7 @@ TEST_CASE("a release folder loads every model with its lineage; bad folders are 
   CHECK_THROWS_AS(mlops::Release::load(broken), mlops::NotFoundError);
 }
 
-TEST_CASE("every route answers; predictions equal Adapter::predict; keep-alive") {
+TEST_CASE("every route answers, predictions equal Adapter::predict, keep-alive") {
   const auto& r = releases();
   mlops::Server server(r.a.string(), options());
   server.start();
@@ -176,7 +176,7 @@ TEST_CASE("MLflow scoring compatibility: text/csv, /invocations with one model, 
   one.stop();
 }
 
-TEST_CASE("the admin route needs the token; a switch and a rollback change /version") {
+TEST_CASE("the admin route needs the token, a switch and a rollback change /version") {
   const auto& r = releases();
   mlops::Server server(r.a.string(), options());
   server.start();

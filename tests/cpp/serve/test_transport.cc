@@ -54,7 +54,7 @@ TEST_CASE("the admin route checks the token before any work: wrong tokens start 
   server.stop();
 }
 
-TEST_CASE("a release whose weights are not the ones MLmodel records is refused with 422; the old one keeps serving") {
+TEST_CASE("a release whose weights are not the ones MLmodel records is refused with 422, the old one keeps serving") {
   const auto& r = releases();
   auto swapped = serve_test::temp_dir("swapped");
   serve_test::write_release(swapped, {{"acme", {5, serve_test::text_adapter("s", 7)}}});
@@ -137,7 +137,7 @@ TEST_CASE("at the connection limit idle connections are shed first, and /health 
   server.stop();
 }
 
-TEST_CASE("deadlines: a silent new connection is closed at the header deadline; a stalled request gets 408") {
+TEST_CASE("deadlines: a silent new connection is closed at the header deadline, a stalled request gets 408") {
   const auto& r = releases();
   auto o = options();
   o.header_timeout = std::chrono::milliseconds(300);
@@ -202,7 +202,7 @@ TEST_CASE("strict framing (RFC 9112): a Transfer-Encoding other than chunked, or
   server.stop();
 }
 
-TEST_CASE("HEAD answers without a body; 405 names the allowed methods; Expect: 100-continue is answered") {
+TEST_CASE("HEAD answers without a body, 405 names the allowed methods, Expect: 100-continue is answered") {
   const auto& r = releases();
   mlops::Server server(r.a.string(), options());
   server.start();
@@ -241,7 +241,7 @@ TEST_CASE("HEAD answers without a body; 405 names the allowed methods; Expect: 1
   server.stop();
 }
 
-TEST_CASE("transport refusals are counted; bodies buffered by all connections together are bounded") {
+TEST_CASE("transport refusals are counted, bodies buffered by all connections together are bounded") {
   const auto& r = releases();
   auto o = options();
   o.max_buffered_bytes = 3000;

@@ -29,7 +29,7 @@ struct Stream {
 
 }  // namespace
 
-TEST_CASE("capture ends on every exception from the step; only a launch failure falls back to direct launches") {
+TEST_CASE("capture ends on every exception from the step, only a launch failure falls back to direct launches") {
   Stream st;
   auto begin = [&] { return st.begin(); };
   auto end = [&] { return st.end(); };
