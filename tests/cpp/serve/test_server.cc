@@ -245,8 +245,13 @@ TEST_CASE("switching under concurrent load: no failed request, each answer from 
         if (before == after && before % 2 == 0 && from_a != ((before / 2) % 2 == 0)) ++mismatches;
       }
     });
+  // Each release serves a few answers before the next switch: waited for, not timed.
   for (int i = 0; i < 10; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    const int target = answered.load() + 4;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (answered.load() < target && failures.load() == 0 && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::yield();
+    REQUIRE(answered.load() >= target);
     ++epoch;
     server.switch_to(i % 2 == 0 ? r.b.string() : r.a.string());
     ++epoch;
@@ -255,7 +260,6 @@ TEST_CASE("switching under concurrent load: no failed request, each answer from 
   for (auto& t : clients) t.join();
   CHECK(failures == 0);
   CHECK(mismatches == 0);
-  CHECK(answered > 40);
   server.stop();
 }
 
@@ -274,10 +278,14 @@ TEST_CASE("SIGTERM drains: the request in flight is answered, idle connections c
   const std::string body = texts({"refund"}).dump();
   busy.send_raw("POST /models/acme/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
                 std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 5));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // SIGTERM once the server has the request's head (its body is reserved), so the request is in flight.
+  for (bool started = false; !started;) {
+    Client probe(server.port());
+    const std::string metrics = probe.request("GET", "/metrics").body;
+    started = metrics.find("\nmlops_http_buffered_bytes " + std::to_string(body.size()) + "\n") != std::string::npos;
+  }
   ::kill(::getpid(), SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  CHECK(idle.closed_by_server());
+  CHECK(idle.closed_by_server());  // blocks until the server closes it
   CHECK_FALSE(returned.load());
   busy.send_raw(body.substr(5));
   auto rep = busy.read_reply();
