@@ -159,6 +159,11 @@ TEST_CASE("DoltLite: datasets reads every slice in one scan, each exactly its si
     mlops::DatasetSpec one = spec;
     one.where = "c = ?";
     one.params = {values[i]};
+    if (many[i].rows() == 0) {
+      // An empty slice stays in the map, so one adapter without rows fails alone; its own read is refused.
+      CHECK_THROWS_WITH_AS(src.dataset(one), doctest::Contains("no row matches where 'c = ?'"), mlops::DataError);
+      continue;
+    }
     const auto want = src.dataset(one);
     CHECK(many[i].rows() == want.rows());
     CHECK(std::equal(many[i].X().begin(), many[i].X().end(), want.X().begin(), want.X().end()));

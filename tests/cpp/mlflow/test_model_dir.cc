@@ -32,6 +32,6 @@ TEST_CASE("model_dir: the text files name the weights, the requirements and the 
   std::ofstream(dir / model_dir::kRequirements) << "# comment\n" << files.requirements << "\n";
   const auto read = model_dir::read(dir);
   CHECK(read.weights == "weights \"v1\".safetensors");  // a quoted name survives the round trip
-  CHECK(read.requirements == std::vector<std::string>{"mlops-dolt==" MLOPS_VERSION_STRING, "numpy", "safetensors", "pandas"});
+  CHECK(read.requirements == std::vector<std::string>{"mlops-dolt==" MLOPS_VERSION_STRING, "numpy", "pandas"});
   fs::remove_all(dir);
 }

@@ -293,7 +293,7 @@ TEST_CASE("MlflowTracker typed records against a real MLflow server: RunInfo, en
   run.end();
   const model_dir::Contents model = model_dir::read(run.download_artifacts("model", server.root() / "typed-dl"));
   CHECK(model.weights == "typed.safetensors");
-  CHECK(model.requirements == std::vector<std::string>{"mlops-dolt==" MLOPS_VERSION_STRING, "numpy", "safetensors", "pandas"});
+  CHECK(model.requirements == std::vector<std::string>{"mlops-dolt==" MLOPS_VERSION_STRING, "numpy", "pandas"});
   CHECK(tracker.get_run(run.id()).tag(tags::model_sha256("model")).size() == 64);
 
   // Registered models, typed: description, tags and aliases.
