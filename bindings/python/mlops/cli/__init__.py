@@ -21,8 +21,8 @@ Pipeline commands read their settings from options or the environment:
   --device       MLOPS_DEVICE         auto | cpu | cuda | cuda:N (default auto)
 
 Each command group lives in a module of its own: ``manifest``, ``data`` (init-demo, sync, diff, merge),
-``jobs`` (plan, train, release, rollback, lineage, releases, diff-release, build-context), ``serve`` and
-``submit``; ``common`` holds what they share.
+``jobs`` (plan, train, release, rollback, lineage, releases, diff-release, build-context), ``serve``,
+``submit`` and ``settings`` (check-env); ``common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import mlops
 from .common import (EXIT_CODES, EXIT_CONFLICT, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTEGRITY,
                      EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PARTIAL, EXIT_RELEASE_RACE, EXIT_USAGE,
                      _add_pipeline_options, parse_shard, shard_from_environment)
-from . import manifest
+from . import manifest, settings
 
 __all__ = ["main", "build_parser", "parse_shard", "shard_from_environment", "EXIT_CODES", "EXIT_OK", "EXIT_ERROR",
            "EXIT_USAGE", "EXIT_INTEGRITY", "EXIT_NOT_FOUND", "EXIT_PARTIAL", "EXIT_INCOMPLETE", "EXIT_CONFLICT",
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         version=f"mlops {mlops.__version__} ({', '.join(mlops.components) or 'core only'})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     manifest.add_commands(sub)
+    settings.add_commands(sub)
 
     if not hasattr(mlops, "Pipeline"):
         return parser  # built without the Dolt and MLflow components
