@@ -8,6 +8,7 @@ localhost/mlops-test-base:bookworm; its tar is kept under ~/.cache/mlops so late
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -231,26 +232,41 @@ def test_the_image_carries_the_release_in_its_labels(podman, image, release):
     assert "/health" in " ".join(health.get("Test", [])), data
 
 
-def test_the_release_image_serves_health_and_a_prediction(podman, image, release):
+def wait_for_health(podman, name: str, base: str, timeout: float = 120) -> None:
+    """Until the container ``name`` answers 200 on ``base``/health; its log in the failure when it stops first."""
+    deadline, health = time.monotonic() + timeout, None
+    while time.monotonic() < deadline and health is None:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                health = (r.status, r.read())
+        except OSError:
+            state = podman("container", "inspect", "--format", "{{.State.Running}}", name, check=False)
+            if state.stdout.strip() != "true":
+                break
+            time.sleep(0.3)
+    logs = podman("logs", name, check=False)
+    assert health and health[0] == 200, f"no /health answer; the container said:\n{logs.stdout}{logs.stderr}"
+
+
+@contextlib.contextmanager
+def running(podman, image: str, name: str):
+    """The image started on the host network, a port of its own; yields (its base URL, the container name)
+    once it answers /health, removes it afterwards."""
     from mlflow_server import free_port
 
     port = free_port()
-    name = f"mlops-release-test-{os.getpid()}"
+    name = f"{name}-{os.getpid()}-{port}"
     podman("run", "-d", "--name", name, "--network", "host", "-e", f"MLOPS_PORT={port}", image)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline, health = time.monotonic() + 120, None
-        while time.monotonic() < deadline and health is None:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    health = (r.status, r.read())
-            except OSError:
-                state = podman("container", "inspect", "--format", "{{.State.Running}}", name, check=False)
-                if state.stdout.strip() != "true":
-                    break
-                time.sleep(0.5)
-        logs = podman("logs", name, check=False)
-        assert health and health[0] == 200, f"no /health answer; the container said:\n{logs.stdout}{logs.stderr}"
+        base = f"http://127.0.0.1:{port}"
+        wait_for_health(podman, name, base)
+        yield base, name
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def test_the_release_image_serves_health_and_a_prediction(podman, image, release):
+    with running(podman, image, "mlops-release-test") as (base, name):
         model, version = sorted(release["second"].manifest.to_dict().items())[0]
         body = json.dumps({"inputs": ["my kettle will not turn on"]}).encode()
         req = urllib.request.Request(f"{base}/models/{model}/invocations", data=body,
@@ -261,5 +277,3 @@ def test_the_release_image_serves_health_and_a_prediction(podman, image, release
         # Served by the image's own user, not root.
         uid = podman("exec", name, "id", "-u").stdout.strip()
         assert uid not in ("", "0"), uid
-    finally:
-        podman("rm", "-f", name, check=False)
