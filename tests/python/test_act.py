@@ -27,7 +27,7 @@ import pytest
 import mlops
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from act_runner import Act, Registry, container_env, tail, tool  # noqa: E402
+from act_runner import ROOT, Act, Registry, container_env, tail, tool  # noqa: E402
 from test_image import base_image, podman, running  # noqa: E402,F401  (session fixtures: podman, the base)
 
 pytestmark = [pytest.mark.slow,
@@ -265,11 +265,10 @@ def test_data_review_fails_on_a_merge_conflict_and_lists_the_rows(world):
 # ---- release-wheel.yml --------------------------------------------------------------------------------------
 
 def test_release_wheel_builds_a_manylinux_wheel_and_tries_it_in_a_fresh_venv(tmp_path):
-    root = pathlib.Path(__file__).resolve().parents[2]
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout.splitlines()
-    version = re.search(r"project\(mlops VERSION ([0-9.]+)", (root / "CMakeLists.txt").read_text()).group(1)
-    wf = Act(tmp_path, "release-wheel.yml", files=[f for f in listed if (root / f).is_file()])
+    version = re.search(r"project\(mlops VERSION ([0-9.]+)", (ROOT / "CMakeLists.txt").read_text()).group(1)
+    wf = Act(tmp_path, "release-wheel.yml", files=[f for f in listed if (ROOT / f).is_file()])
     event = {"ref": f"refs/tags/v{version}", "ref_type": "tag"}
     r = wf.run("push", event, job="build", timeout=540)
     assert r.returncode == 0, tail(r)
