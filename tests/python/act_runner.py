@@ -168,12 +168,11 @@ class Act:
             subprocess.run(git + cmd, cwd=self.repo, check=True, capture_output=True)
 
     def run(self, event: str, payload: dict, variables: Mapping[str, str] = {},
-            secrets: Mapping[str, str] = {}, job: Optional[str] = None, timeout: float = 280,
-            keep_artifacts: bool = False) -> subprocess.CompletedProcess:
-        """act EVENT with ``payload``; ``job`` alone when given. Every act run is run 1, so the artifacts of
-        earlier runs are removed first, unless ``keep_artifacts`` (a later job of the same run)."""
+            secrets: Mapping[str, str] = {}, job: Optional[str] = None, timeout: float = 280) -> subprocess.CompletedProcess:
+        """act EVENT with ``payload``; with ``job``, that job and the jobs it needs. Every act run is run 1, so
+        the artifacts of earlier runs are removed first."""
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        for p in self.artifacts.iterdir() if not keep_artifacts else ():
+        for p in self.artifacts.iterdir():
             shutil.rmtree(p)
         event_file, var_file, secret_file = (self.root / n for n in ("event.json", "vars.env", "secrets.env"))
         event_file.write_text(json.dumps(payload))
