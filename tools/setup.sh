@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need, and nothing when it is already there.
 # Debian packages through apt-get, Python packages into the project's virtual environment (.venv).
+# MLOPS_SETUP=debian installs the Debian packages only (a CI job that makes a venv of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ DEB_PACKAGES=(
   libboost-dev wrk
   openssl python3-venv
   podman runc mmdebstrap uidmap
+  docker-registry podman-docker skopeo shellcheck
   slurm-wlm munge
 )
 
@@ -25,6 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+[ "${MLOPS_SETUP:-}" != debian ] || exit 0
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

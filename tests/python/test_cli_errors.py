@@ -173,3 +173,16 @@ def test_a_bad_port_in_the_environment_concerns_serve_only(tmp_path):
     assert r.returncode == 2 and "--port" in stderr(r) and "'abc'" in stderr(r)
     r = run_cli("manifest", "create", "a=1", env={"MLOPS_PORT": "abc"}, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.decode().strip() == '{"a":1}'
+
+
+def test_check_env_names_every_missing_setting_and_never_a_value():
+    """A CI job's first command: every unset or empty variable in one config error (exit 1), no values."""
+    env = {"MLOPS_TEST_SET": "s3cret-value", "MLOPS_TEST_EMPTY": ""}
+    r = run_cli("check-env", "MLOPS_TEST_SET", "MLOPS_TEST_EMPTY", "MLOPS_TEST_UNSET", "--what", "adapters.yml",
+                "--hint", "repository variables", env=env)
+    assert r.returncode == 1
+    assert stderr(r).strip() == ("mlops: [mlops.config] adapters.yml needs MLOPS_TEST_EMPTY, MLOPS_TEST_UNSET: "
+                                 "they are not set or empty (repository variables)")
+    assert b"s3cret-value" not in r.stdout + r.stderr
+    r = run_cli("check-env", "MLOPS_TEST_SET", env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")

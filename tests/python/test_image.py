@@ -8,7 +8,9 @@ localhost/mlops-test-base:bookworm; its tar is kept under ~/.cache/mlops so late
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -231,30 +233,50 @@ def test_the_image_carries_the_release_in_its_labels(podman, image, release):
     assert "/health" in " ".join(health.get("Test", [])), data
 
 
-def test_the_release_image_serves_health_and_a_prediction(podman, image, release):
-    name = f"mlops-release-test-{os.getpid()}"
-    # Port 0: the server binds a free port itself and names it in its first line.
+_containers = itertools.count()
+
+
+def wait_for_health(podman, name: str, timeout: float = 120) -> str:
+    """Until the container ``name`` answers 200 on /health; returns its base URL. The server binds a free port
+    itself (MLOPS_PORT=0) and names it in its first line, read from the container's log. Its log is in the
+    failure when it stops first."""
+    deadline, health, base = time.monotonic() + timeout, None, None
+    while time.monotonic() < deadline and health is None:
+        if base is None:
+            said = podman("logs", name, check=False)
+            found = re.search(r"serving release \S+ .* on http://[^:/]+:(\d+)", said.stdout + said.stderr)
+            if found:
+                base = f"http://127.0.0.1:{found.group(1)}"
+        try:
+            if base is None:
+                raise OSError("not listening yet")
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                health = (r.status, r.read())
+        except OSError:
+            state = podman("container", "inspect", "--format", "{{.State.Running}}", name, check=False)
+            if state.stdout.strip() != "true":
+                break
+            time.sleep(0.3)
+    logs = podman("logs", name, check=False)
+    assert health and health[0] == 200, f"no /health answer; the container said:\n{logs.stdout}{logs.stderr}"
+    return base
+
+
+@contextlib.contextmanager
+def running(podman, image: str, name: str):
+    """The image started on the host network, on a port it binds itself; yields (its base URL, the container
+    name) once it answers /health, removes it afterwards."""
+    name = f"{name}-{os.getpid()}-{next(_containers)}"
     podman("run", "-d", "--name", name, "--network", "host", "-e", "MLOPS_PORT=0", image)
     try:
-        deadline, health, base = time.monotonic() + 120, None, None
-        while time.monotonic() < deadline and health is None:
-            if base is None:
-                said = podman("logs", name, check=False)
-                found = re.search(r"serving release \S+ .* on http://[^:/]+:(\d+)", said.stdout + said.stderr)
-                if found:
-                    base = f"http://127.0.0.1:{found.group(1)}"
-            try:
-                if base is None:
-                    raise OSError("not listening yet")
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    health = (r.status, r.read())
-            except OSError:
-                state = podman("container", "inspect", "--format", "{{.State.Running}}", name, check=False)
-                if state.stdout.strip() != "true":
-                    break
-                time.sleep(0.5)
-        logs = podman("logs", name, check=False)
-        assert health and health[0] == 200, f"no /health answer; the container said:\n{logs.stdout}{logs.stderr}"
+        base = wait_for_health(podman, name)
+        yield base, name
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def test_the_release_image_serves_health_and_a_prediction(podman, image, release):
+    with running(podman, image, "mlops-release-test") as (base, name):
         model, version = sorted(release["second"].manifest.to_dict().items())[0]
         body = json.dumps({"inputs": ["my kettle will not turn on"]}).encode()
         req = urllib.request.Request(f"{base}/models/{model}/invocations", data=body,
@@ -265,5 +287,3 @@ def test_the_release_image_serves_health_and_a_prediction(podman, image, release
         # Served by the image's own user, not root.
         uid = podman("exec", name, "id", "-u").stdout.strip()
         assert uid not in ("", "0"), uid
-    finally:
-        podman("rm", "-f", name, check=False)

@@ -1,8 +1,10 @@
 """The scheduling examples are valid and call the `mlops` command the way it actually parses."""
 
+import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -13,8 +15,13 @@ import mlops
 from mlops import cli
 from mlops.cli import jobs as cli_jobs
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from act_runner import tool  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "examples" / "github-actions").glob("*.yml"))
+# The workflows for the repository of a user's training code; release-wheel.yml is this project's own.
+USER_WORKFLOWS = [w for w in WORKFLOWS if w.name != "release-wheel.yml"]
 K8S_JOB = ROOT / "examples" / "kubernetes" / "train-indexed-job.yaml"
 
 pytestmark = pytest.mark.skipif(not hasattr(mlops, "Pipeline"), reason="built without the pipeline component")
@@ -28,6 +35,33 @@ def test_workflows_follow_the_github_actions_schema():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+ACTIONLINT_CONFIG = ROOT / "examples" / "github-actions" / ".github" / "actionlint.yaml"
+
+
+def actionlint(*paths: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run([tool("actionlint"), "-config-file", str(ACTIONLINT_CONFIG), "-no-color",
+                           *map(str, paths)], capture_output=True, text=True, timeout=120)
+
+
+def test_actionlint_finds_nothing_in_any_workflow():
+    """Current major versions of every action, known runner labels, expressions and shell (shellcheck) that
+    check out: actionlint prints nothing and exits 0."""
+    assert shutil.which("shellcheck") or os.environ.get("CI") != "true", "shellcheck is not installed"
+    r = actionlint(*WORKFLOWS)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r.stdout + r.stderr
+
+
+def test_actionlint_reports_an_outdated_action_and_an_unlisted_runner_label(tmp_path):
+    text = (ROOT / "examples" / "github-actions" / "adapters.yml").read_text()
+    assert "actions/setup-python@v7" in text and "[self-hosted, linux, gpu]" in text
+    broken = tmp_path / "adapters.yml"
+    broken.write_text(text.replace("actions/setup-python@v7", "actions/setup-python@v5", 1)
+                      .replace("[self-hosted, linux, gpu]", "[self-hosted, linux, tpu]"))
+    r = actionlint(broken)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "actions/setup-python@v5" in r.stdout and 'label "tpu" is unknown' in r.stdout, r.stdout
+
+
 EXAMPLE_VALUES = {"--shard": "0/1", "--version": "1", "--shards": "4"}
 
 
@@ -36,10 +70,11 @@ def mlops_invocations(text: str):
     values of the type their option takes."""
     for line in text.splitlines():
         line = line.strip()
-        m = re.search(r"(?:^|\s)(mlops\s.*?)(?:\s>\s.*)?$", line)
+        m = re.search(r"(?:^|\s)(mlops\s.*?)(?:\s>>?\s.*)?$", line)
         if not m or line.startswith("#") or "pip install" in line:
             continue
-        cmd = re.sub(r"\$\{\{[^}]*\}\}|\$[A-Z_]+", "@EXPR@", m.group(1))
+        cmd = re.sub(r'"\$\{\w+\[@\]\}"', "", m.group(1))  # "${options[@]}": options set above, if any
+        cmd = re.sub(r"\$\{\{[^}]*\}\}|\$[A-Z_]+", "@EXPR@", cmd)
         argv = shlex.split(cmd)[1:]
         yield [EXAMPLE_VALUES.get(argv[i - 1], "x") if "@EXPR@" in a else a for i, a in enumerate(argv)]
 
@@ -54,7 +89,7 @@ def test_every_mlops_command_in_the_workflows_parses():
                 for argv in mlops_invocations(step.get("run", "")):
                     args = parser.parse_args(argv)  # SystemExit(2) on an unknown option
                     seen.add(args.command)
-    assert {"plan", "train", "release", "rollback", "diff", "merge"} <= seen
+    assert {"plan", "train", "release", "rollback", "diff", "merge", "build-context", "check-env"} <= seen
 
 
 def test_plan_feeds_train_through_the_matrix():
@@ -81,12 +116,14 @@ def test_data_review_posts_the_diff_and_preview_then_merges_and_retrains():
 
     review = doc["jobs"]["review"]
     runs = "\n".join(step.get("run", "") for step in review["steps"])
-    diff, plan = commands("review")
+    check, check_branch, diff, plan, trial = commands("review")
+    assert (check.command, check_branch.command) == ("check-env", "check-env")
     assert (diff.command, diff.format) == ("diff", "markdown") and 'mlops diff "main..$BRANCH"' in runs
     assert (plan.command, plan.against, plan.format) == ("plan", "main", "markdown")
-    assert runs.count('>> "$GITHUB_STEP_SUMMARY"') == 2
+    assert (trial.command, trial.format) == ("merge", "json") and trial.into != "main"  # a trial merge
+    assert runs.count('>> "$GITHUB_STEP_SUMMARY"') == 1 and runs.count(">> review.md") >= 2
     merge = doc["jobs"]["merge"]
-    [m] = commands("merge")
+    _, m = commands("merge")
     assert (m.command, m.into, m.format) == ("merge", "main", "json")
     merge_run = "\n".join(step.get("run", "") for step in merge["steps"])
     assert f'-eq {cli.EXIT_CONFLICT}' in merge_run  # conflicts are told apart from other failures
@@ -267,7 +304,7 @@ def install_commands(text: str):
     return [line.strip() for line in text.splitlines() if re.search(r"\bpip\s+(install|download)\b", line)]
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("workflow", USER_WORKFLOWS, ids=lambda p: p.name)
 def test_workflows_install_the_published_distribution_not_a_source_build(workflow):
     """No `pip install .` (a compile that needs Debian -dev packages), never the bare name `mlops` (an
     unrelated package on the public index): the distribution by its own name, or its downloaded wheel."""
@@ -283,15 +320,17 @@ def test_workflows_install_the_published_distribution_not_a_source_build(workflo
         for a in args:
             if a in ("-r", "--requirement"):
                 targets.append(next(args))
-            elif a in ("-d", "--dest", "-c", "--constraint"):
+            elif a in ("-d", "--dest", "-c", "--constraint", "-f", "--find-links"):
                 next(args)
             elif not a.startswith("-"):
                 targets.append(a)
         assert targets, cmd
         for target in targets:
             assert not re.match(r"\.(/|$)|mlops($|[^-])", target), f"{cmd}: installs {target!r}"
-            if "mlops" in target:
-                assert target in ("$MLOPS_PACKAGE", "dist/mlops_dolt-*.whl"), cmd
+            if "mlops" in target.lower():
+                assert target in ("${MLOPS_WHEEL:-$MLOPS_PACKAGE}", "dist/mlops_dolt-*.whl"), cmd
+    # A wheel (path or URL) in the repository variable MLOPS_WHEEL replaces the published distribution.
+    assert doc["env"]["MLOPS_WHEEL"] == "${{ vars.MLOPS_WHEEL }}"
     assert not re.search(r"apt(-get)? install[^\n]*-dev\b", workflow.read_text()), "Debian -dev packages are installed"
 
 

@@ -22,9 +22,8 @@ Pipeline commands read their settings from options or the environment:
 Each command shows only the settings it uses (``mlops COMMAND --help``).
 
 Each command group lives in a module of its own: ``manifest``, ``local`` (mlflow-server), ``data`` (init-demo,
-sync, diff, merge),
-``jobs`` (plan, train, release, rollback, lineage, releases, diff-release, build-context), ``serve`` and
-``submit``; ``common`` holds what they share.
+sync, diff, merge), ``jobs`` (plan, train, release, rollback, lineage, releases, diff-release, build-context),
+``serve``, ``submit`` and ``settings`` (check-env); ``common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ import mlops
 from .common import (EXIT_CODES, EXIT_CONFLICT, EXIT_ERROR, EXIT_HELD_BACK, EXIT_INCOMPLETE, EXIT_INTEGRITY,
                      EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PARTIAL, EXIT_RELEASE_RACE, EXIT_USAGE,
                      Parser, UsageError, _add_pipeline_options, parse_shard, shard_from_environment)
-from . import local, manifest
+from . import local, manifest, settings
 
 __all__ = ["main", "build_parser", "parse_shard", "shard_from_environment", "EXIT_CODES", "EXIT_OK", "EXIT_ERROR",
            "EXIT_USAGE", "EXIT_INTEGRITY", "EXIT_NOT_FOUND", "EXIT_PARTIAL", "EXIT_INCOMPLETE", "EXIT_CONFLICT",
@@ -57,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     manifest.add_commands(sub)
     local.add_commands(sub)
+    settings.add_commands(sub)
 
     if not hasattr(mlops, "Pipeline"):
         return parser  # built without the Dolt and MLflow components
