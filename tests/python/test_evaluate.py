@@ -29,7 +29,7 @@ def shop(tmp_path, server, request):
     """Three customers with enough rows that a label flip shows on their evaluation rows (30% held out)."""
     from mlops import demo
 
-    source = mlops.DoltSource(f"doltlite:{tmp_path / 'data.db'}")
+    source = mlops.DoltSource(f"doltlite:{tmp_path / 'data.db'}", create=True)
     demo.init_demo(source, customers=3, rows_per_customer=160, seed=5, epochs=12)
     node = request.node.name
     prefix = "ev-" + hashlib.sha256(node.encode()).hexdigest()[:10] + "-"
@@ -130,7 +130,7 @@ def test_label_flip_is_held_back_while_new_rows_ship(shop):
     from mlops.cli import EXIT_HELD_BACK, main
 
     rc = main(["release", "--image", IMAGE, "--data", f"doltlite:{shop['tmp'] / 'data.db'}",
-               "--tracking-uri", shop["server"].url, "--device", "cpu"])
+               "--tracking-uri", shop["server"].url])
     assert rc == EXIT_HELD_BACK
     assert tracker.get_by_alias(name(1), "production").version == 1
     assert tracker.get_by_alias(name(1), "staging").version == 2
