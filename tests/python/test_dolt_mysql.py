@@ -293,7 +293,7 @@ def test_evaluation_rows_are_the_same_keys_as_on_doltlite(src, server, tmp_path)
     fill(server, n=120)
     side = dict(label="label", features=["f0"], holdout="evaluation", holdout_salt="customer-7", holdout_fraction=0.3)
     held = src.dataset("feat", at=None, **side)
-    lite = mlops.DoltSource(f"doltlite:{tmp_path / 'same.db'}")
+    lite = mlops.DoltSource(f"doltlite:{tmp_path / 'same.db'}", create=True)
     lite.execute("CREATE TABLE feat (id INTEGER PRIMARY KEY, f0 REAL, label INTEGER)")
     for i in range(120):
         lite.execute("INSERT INTO feat VALUES (?, ?, ?)", (i, i * 0.5, i % 3))
