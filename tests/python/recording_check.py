@@ -42,7 +42,8 @@ def make_source(uri: str, adapters: int, rows_per_adapter: int = 6) -> mlops.Dol
 def catalog(prefix: str, adapters: int) -> mlops.Catalog:
     return mlops.Catalog.from_dict({
         "defaults": {"table": "readings", "label": "label", "features": ["f0", "f1", "f2", "f3"], "epochs": 1,
-                     "batch_size": 8, "validation_fraction": 0.0},
+                     "batch_size": 8, "validation_fraction": 0.0,
+                     "eval_fraction": 0.0},  # three rows of each label: all of them train
         "adapters": [{"name": f"{prefix}c{c:05d}", "where": "customer = ?", "params": [f"c{c:05d}"]}
                      for c in range(adapters)],
     })
