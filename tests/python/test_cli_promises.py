@@ -193,6 +193,8 @@ def test_exit_130_when_interrupted(server, tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+        p.stdout.close()  # also when an assertion above failed: no pipe is left to a later test's GC
+        p.stderr.close()
     assert p.returncode == 130, said + err
     assert "mlops: interrupted" in err and "Traceback" not in err, err
 

@@ -96,8 +96,9 @@ def test_the_cuda_module_is_looked_for_next_to_the_installed_extension(wheel, ve
         module = next((venv / "lib").glob("python3*/site-packages")) / "mlops" / "libmlops_cuda.so"
         if "cannot load the CUDA module" in reason:
             assert str(module) in reason, reason
-        else:  # it loaded: a GPU was used, or the module itself says why none is usable
-            assert reason.startswith("a usable GPU was found (CUDA module ") or "CUDA device" in reason, reason
+        else:  # it loaded: a GPU was used, or it says why none is usable (no driver, no device)
+            assert (reason.startswith("a usable GPU was found (CUDA module ") or "CUDA device" in reason
+                    or "no NVIDIA driver" in reason), reason
 
 
 @pytest.fixture(scope="session")
