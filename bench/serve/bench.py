@@ -3,9 +3,11 @@
 1. A 1,000-adapter release folder (text adapters, 1,024 hashed features, 6 classes): load time and resident
    memory of `mlops serve` (targets ≤ 2 s, ≤ 200 MB).
 2. Single-text requests to one adapter, 64 connections: requests/s and p99 of `mlops serve` and of
-   `mlflow models serve` on the same adapter (its pyfunc) with the same text (target ≥ 20×, p99 ≤ 5 ms).
+   `mlflow models serve` on the same adapter (its pyfunc) with the same text (targets ≥ 45,000 requests/s, ≥ 50× the anchor in its best worker count, p99 ≤ 5 ms).
 3. Requests of 64 texts each: predictions/s (target ≥ 50,000).
 4. wrk for 60 s while the release is switched every 5 s: non-2xx responses and socket errors (target 0).
+5. With 2,000 idle connections and 300 slowloris connections (a request head sent a line at a time) open,
+   `/health` and a prediction on a new connection each answer in ≤ 50 ms (the server's default limits).
 
 Run: `python bench/serve/bench.py` (needs wrk; `--quick` for a short smoke run).
 """
@@ -101,6 +103,77 @@ def wrk(url: str, body: dict, seconds: int, connections: int = 64, threads: int 
             "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0, "raw": out, "cmd": " ".join(cmd)}
 
 
+def crowd_and_probe(port: int, path: str, body: dict, idle: int, slow: int, probes: int) -> dict:
+    """Opens `idle` silent connections and `slow` slowloris ones (a request head one line at a time), then times
+    `probes` /health requests and `probes` predictions, each on a new connection, while the crowd stays."""
+    crowd, slowloris = [], []
+    stop = threading.Event()
+    try:
+        for _ in range(idle):
+            crowd.append(socket.create_connection(("127.0.0.1", port)))
+        for _ in range(slow):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: bench\r\n".encode())
+            slowloris.append(s)
+
+        def trickle() -> None:
+            n = 0
+            while not stop.wait(0.5):
+                n += 1
+                for s in slowloris:
+                    try:
+                        s.sendall(f"X-Slow-{n}: 1\r\n".encode())
+                    except OSError:
+                        pass
+
+        trickler = threading.Thread(target=trickle, daemon=True)
+        trickler.start()
+        health, predict = [], []
+        for _ in range(probes):
+            for times, method, target, payload in ((health, "GET", "/health", None), (predict, "POST", path, body)):
+                t = time.perf_counter()
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request(method, target, json.dumps(payload) if payload else None,
+                          {"Content-Type": "application/json"} if payload else {})
+                r = c.getresponse()
+                r.read()
+                times.append((time.perf_counter() - t) * 1e3)
+                c.close()
+                if r.status != 200:
+                    raise SystemExit(f"{method} {target} answered {r.status} with the crowd open")
+        stop.set()
+        trickler.join()
+        return {"health_ms": sorted(health), "predict_ms": sorted(predict)}
+    finally:
+        stop.set()
+        for s in crowd + slowloris:
+            s.close()
+
+
+def run_anchor(a_dir: pathlib.Path, env: dict, workers: int, one: dict, port: int, seconds: int) -> dict:
+    """`mlflow models serve` on adapter 7 with `workers` uvicorn workers: checked to answer as `mlops serve` on
+    `port` does, warmed up, then timed with wrk like it."""
+    mport = free_port()
+    anchor = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(a_dir / "models" / name(7) / "model"),
+                               "-p", str(mport), "-h", "127.0.0.1", "--env-manager", "local", "--workers", str(workers)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    try:
+        wait_http(mport, "/ping")
+        murl = f"http://127.0.0.1:{mport}/invocations"
+        c = http.client.HTTPConnection("127.0.0.1", mport)
+        c.request("POST", "/invocations", json.dumps(one), {"Content-Type": "application/json"})
+        theirs_answer = json.loads(c.getresponse().read())
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("POST", f"/models/{name(7)}/invocations", json.dumps(one), {"Content-Type": "application/json"})
+        ours_answer = json.loads(c.getresponse().read())
+        assert theirs_answer["predictions"] == ours_answer["predictions"], (theirs_answer, ours_answer)
+        wrk(murl, one, 2)
+        return wrk(murl, one, seconds)
+    finally:
+        os.killpg(anchor.pid, signal.SIGTERM)
+        anchor.wait(timeout=30)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adapters", type=int, default=1000)
@@ -122,12 +195,19 @@ def main() -> int:
     print(f"fixture: 2 releases × {args.adapters} adapters ({args.dimension} features, {len(CLASSES)} classes) "
           f"written in {time.time() - t0:.1f} s under {WORK}")
 
+    # The crowd of section 5 needs more descriptors than the usual soft limit, in this process and the server.
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     token = "bench-token"
     port = free_port()
     serve = subprocess.Popen([sys.executable, "-m", "mlops", "serve", str(a_dir), "--port", str(port)],
                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, MLOPS_ADMIN_TOKEN=token))
     line = serve.stderr.readline()
     load_s = float(re.search(r"loaded in ([\d.]+) s", line).group(1))
+    # Whatever else it says is read, so a full pipe never stalls the server.
+    threading.Thread(target=lambda: [None for _ in serve.stderr], daemon=True).start()
     wait_http(port, "/ping")
     rss = rss_mb(serve.pid)
     print(f"\n1. load: {args.adapters} adapters in {load_s:.2f} s (target ≤ 2 s); RSS {rss:.0f} MB (target ≤ 200 MB)")
@@ -140,40 +220,24 @@ def main() -> int:
     batch = wrk(url, many, args.seconds)
 
     # The anchor: MLflow's own server on the same adapter (its pyfunc takes the text too), in its best
-    # configuration here: one uvicorn worker process per core, as mlops serve has one I/O thread per core.
-    mport = free_port()
+    # configuration here: uvicorn worker processes, one per core and two per core, the faster one kept.
     # MLflow starts `uvicorn` from PATH: make it this interpreter's, so its pyfunc imports this mlops.
     shim = WORK / "bin"
     shim.mkdir(exist_ok=True)
     (shim / "uvicorn").write_text(f"#!/bin/sh\nexec {sys.executable} -m uvicorn \"$@\"\n")
     (shim / "uvicorn").chmod(0o755)
     anchor_env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
-    anchor = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(a_dir / "models" / name(7) / "model"),
-                               "-p", str(mport), "-h", "127.0.0.1", "--env-manager", "local",
-                               "--workers", str(os.cpu_count())],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                              env=anchor_env)
-    try:
-        wait_http(mport, "/ping")
-        murl = f"http://127.0.0.1:{mport}/invocations"
-        c = http.client.HTTPConnection("127.0.0.1", mport)
-        c.request("POST", "/invocations", json.dumps(one), {"Content-Type": "application/json"})
-        theirs_answer = json.loads(c.getresponse().read())
-        c = http.client.HTTPConnection("127.0.0.1", port)
-        c.request("POST", f"/models/{name(7)}/invocations", json.dumps(one), {"Content-Type": "application/json"})
-        ours_answer = json.loads(c.getresponse().read())
-        assert theirs_answer["predictions"] == ours_answer["predictions"], (theirs_answer, ours_answer)
-        wrk(murl, one, 2)
-        theirs = wrk(murl, one, args.seconds)
-    finally:
-        os.killpg(anchor.pid, signal.SIGTERM)
-        anchor.wait(timeout=30)
+    anchors = {}
+    for workers in (os.cpu_count(), 2 * os.cpu_count()):
+        anchors[workers] = run_anchor(a_dir, anchor_env, workers, one, port, args.seconds)
+        print(f"   mlflow models serve, {workers} workers: {anchors[workers]['rps']:,.0f} requests/s")
+    anchor_workers, theirs = max(anchors.items(), key=lambda kv: kv[1]["rps"])
 
     print(f"\n2. single-text requests, one adapter, 64 connections, {args.seconds} s each (same text, same answer)")
     print("| server | requests/s | p99 (ms) | ratio |\n|---|---|---|---|")
     print(f"| mlops serve | {ours['rps']:,.0f} | {ours['p99_ms']:.2f} | {ours['rps'] / theirs['rps']:.1f}× |")
-    print(f"| mlflow models serve, {os.cpu_count()} workers | {theirs['rps']:,.0f} | {theirs['p99_ms']:.2f} | 1.0× |")
-    print(f"   targets: ≥ 20× and p99 ≤ 5 ms; non-2xx {ours['non2xx']} / {theirs['non2xx']}")
+    print(f"| mlflow models serve, {anchor_workers} workers (its best) | {theirs['rps']:,.0f} | {theirs['p99_ms']:.2f} | 1.0× |")
+    print(f"   targets: ≥ 45,000 requests/s, ≥ 50×, p99 ≤ 5 ms; non-2xx {ours['non2xx']} / {theirs['non2xx']}")
     print(f"\n3. 64 texts per request: {batch['rps']:,.0f} requests/s = {batch['rps'] * 64:,.0f} predictions/s "
           f"(target ≥ 50,000), p99 {batch['p99_ms']:.2f} ms")
 
@@ -197,6 +261,12 @@ def main() -> int:
           f"(releases seen {sorted(seen) == sorted({md5_a, md5_b}) and 'both' or sorted(seen)}): "
           f"{result['requests']:,} requests, {result['non2xx']} non-2xx, {result['socket_errors']} socket errors "
           f"(target 0 and 0); RSS after {rss_mb(serve.pid):.0f} MB")
+
+    crowd = crowd_and_probe(port, f"/models/{name(7)}/invocations", one, idle=2000, slow=300, probes=20)
+    h, pr = crowd["health_ms"], crowd["predict_ms"]
+    print(f"\n5. with 2,000 idle and 300 slowloris connections open: /health max {h[-1]:.1f} ms (median "
+          f"{h[len(h) // 2]:.1f}), a prediction max {pr[-1]:.1f} ms (median {pr[len(pr) // 2]:.1f}), "
+          f"{len(h)} of each on new connections (target ≤ 50 ms)")
     serve.send_signal(signal.SIGTERM)
     code = serve.wait(timeout=60)
     print(f"\nmlops serve exited {code} after SIGTERM")
