@@ -82,7 +82,7 @@ test: test-cpp test-python test-asan
 # The Python suite on the newest releases of everything requirements-dev.txt names, in a venv and build folder of
 # their own, so an upstream release that breaks the project is seen here on purpose rather than by a newcomer.
 LATEST := $(BUILD)/latest
-test-latest: setup
+test-latest: setup wheel
 	python3 -m venv --clear $(LATEST)/venv
 	$(LATEST)/venv/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/venv/bin/python -m pip install -q --upgrade -r requirements-dev.txt
