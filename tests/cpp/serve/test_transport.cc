@@ -144,10 +144,11 @@ TEST_CASE("deadlines: a silent new connection is closed at the header deadline, 
   o.idle_timeout = std::chrono::milliseconds(60000);
   mlops::Server server(r.a.string(), o);
   server.start();
-  const auto t0 = std::chrono::steady_clock::now();
+  // The client gives up reading after 10 s, long before the 60 s idle timeout: a close seen here is the header
+  // deadline's, and the server counts it.
   Client silent(server.port());
   CHECK(silent.closed_by_server());
-  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  CHECK(wait_for_sample(server, "mlops_http_refused_total{reason=\"idle_timeout\"}", 1));
 
   // A kept-alive connection between requests waits for idle_timeout, not the header deadline.
   Client kept(server.port());
