@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 import time
 
 import numpy as np
@@ -174,6 +175,44 @@ def run_anchor(a_dir: pathlib.Path, env: dict, workers: int, one: dict, port: in
         anchor.wait(timeout=30)
 
 
+def admin(port: int, token: str, route: str, body: dict) -> dict:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", route, json.dumps(body), {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    reply = json.loads(c.getresponse().read())
+    c.close()
+    return reply
+
+
+def shadow_section(port: int, token: str, url: str, one: dict, dirs: tuple, seconds: int) -> None:
+    """6. The same server serving release A, without and with release B (every adapter in another version) as
+    its shadow, in turns, each run after the same warm-up; the shadow's own counters say what it scored."""
+    served, shadow_dir = dirs
+    admin(port, token, "/admin/release", {"release": str(served)})
+    runs: dict = {"off": [], "on": []}
+    for _ in range(2):
+        for mode in ("off", "on"):
+            admin(port, token, "/admin/shadow", {"release": str(shadow_dir) if mode == "on" else None})
+            wrk(url, one, 2)  # warm-up
+            before = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/shadow", timeout=30).read())
+            r = wrk(url, one, seconds)
+            after = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/shadow", timeout=30).read())
+            r["shadowed"] = sum(m["requests"] for m in after["models"]) - sum(m["requests"] for m in before["models"])
+            r["dropped"] = after["dropped"] - before["dropped"]
+            runs[mode].append(r)
+    off = max(runs["off"], key=lambda r: r["rps"])
+    on = max(runs["on"], key=lambda r: r["rps"])
+    print(f"\n6. shadow release (1 thread scoring the other version off the response path), 64 connections, "
+          f"best of 2 runs of {seconds} s each:")
+    print("| server | requests/s | p99 (ms) | shadowed requests | not shadowed (queue full) |\n|---|---|---|---|---|")
+    print(f"| without shadow | {off['rps']:,.0f} | {off['p99_ms']:.2f} | | |")
+    print(f"| with shadow | {on['rps']:,.0f} | {on['p99_ms']:.2f} | {on['shadowed']:,} | {on['dropped']:,} |")
+    print(f"   throughput {on['rps'] / off['rps']:.2f}× (target ≥ 0.6×), p99 {on['p99_ms'] / off['p99_ms']:.2f}× "
+          f"(target ≤ 1.5×); non-2xx {on['non2xx']}")
+    if on["shadowed"] == 0:
+        raise SystemExit("the shadow release scored nothing: the comparison above is void")
+    admin(port, token, "/admin/shadow", {"release": None})
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adapters", type=int, default=1000)
@@ -267,6 +306,7 @@ def main() -> int:
     print(f"\n5. with 2,000 idle and 300 slowloris connections open: /health max {h[-1]:.1f} ms (median "
           f"{h[len(h) // 2]:.1f}), a prediction max {pr[-1]:.1f} ms (median {pr[len(pr) // 2]:.1f}), "
           f"{len(h)} of each on new connections (target ≤ 50 ms)")
+    shadow_section(port, token, url, one, (a_dir, b_dir), args.seconds)
     serve.send_signal(signal.SIGTERM)
     code = serve.wait(timeout=60)
     print(f"\nmlops serve exited {code} after SIGTERM")

@@ -18,6 +18,15 @@
 ///   POST /admin/release               {"release": DIR | MD5 | alias}: switch (rollback is the same), with
 ///                                     `Authorization: Bearer <token>`; refused when no token is configured
 ///   POST /invocations                 MLflow's own route, when the release has exactly one model
+///   GET  /shadow                      the shadow release and, per shadowed model, rows whose labels agreed and
+///                                     disagreed with the answers: {"release", "shadow", "queued", "dropped",
+///                                     "errors", "models": [{model, version, shadow_version, requests, rows, agree,
+///                                     disagree, agreement}]}
+///   POST /admin/shadow                {"release": DIR | MD5 | alias | null}: set or clear the shadow release
+///                                     (same token as /admin/release)
+/// Shadow traffic: with a shadow release set, a request to a model that the shadow release holds in another
+/// version is also scored by that version on one background thread, after the answer is made; the answer and
+/// its latency do not depend on it (a full shadow queue skips the request, counted as dropped).
 /// Scoring bodies are application/json or text/csv (a header row naming the columns). A batch answers each
 /// request on its own: predictions, or that request's error.
 /// Errors are JSON as MLflow's scoring server writes them, with the mlops details beside:
@@ -99,8 +108,12 @@ struct ServerOptions {
                                                   ///< an answer must be read within it too
   std::chrono::milliseconds idle_timeout{60000};  ///< a keep-alive connection idle this long between requests is closed
   std::chrono::milliseconds drain_timeout{10000}; ///< stop() waits this long for requests in flight
-  std::string admin_token;                   ///< bearer token of /admin/release; empty refuses the route
+  std::string admin_token;                   ///< bearer token of the /admin routes; empty refuses them
   std::string image;                         ///< overrides the release's image tag in /version
+  /// A second release (a name as for the served one: folder, MD5, alias) whose models score the same rows
+  /// off the response path, where they are other versions of served models (see GET /shadow). Empty: none.
+  std::string shadow;
+  std::size_t shadow_queue = 4096;           ///< requests waiting for the shadow models; more are not shadowed
 };
 
 /// Maps a release name given to switch_to()/the admin route (a folder, an MD5, an alias) to a folder to
@@ -110,8 +123,8 @@ using ReleaseResolver = std::function<std::filesystem::path(const std::string& r
 /// The HTTP server. Construct, then start() (background threads) or run() (blocks; handles signals).
 class Server {
  public:
-  /// Loads the release named `release` (through `resolver`) and binds the listening socket.
-  /// @throws ConfigError if the address cannot be bound; the errors of Release::load
+  /// Loads the release named `release` (through `resolver`), and options.shadow if set, and binds the
+  /// listening socket. @throws ConfigError if the address cannot be bound; the errors of Release::load
   Server(const std::string& release, ServerOptions options = {}, ReleaseResolver resolver = {});
   ~Server();
   Server(const Server&) = delete;
@@ -134,8 +147,13 @@ class Server {
   /// Loads `release` beside the current one and swaps atomically; requests in flight finish on the old one.
   /// Switches are serialised. @returns the new release @throws as Release::load (the old one stays)
   std::shared_ptr<const Release> switch_to(const std::string& release);
-  /// Reloads the release the server was started with (what SIGHUP does).
+  /// Reloads the release the server was started with, and its shadow release if one was named (what SIGHUP does).
   std::shared_ptr<const Release> reload();
+  /// Loads `release` as the shadow release and swaps it in atomically; "" clears it.
+  /// @returns the new shadow release (nullptr when cleared) @throws as Release::load (the old one stays)
+  std::shared_ptr<const Release> switch_shadow(const std::string& release);
+  /// The shadow release, or nullptr.
+  [[nodiscard]] std::shared_ptr<const Release> shadow() const;
 
   /// The Prometheus text of /metrics.
   [[nodiscard]] std::string metrics_text() const;

@@ -22,20 +22,6 @@ std::string num(double v) {
   return buf;
 }
 
-// Prometheus label values escape backslash, double quote and newline.
-std::string label_value(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
 // The standard process_* metrics of Prometheus client libraries, from /proc (Linux; absent elsewhere).
 std::string process_text() {
   std::string out;
@@ -70,6 +56,19 @@ std::string process_text() {
 
 }  // namespace
 
+std::string label_value(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 void Histogram::observe(double seconds) noexcept {
   std::size_t i = 0;
   while (i < kBounds.size() && seconds > kBounds[i]) ++i;
@@ -100,6 +99,7 @@ const char* route_name(Route r) noexcept {
     case Route::Version: return "version";
     case Route::Models: return "models";
     case Route::Metrics: return "metrics";
+    case Route::Shadow: return "shadow";
     case Route::Admin: return "admin";
     default: return "other";
   }

@@ -16,6 +16,9 @@ class Release;
 
 namespace mlops::detail {
 
+/// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(std::string_view v);
+
 /// A latency histogram with fixed bounds (seconds). Lock-free.
 class Histogram {
  public:
@@ -32,7 +35,7 @@ class Histogram {
 };
 
 /// The routes metrics are kept for.
-enum class Route : int { Invocations, Batch, Ping, Health, Version, Models, Metrics, Admin, Other, Count };
+enum class Route : int { Invocations, Batch, Ping, Health, Version, Models, Metrics, Shadow, Admin, Other, Count };
 const char* route_name(Route r) noexcept;
 
 /// Requests the transport refuses or cuts off before a route answers them.

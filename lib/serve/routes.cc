@@ -77,6 +77,7 @@ json invoke(ServeState& state, const ServedModel& m, const json& body, const std
     auto labels = predict_labels(m.adapter, r);
     *rows = r.rows;
     state.metrics.model(m.name, m.version, false, r.rows, since(t0));
+    state.shadow->offer(m, r, labels);
     return labels;
   } catch (...) {
     state.metrics.model(m.name, m.version, true, 0, since(t0));
@@ -193,6 +194,26 @@ HttpReply admin(const HttpCall& call, ServeState& state, std::string_view) {
                          {"load_seconds", now->load_seconds()}})};
 }
 
+// {"release": DIR | MD5 | alias} sets the shadow release, {"release": null} clears it.
+HttpReply admin_shadow(const HttpCall& call, ServeState& state, std::string_view) {
+  authorize(call, state);
+  const json body = parse_body(call.body, call.content_type);
+  if (!body.is_object() || !body.contains("release") ||
+      !(body["release"].is_null() || (body["release"].is_string() && !body["release"].get_ref<const std::string&>().empty())))
+    throw bad_request("malformed_input", "the admin body must be {\"release\": DIR | MD5 | alias | null}");
+  const auto before = state.shadow->release();
+  auto now = state.switch_shadow(body["release"].is_null() ? std::string() : body["release"].get<std::string>());
+  auto md5 = [](const std::shared_ptr<const Release>& r) { return r ? json(r->md5()) : json(nullptr); };
+  return {200, dump(json{{"release", state.release()->md5()}, {"previous_shadow", md5(before)}, {"shadow", md5(now)},
+                         {"shadowed_models", state.shadow->summary()["models"].size()}})};
+}
+
+HttpReply shadow_route(const HttpCall&, ServeState& state, std::string_view) {
+  auto j = state.shadow->summary();
+  j["release"] = state.release()->md5();
+  return {200, dump(j)};
+}
+
 HttpReply ping(const HttpCall&, ServeState&, std::string_view) { return {200, "\n", "text/plain"}; }
 
 HttpReply health(const HttpCall&, ServeState& state, std::string_view) {
@@ -235,7 +256,9 @@ constexpr RouteEntry kRoutes[] = {
     {"GET", "/version", version_route, Route::Version, Work::Inline},
     {"GET", "/models", models, Route::Models, Work::Inline},
     {"GET", "/metrics", metrics, Route::Metrics, Work::Inline},
+    {"GET", "/shadow", shadow_route, Route::Shadow, Work::Inline},
     {"POST", "/admin/release", admin, Route::Admin, Work::Admin},
+    {"POST", "/admin/shadow", admin_shadow, Route::Admin, Work::Admin},
 };
 
 // Whether `path` fits the route's pattern; the {name} segment goes to `name`.
@@ -311,30 +334,50 @@ std::shared_ptr<const Release> ServeState::release() const {
 
 std::string ServeState::metrics_text() const {
   auto rel = release();
-  return metrics.text(rel->md5(), options.image.empty() ? rel->image() : options.image,
-                      {rel->models().size(), connections.load(), idle_connections.load(), buffered_bytes.load()});
+  auto out = metrics.text(rel->md5(), options.image.empty() ? rel->image() : options.image,
+                          {rel->models().size(), connections.load(), idle_connections.load(), buffered_bytes.load()});
+  shadow->write_metrics(out);
+  return out;
+}
+
+std::shared_ptr<const Release> ServeState::load(const std::string& name) const {
+  std::filesystem::path dir(name);
+  if (resolver) {
+    try {
+      dir = resolver(name);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception&) {
+      throw ConfigError("release " + quote_for_message(name) + " could not be resolved to a release folder");
+    }
+  }
+  return Release::load(dir);
 }
 
 std::shared_ptr<const Release> ServeState::switch_to(const std::string& name) {
   std::lock_guard serial(switch_mu);
   try {
-    std::filesystem::path dir(name);
-    if (resolver) {
-      try {
-        dir = resolver(name);
-      } catch (const Error&) {
-        throw;
-      } catch (const std::exception&) {
-        throw ConfigError("release " + quote_for_message(name) + " could not be resolved to a release folder");
-      }
-    }
-    auto next = Release::load(dir);
+    auto next = load(name);
     {
       std::lock_guard lock(release_mu);
       current = next;
     }
     metrics.release_switch(true);
     metrics.keep_models(*next);
+    shadow->primary_switched(*next);
+    return next;
+  } catch (...) {
+    metrics.release_switch(false);
+    throw;
+  }
+}
+
+std::shared_ptr<const Release> ServeState::switch_shadow(const std::string& name) {
+  std::lock_guard serial(switch_mu);
+  try {
+    auto next = name.empty() ? nullptr : load(name);
+    shadow->set(next, *release());
+    metrics.release_switch(true);
     return next;
   } catch (...) {
     metrics.release_switch(false);

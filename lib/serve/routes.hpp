@@ -11,6 +11,7 @@
 
 #include "mlops/serve.hpp"
 #include "serve/metrics.hpp"
+#include "serve/shadow.hpp"
 
 namespace mlops::detail {
 
@@ -34,9 +35,18 @@ struct ServeState {
   /// reported as a ConfigError naming the release (its own text, which may hold paths, is not shown).
   std::shared_ptr<const Release> switch_to(const std::string& name);
 
+  /// Resolves and loads `name` as the shadow release ("" clears it); serialised with switch_to. The old
+  /// shadow stays on failure. @returns the new shadow release (nullptr when cleared)
+  std::shared_ptr<const Release> switch_shadow(const std::string& name);
+  /// Resolves `name` through the resolver and loads it (the errors of switch_to).
+  [[nodiscard]] std::shared_ptr<const Release> load(const std::string& name) const;
+
   mutable std::mutex release_mu;
   std::shared_ptr<const Release> current;
   std::mutex switch_mu;
+  std::string initial_shadow;     ///< the shadow release named at start (what SIGHUP reloads); may be empty
+  /// The shadow release and its thread (none until a shadow release is set); the server sizes its queue.
+  std::unique_ptr<Shadow> shadow = std::make_unique<Shadow>(ServerOptions{}.shadow_queue);
 };
 
 struct HttpCall {

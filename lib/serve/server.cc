@@ -495,6 +495,7 @@ void Server::Impl::join_all() {
   threads.clear();
   if (scoring) scoring->join();
   if (switcher) switcher->stop();
+  if (state.shadow) state.shadow->stop();
 }
 
 Server::Server(const std::string& release, ServerOptions options, ReleaseResolver resolver)
@@ -504,6 +505,9 @@ Server::Server(const std::string& release, ServerOptions options, ReleaseResolve
   st.resolver = std::move(resolver);
   st.initial = release;
   st.current = Release::load(st.resolver ? st.resolver(release) : std::filesystem::path(release));
+  st.shadow = std::make_unique<detail::Shadow>(st.options.shadow_queue);
+  st.initial_shadow = st.options.shadow;
+  if (!st.initial_shadow.empty()) st.shadow->set(st.load(st.initial_shadow), *st.current);
   beast::error_code ec;
   const auto addr = net::ip::make_address(st.options.host, ec);
   if (ec) throw ConfigError("server host " + detail::quote_for_message(st.options.host) + " is not an IP address");
@@ -519,6 +523,7 @@ Server::Server(const std::string& release, ServerOptions options, ReleaseResolve
   impl_->switcher.emplace([&st] {
     try {
       (void)st.switch_to(st.initial);
+      if (!st.initial_shadow.empty()) (void)st.switch_shadow(st.initial_shadow);
     } catch (const std::exception&) {
       // counted as a failed switch; the old release keeps serving
     }
@@ -567,7 +572,17 @@ void Server::stop() {
 
 std::shared_ptr<const Release> Server::switch_to(const std::string& release) { return impl_->state.switch_to(release); }
 
-std::shared_ptr<const Release> Server::reload() { return switch_to(impl_->state.initial); }
+std::shared_ptr<const Release> Server::reload() {
+  auto rel = switch_to(impl_->state.initial);
+  if (!impl_->state.initial_shadow.empty()) (void)impl_->state.switch_shadow(impl_->state.initial_shadow);
+  return rel;
+}
+
+std::shared_ptr<const Release> Server::switch_shadow(const std::string& release) {
+  return impl_->state.switch_shadow(release);
+}
+
+std::shared_ptr<const Release> Server::shadow() const { return impl_->state.shadow->release(); }
 
 std::string Server::metrics_text() const { return impl_->state.metrics_text(); }
 

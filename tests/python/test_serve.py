@@ -259,6 +259,50 @@ def test_mlops_serve_routes_switch_and_sigterm(world, tmp_path):
     proc.stderr.close()
 
 
+def test_mlops_serve_shadow_scores_a_candidate_off_the_response_path(world, tmp_path):
+    """`mlops serve --shadow`: answers come from the served release; /shadow and /metrics count, per model,
+    the rows on which the candidate's labels agree with the answers."""
+    acme, prio = world["acme"], world["prio"]
+    # The candidate was trained on a sheet where an analyst relabelled every shipping ticket as a refund.
+    src = mlops.DoltSource(str(tmp_path / "relabelled.db"), create=True)
+    src.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, intent TEXT, priority INTEGER)")
+    for i, body, intent, prio_ in tickets():
+        src.execute("INSERT INTO tickets VALUES (?, ?, ?, ?)", (i, body, "refund" if intent == "shipping" else intent, prio_))
+    src.commit("relabelled")
+    ds = src.dataset("tickets", label="intent", text="body", dimension=128, seed=5)
+    spec = mlops.AdapterSpec(name="acme", dataset=ds, epochs=60, learning_rate=0.05, validation_fraction=0)
+    candidate = mlops.CudaTrainer(device="cpu", seed=1).fit([spec])[0].adapter
+    texts = [t.format(n) for n, ts in enumerate(INTENTS.values()) for t in ts] + TEXTS
+    agree = sum(a == b for a, b in zip(acme.predict(texts), candidate.predict(texts)))
+    assert 0 < agree < len(texts), "the candidate must differ from production on some rows for this test to tell"
+    prod_dir, cand_dir = tmp_path / "prod", tmp_path / "cand"
+    md5_prod = write_release(prod_dir, {"acme": (1, acme), "prio": (1, prio)})
+    md5_cand = write_release(cand_dir, {"acme": (2, candidate), "prio": (1, prio)})
+    proc, port = start_serve([str(prod_dir), "--shadow", str(cand_dir)])
+    try:
+        assert f"shadow release {md5_cand}: 1 of 2 models" in proc.stderr.readline()
+        c = Http(port)
+        status, reply, r = c.call("POST", "/models/acme/invocations", {"instances": texts})
+        assert status == 200 and reply["predictions"] == list(acme.predict(texts))
+        assert r.getheader("X-Mlops-Release") == md5_prod
+        assert c.call("POST", "/models/prio/invocations", {"instances": texts})[0] == 200  # same version: not shadowed
+        deadline = time.time() + 20
+        while (summary := c.call("GET", "/shadow")[1])["models"][0]["rows"] < len(texts) and time.time() < deadline:
+            time.sleep(0.02)
+        assert summary["release"] == md5_prod and summary["shadow"] == md5_cand
+        assert summary["models"] == [{"model": "acme", "version": 1, "shadow_version": 2, "requests": 1,
+                                      "rows": len(texts), "agree": agree, "disagree": len(texts) - agree,
+                                      "agreement": agree / len(texts)}]
+        metrics = c.call("GET", "/metrics")[1]
+        assert (f'mlops_shadow_rows_total{{model="acme",version="1",shadow_version="2",outcome="disagree"}} '
+                f'{len(texts) - agree}\n') in metrics
+        c.conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        proc.stderr.close()
+
+
 def test_mlops_serve_against_hostile_clients(world, tmp_path):
     """The real `mlops serve` process: wrong admin tokens cost no thread, silent connections at the limit do not
     lock clients out, smuggled requests are refused, swapped weights are refused with the old release serving,

@@ -53,6 +53,18 @@ ReleaseResolver python_resolver(std::function<std::string(const std::string&)> f
   };
 }
 
+// A Server method that loads a release, called without the GIL (loading takes seconds and may call the
+// resolver, which takes the GIL itself).
+template <std::shared_ptr<const Release> (Server::*Method)(const std::string&)>
+std::shared_ptr<Release> loading(Server& s, const std::string& release) {
+  std::shared_ptr<const Release> r;
+  {
+    py::gil_scoped_release unlock;
+    r = (s.*Method)(release);
+  }
+  return std::const_pointer_cast<Release>(r);
+}
+
 void bind_serve(py::module_& m) {
   const ServerOptions defaults;
   py::class_<Release, std::shared_ptr<Release>>(m, "Release",
@@ -89,7 +101,8 @@ void bind_serve(py::module_& m) {
   py::class_<Server>(m, "Server", R"doc(
 Serves every adapter of a release over HTTP/1.1 (Boost.Beast): MLflow's scoring protocol per model at
 POST /models/{name}/invocations, POST /invocations/batch, GET /ping /health /version /models /metrics, and
-POST /admin/release (bearer token) to switch releases atomically. `release` is a build-context folder, or
+POST /admin/release (bearer token) to switch releases atomically; with `shadow`, a second release's models
+score the same rows off the response path (GET /shadow, POST /admin/shadow). `release` is a build-context folder, or
 any name `resolver(name) -> folder` maps (an MD5, an alias).
 )doc")
       .def(py::init([](const std::string& release, const std::string& host, std::uint16_t port, unsigned threads,
@@ -97,7 +110,8 @@ any name `resolver(name) -> folder` maps (an MD5, an alias).
                        std::size_t max_body_bytes, std::size_t max_header_bytes, std::size_t max_buffered_bytes,
                        std::size_t max_connections, std::size_t max_rows, double header_timeout, double read_timeout,
                        double idle_timeout, double drain_timeout,
-                       std::optional<std::function<std::string(const std::string&)>> resolver) {
+                       std::optional<std::function<std::string(const std::string&)>> resolver, std::string shadow,
+                       std::size_t shadow_queue) {
              ServerOptions o;
              o.host = host;
              o.port = port;
@@ -110,6 +124,8 @@ any name `resolver(name) -> folder` maps (an MD5, an alias).
              o.max_header_bytes = max_header_bytes;
              o.max_connections = max_connections;
              o.max_rows = max_rows;
+             o.shadow = std::move(shadow);
+             o.shadow_queue = shadow_queue;
              auto ms = [](double s) {
                if (!(s > 0)) throw ConfigError("server timeouts must be positive seconds");
                return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
@@ -130,7 +146,8 @@ any name `resolver(name) -> folder` maps (an MD5, an alias).
            py::arg("max_connections") = defaults.max_connections, py::arg("max_rows") = defaults.max_rows,
            py::arg("header_timeout") = seconds(defaults.header_timeout),
            py::arg("read_timeout") = seconds(defaults.read_timeout), py::arg("idle_timeout") = seconds(defaults.idle_timeout),
-           py::arg("drain_timeout") = seconds(defaults.drain_timeout), py::arg("resolver") = py::none())
+           py::arg("drain_timeout") = seconds(defaults.drain_timeout), py::arg("resolver") = py::none(),
+           py::arg("shadow") = "", py::arg("shadow_queue") = defaults.shadow_queue)
       .def_static("defaults",
                   [] {
                     const ServerOptions o;
@@ -146,6 +163,7 @@ any name `resolver(name) -> folder` maps (an MD5, an alias).
                     d["read_timeout"] = seconds(o.read_timeout);
                     d["idle_timeout"] = seconds(o.idle_timeout);
                     d["drain_timeout"] = seconds(o.drain_timeout);
+                    d["shadow_queue"] = o.shadow_queue;
                     return d;
                   },
                   "The default limits and timeouts (seconds) of the server, by keyword.")
@@ -155,21 +173,15 @@ any name `resolver(name) -> folder` maps (an MD5, an alias).
       .def("run", &Server::run, py::call_guard<py::gil_scoped_release>(),
            "Serve until SIGTERM/SIGINT (drain, then return) ; SIGHUP reloads the starting release.")
       .def("stop", &Server::stop, py::call_guard<py::gil_scoped_release>(), "Drain and stop.")
-      .def("switch_to",
-           [](Server& s, const std::string& release) {
-             std::shared_ptr<const Release> r;
-             {
-               py::gil_scoped_release unlock;
-               r = s.switch_to(release);
-             }
-             return std::const_pointer_cast<Release>(r);
-           },
-           py::arg("release"), "Load a release beside the current one and swap atomically (rollback too).")
+      .def("switch_to", &loading<&Server::switch_to>, py::arg("release"), "Load a release beside the current one and swap atomically (rollback too).")
       .def("reload",
            [](Server& s) {
              py::gil_scoped_release unlock;
              return std::const_pointer_cast<Release>(s.reload());
            })
+      .def("switch_shadow", &loading<&Server::switch_shadow>, py::arg("release"), "Set the shadow release (scored off the response path) atomically; \"\" clears it.")
+      .def_property_readonly("shadow", [](const Server& s) { return std::const_pointer_cast<Release>(s.shadow()); },
+                             "The shadow release, or None.")
       .def("metrics_text", &Server::metrics_text)
       .def("__enter__", [](Server& s) -> Server& {
         s.start();

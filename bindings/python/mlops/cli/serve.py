@@ -84,10 +84,16 @@ def _cmd_serve(args) -> int:
                           max_buffered_bytes=args.max_buffered_bytes, max_rows=args.max_rows,
                           max_connections=args.max_connections, header_timeout=args.header_timeout,
                           read_timeout=args.read_timeout, idle_timeout=args.idle_timeout,
-                          drain_timeout=args.drain_timeout, resolver=_release_resolver(args))
+                          drain_timeout=args.drain_timeout, resolver=_release_resolver(args),
+                          shadow=args.shadow or "", shadow_queue=args.shadow_queue)
     rel = server.release
     _progress(f"serving release {rel.md5} ({len(rel)} models, loaded in {rel.load_seconds:.2f} s) "
               f"on http://{args.host}:{server.port}")
+    if server.shadow is not None:
+        versions = {m["name"]: m["version"] for m in server.shadow.models}
+        shadowed = sum(1 for m in rel.models if versions.get(m["name"], m["version"]) != m["version"])
+        _progress(f"shadow release {server.shadow.md5}: {shadowed} of {len(rel)} models scored again off the "
+                  "response path (GET /shadow)")
     server.run()
     _progress("stopped")
     return EXIT_OK
@@ -130,5 +136,10 @@ def add_commands(command) -> None:
                    help="a keep-alive connection idle this long between requests is closed (default: %(default)s)")
     p.add_argument("--drain-timeout", type=_positive_seconds, default=d["drain_timeout"], metavar="SECONDS",
                    help="on SIGTERM, how long requests in flight may finish (default: %(default)s)")
+    p.add_argument("--shadow", metavar="RELEASE",
+                   help="a second release (DIR, MD5 or alias) whose other versions of the served models score the "
+                        "same rows off the response path; agreement in GET /shadow and /metrics")
+    p.add_argument("--shadow-queue", type=_positive_int, default=d["shadow_queue"], metavar="N",
+                   help="requests waiting for the shadow models; more are not shadowed (default: %(default)s)")
     p.add_argument("--cache", metavar="DIR", help="where releases fetched from MLflow are kept "
                                                    "(default ~/.cache/mlops/releases)")
