@@ -220,6 +220,13 @@ class Pipeline {
   /// tags (tags.hpp). A failure of one adapter (a missing artifact, bad rows) is its verdict "error".
   /// @throws ConfigError when `against` is the staging alias; TrackingError when recording fails
   EvaluationReport evaluate(const std::string& against = "", bool record = true);
+  /// What training the plan's stale adapters would do to them, with nothing recorded and no alias moved:
+  /// each stale adapter is fitted in memory on its training rows at the plan's commit and evaluated as
+  /// evaluate() does, against the version under `against` (default the production alias), on the
+  /// evaluation rows at the plan's commit and at the baseline's data commit. One item per stale adapter,
+  /// with candidate_version 0 (nothing is registered); for a review of a data branch before it is merged.
+  /// @throws ConfigError when `against` is the staging alias
+  EvaluationReport preview(const Plan& plan, const std::string& against = "");
 
   /// Restores the production aliases of a recorded release (models not in it lose the alias). A staging
   /// alias pointing at another version is moved to the restored one, so the next release() does not ship

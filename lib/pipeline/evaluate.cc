@@ -1,5 +1,6 @@
 // Pipeline::evaluate: every candidate (staging version) against its baseline on the same held-out rows,
 // at the candidate's data commit and at the baseline's, recorded on the candidate's run and version.
+// Pipeline::preview: the same for candidates fitted in memory from a plan, recording nothing.
 #include <cctype>
 #include <map>
 #include <optional>
@@ -87,6 +88,75 @@ void record_item(MlflowTracker& tracker, const std::string& against, const Work&
   for (const auto& [key, value] : version_tags) tracker.set_model_version_tag(item.name, item.candidate_version, key, value);
 }
 
+// Adds w's evaluations: at the candidate's data commit, then at the baseline's when it differs; each
+// commit's rows are read once for every adapter that needs them (`by_commit`).
+void plan_evaluations(Work& w, std::size_t index, const std::string& candidate_commit,
+                      std::map<std::string, std::vector<std::size_t>>& by_commit) {
+  std::vector<std::pair<std::string, std::string>> roles = {{"candidate", candidate_commit}};
+  if (w.baseline && tag_of(*w.baseline, tags::kDataCommit) != candidate_commit)
+    roles.emplace_back("baseline", tag_of(*w.baseline, tags::kDataCommit));
+  for (const auto& [role, commit] : roles) {
+    if (commit.empty())
+      throw DataError(role == "candidate" ? "the candidate of " + w.entry->name + " has no data commit"
+                                          : "version " + std::to_string(w.baseline->version) + " of " + w.entry->name +
+                                                " has no data commit tag (" + tags::kDataCommit + ")");
+    CommitEvaluation ev;
+    ev.role = role;
+    ev.commit = commit;
+    w.item.evaluations.push_back(std::move(ev));
+    if (w.entry->gate.eval_fraction > 0) by_commit[commit].push_back(index);
+  }
+}
+
+// Reads each commit's evaluation rows (slices `column = ?` of one table in one scan, the rest one by one)
+// and scores the candidate and the baseline of every adapter that needs them on the same rows.
+void score_evaluations(DoltSource& source, std::vector<Work>& work,
+                       const std::map<std::string, std::vector<std::size_t>>& by_commit) {
+  for (const auto& [commit, indices] : by_commit) {
+    std::vector<const CatalogEntry*> entries;
+    for (std::size_t i : indices) entries.push_back(work[i].entry);
+    auto together = read_slices(source, entries, commit, HoldoutSide::Evaluation);
+    for (std::size_t i : indices) {
+      Work& w = work[i];
+      if (w.item.verdict == "error") continue;
+      try {
+        auto found = together.find(w.entry->name);
+        Dataset rows = found != together.end() ? std::move(found->second)
+                                               : source.dataset(dataset_spec(*w.entry, commit, HoldoutSide::Evaluation));
+        for (auto& ev : w.item.evaluations) {
+          if (ev.commit != commit) continue;
+          ev.rows_digest = rows.content_digest();
+          std::vector<char> cand_right, base_right;
+          ev.candidate = score(*w.candidate_model, rows, &cand_right);
+          if (w.baseline_model) {
+            ev.baseline = score(*w.baseline_model, rows, &base_right);
+            ev.comparison = compare_paired(cand_right, base_right, w.entry->gate.confidence);
+          }
+        }
+      } catch (const Error& err) {
+        w.item.verdict = "error";
+        w.item.error = err.what();
+      }
+    }
+  }
+}
+
+// Applies the gate of every adapter that was scored; an error's message becomes its reason.
+// @returns the indices of the adapters that were scored
+std::vector<std::size_t> judge(std::vector<Work>& work) {
+  std::vector<std::size_t> scored;
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    Work& w = work[i];
+    if (w.item.verdict.empty()) {
+      apply_gate(w.item);
+      scored.push_back(i);
+    } else if (w.item.verdict == "error") {
+      w.item.reasons = {w.item.error};
+    }
+  }
+  return scored;
+}
+
 }  // namespace
 
 EvaluationReport Pipeline::evaluate(const std::string& against, bool record) {
@@ -116,68 +186,23 @@ EvaluationReport Pipeline::evaluate(const std::string& against, bool record) {
     try {
       w.candidate_model = load_model(tracker_, *w.candidate);
       if (w.baseline) w.baseline_model = load_model(tracker_, *w.baseline);
-      // The candidate's data first; then the data the baseline was judged on, when it differs.
-      std::vector<std::pair<std::string, std::string>> roles = {{"candidate", tag_of(*w.candidate, tags::kDataCommit)}};
-      if (w.baseline && tag_of(*w.baseline, tags::kDataCommit) != roles.front().second)
-        roles.emplace_back("baseline", tag_of(*w.baseline, tags::kDataCommit));
-      for (const auto& [role, commit] : roles) {
-        if (commit.empty())
-          throw DataError("version " + std::to_string(role == "candidate" ? w.candidate->version : w.baseline->version) +
-                          " of " + w.entry->name + " has no data commit tag (" + tags::kDataCommit + ")");
-        CommitEvaluation ev;
-        ev.role = role;
-        ev.commit = commit;
-        w.item.evaluations.push_back(std::move(ev));
-        if (w.entry->gate.eval_fraction > 0) by_commit[commit].push_back(i);
-      }
+      const std::string commit = tag_of(*w.candidate, tags::kDataCommit);
+      if (commit.empty())
+        throw DataError("version " + std::to_string(w.candidate->version) + " of " + w.entry->name +
+                        " has no data commit tag (" + tags::kDataCommit + ")");
+      plan_evaluations(w, i, commit, by_commit);
     } catch (const Error& err) {
       w.item.verdict = "error";
       w.item.error = err.what();
       w.item.evaluations.clear();
     }
   }
-
-  // Evaluation rows: per commit, slices `column = ?` of one table in one scan, the rest one by one.
-  for (const auto& [commit, indices] : by_commit) {
-    std::vector<const CatalogEntry*> entries;
-    for (std::size_t i : indices) entries.push_back(work[i].entry);
-    auto together = read_slices(source_, entries, commit, HoldoutSide::Evaluation);
-    for (std::size_t i : indices) {
-      Work& w = work[i];
-      if (w.item.verdict == "error") continue;
-      try {
-        auto found = together.find(w.entry->name);
-        Dataset rows = found != together.end() ? std::move(found->second)
-                                               : source_.dataset(dataset_spec(*w.entry, commit, HoldoutSide::Evaluation));
-        for (auto& ev : w.item.evaluations) {
-          if (ev.commit != commit) continue;
-          ev.rows_digest = rows.content_digest();
-          std::vector<char> cand_right, base_right;
-          ev.candidate = score(*w.candidate_model, rows, &cand_right);
-          if (w.baseline_model) {
-            ev.baseline = score(*w.baseline_model, rows, &base_right);
-            ev.comparison = compare_paired(cand_right, base_right, w.entry->gate.confidence);
-          }
-        }
-      } catch (const Error& err) {
-        w.item.verdict = "error";
-        w.item.error = err.what();
-      }
-    }
-  }
+  score_evaluations(source_, work, by_commit);
 
   EvaluationReport report;
   report.against = alias;
-  std::vector<std::size_t> to_record;
-  for (std::size_t i = 0; i < work.size(); ++i) {
-    Work& w = work[i];
-    if (w.item.verdict.empty()) {
-      apply_gate(w.item);
-      if (record) to_record.push_back(i);
-    } else if (w.item.verdict == "error") {
-      w.item.reasons = {w.item.error};
-    }
-  }
+  auto to_record = judge(work);
+  if (!record) to_record.clear();
   std::vector<std::string> failures(to_record.size());
   parallel_for(to_record.size(), options_.record_threads, [&](std::size_t k) {
     try {
@@ -190,6 +215,65 @@ EvaluationReport Pipeline::evaluate(const std::string& against, bool record) {
   for (std::size_t k = 0; k < to_record.size(); ++k)
     if (!failures[k].empty())
       throw TrackingError("recording the evaluation of " + work[to_record[k]].item.name + ": " + failures[k]);
+  for (auto& w : work) report.items.push_back(std::move(w.item));
+  return report;
+}
+
+EvaluationReport Pipeline::preview(const Plan& plan, const std::string& against) {
+  const std::string alias = against.empty() ? options_.production_alias : against;
+  if (alias == options_.staging_alias)
+    throw ConfigError("cannot preview against the staging alias '" + alias + "': staging holds the candidates");
+  auto versions = version_index(tracker_, catalog_);
+  const std::string code = plan.code_commit.empty() ? options_.code_commit : plan.code_commit;
+  std::vector<Work> work;
+  for (const auto& item : plan.items)
+    if (item.stale) {
+      Work w;
+      w.entry = &catalog_.at(item.name);
+      w.item.name = item.name;
+      w.item.gate = w.entry->gate;
+      w.baseline = with_alias(versions[item.name], alias);
+      w.item.baseline_version = w.baseline ? w.baseline->version : 0;
+      work.push_back(std::move(w));
+    }
+  // The candidates: each stale adapter fitted in memory on its training rows at the plan's commit.
+  std::vector<const CatalogEntry*> entries;
+  for (const auto& w : work) entries.push_back(w.entry);
+  auto rows = read_slices(source_, entries, plan.commit);
+  std::vector<AdapterSpec> specs;
+  std::vector<std::size_t> fitted;  // work index of each spec
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    Work& w = work[i];
+    try {
+      auto found = rows.find(w.entry->name);
+      Dataset ds = found != rows.end() ? std::move(found->second) : source_.dataset(dataset_spec(*w.entry, plan.commit));
+      AdapterSpec spec = adapter_spec(*w.entry, std::move(ds), code);
+      spec.validate();
+      specs.push_back(std::move(spec));
+      fitted.push_back(i);
+    } catch (const Error& err) {
+      w.item.verdict = "error";
+      w.item.error = err.what();
+    }
+  }
+  auto trained = specs.empty() ? std::vector<TrainedAdapter>{} : trainer_.fit(specs);
+  std::map<std::string, std::vector<std::size_t>> by_commit;
+  for (std::size_t k = 0; k < trained.size(); ++k) {
+    Work& w = work[fitted[k]];
+    try {
+      w.candidate_model = std::move(trained[k].adapter);
+      if (w.baseline) w.baseline_model = load_model(tracker_, *w.baseline);
+      plan_evaluations(w, fitted[k], plan.commit, by_commit);
+    } catch (const Error& err) {
+      w.item.verdict = "error";
+      w.item.error = err.what();
+      w.item.evaluations.clear();
+    }
+  }
+  score_evaluations(source_, work, by_commit);
+  (void)judge(work);
+  EvaluationReport report;
+  report.against = alias;
   for (auto& w : work) report.items.push_back(std::move(w.item));
   return report;
 }

@@ -151,6 +151,54 @@ def test_label_flip_is_held_back_while_new_rows_ship(shop):
         pipe.release(image=IMAGE, gate="strict")
 
 
+def test_a_branch_preview_shows_what_merging_would_do_and_records_nothing(shop, capsys):
+    """`mlops plan --at BRANCH --evaluate`: the stale adapters are fitted in memory and evaluated against
+    production; the markdown names the one a merge would hold back; MLflow is left as it was."""
+    from mlops import review
+    from mlops.cli import EXIT_HELD_BACK, main
+
+    source, tracker, name, customer = shop["source"], shop["tracker"], shop["name"], shop["customer"]
+    pipe = shop["make"]()
+    pipe.train(pipe.plan(at="main"))
+    assert dict(pipe.release(image=IMAGE).manifest) == {name(1): 1, name(2): 1, name(3): 1}
+    with review.on_branch(source, "analyst"):
+        swap_top_intents(source, customer(1))
+        source.execute("INSERT INTO tickets (id, customer, body, intent) SELECT id + 100000, customer, "
+                       "body || ' thanks', intent FROM tickets WHERE customer = ?", (customer(2),))
+        source.commit("Analyst change")
+
+    def versions():
+        return {name(i): [v.version for v in tracker.search_model_versions(f"name = '{name(i)}'")] for i in (1, 2, 3)}
+
+    versions_before = versions()
+
+    report = pipe.preview(pipe.plan(at="analyst"))
+    assert [(i["name"], i["candidate_version"], i["baseline_version"]) for i in report.items] == [
+        (name(1), 0, 1), (name(2), 0, 1)]
+    assert report.item(name(1))["verdict"] == "fail" and report.item(name(2))["verdict"] == "pass"
+    flipped = report.item(name(1))["evaluations"]
+    assert [e["role"] for e in flipped] == ["candidate", "baseline"]
+    assert flipped[1]["commit"] == source.resolve("main") and flipped[1]["comparison"]["high"] < -0.05
+
+    rc = main(["plan", "--at", "analyst", "--against", "main", "--evaluate", "--data",
+               f"doltlite:{shop['tmp'] / 'data.db'}", "--tracking-uri", shop["server"].url])
+    out = capsys.readouterr().out
+    assert rc == EXIT_HELD_BACK
+    assert out.startswith("### Evaluation preview: merging `analyst`")
+    assert "2 adapters would be retrained; **1 would be held back** by their gates." in out
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in out.splitlines() if line.startswith(f"| {name(1)}")
+            or line.startswith(f"| {name(2)}")}
+    assert rows[name(1)].endswith("| fail |") and rows[name(2)].endswith("| pass |")
+    assert f"- `{name(1)}`:" in out and "points vs v1 on the baseline's data" in out
+    assert name(3) not in out  # its slice did not change: nothing to preview
+
+    # Nothing recorded, no alias moved.
+    assert versions() == versions_before
+    for i in (1, 2, 3):
+        assert tracker.get_by_alias(name(i), "production").version == 1
+        assert tracker.get_by_alias(name(i), "staging").version == 1
+
+
 def test_bad_gate_values_name_adapter_and_field():
     doc = {"defaults": {"table": "t", "label": "l", "text": "x", "confidence": 0.2},
            "adapters": [{"name": "a"}, {"name": "b", "max_drop": "lots"}]}

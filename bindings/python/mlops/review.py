@@ -220,6 +220,41 @@ def plan_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _points(x: float) -> str:
+    return f"{x * 100:+.1f}"
+
+
+def evaluation_markdown(report: dict, at: str, commit: str, against: str) -> str:
+    """What merging `at` would do to each affected model (Pipeline.preview's report as a dict): its accuracy
+    on the held-out rows against the version it would replace, the paired interval and the gate's verdict."""
+    items = report["items"]
+    failing = [i for i in items if i["verdict"] in ("fail", "error")]
+    lines = [f"### Evaluation preview: merging `{at}` ({commit[:12]}) into `{against}`", "",
+             f"{len(items)} adapter{'s' if len(items) != 1 else ''} would be retrained; "
+             + (f"**{len(failing)} would be held back** by their gates." if failing else "every one passes its gate."),
+             ""]
+    if items:
+        lines += [f"| adapter | against | rows | accuracy | {report['against']} | delta (points) | verdict |",
+                  "|---|---|---:|---:|---:|---|---|"]
+    for item in items:
+        base = f"v{item['baseline_version']}" if item["baseline_version"] else "new"
+        evs = item["evaluations"] or [None]
+        for ev in evs:
+            if ev is None:
+                lines.append(f"| {_md(item['name'])} | {base} | | | | | {item['verdict']} |")
+                continue
+            c, b, d = ev["candidate"], ev["baseline"], ev["comparison"]
+            data = "" if ev["role"] == "candidate" else f" (on {against}'s data {ev['commit'][:12]})"
+            delta = (f"{_points(d['delta'])} [{_points(d['low'])}, {_points(d['high'])}] at {d['confidence']:.0%}"
+                     if d["rows"] else "")
+            lines.append(f"| {_md(item['name'])}{_md(data)} | {base} | {c['rows']} | {c['accuracy']:.3f} | "
+                         + (f"{b['accuracy']:.3f}" if d["rows"] else "") + f" | {delta} | {item['verdict']} |")
+    reasons = [(i["name"], r) for i in failing for r in i["reasons"]]
+    if reasons:
+        lines += ["", "Why held back:", ""] + [f"- `{_md(name)}`: {_md(r)}" for name, r in reasons]
+    return "\n".join(lines) + "\n"
+
+
 def write_json(path: str, obj: dict) -> None:
     p = pathlib.Path(path)
     tmp = p.with_name(p.name + ".tmp")

@@ -262,6 +262,10 @@ holds none, so any machine pointing at the same two places sees the same plan an
            py::call_guard<py::gil_scoped_release>(),
            "Scores each candidate (staging) and its baseline (`against`, default production) on the same "
            "held-out rows at both data commits, applies the gates and records the results in MLflow.")
+      .def("preview", &Pipeline::preview, py::arg("plan"), py::arg("against") = "",
+           py::call_guard<py::gil_scoped_release>(),
+           "What training the plan's stale adapters would do: each fitted in memory at the plan's commit and "
+           "evaluated against `against` (default production) as evaluate() does; records nothing, moves no alias.")
       .def(
           "rollback",
           [](Pipeline& p, std::optional<std::string> release, std::optional<std::string> model,

@@ -24,7 +24,28 @@ def _matrix(plan, shards: int) -> dict:
     return {"include": include}
 
 
+def _cmd_plan_evaluate(args) -> int:
+    """--evaluate: fit the adapters the plan at --at finds stale in memory and evaluate each against the
+    production version it would replace; nothing is recorded and no alias moves."""
+    from .. import review
+
+    pipe = _pipeline(args, args.at)
+    _progress(f"planning at {args.at}")
+    plan = pipe.plan(at=args.at)
+    _progress(f"fitting {_count(len(plan.stale()), 'stale adapter')} in memory and evaluating them")
+    report = pipe.preview(plan)
+    if args.format == "json":
+        _print_json({"at": args.at, "commit": plan.commit, "against": args.against or "main", **report.to_dict()})
+    else:
+        print(review.evaluation_markdown(report.to_dict(), args.at, plan.commit, args.against or "main"), end="")
+    return EXIT_HELD_BACK if report.failed else EXIT_OK
+
+
 def _cmd_plan(args) -> int:
+    if args.evaluate:
+        if args.format == "github-matrix":
+            raise UsageError("--evaluate prints markdown or json, not a github-matrix")
+        return _cmd_plan_evaluate(args)
     if args.against:
         return _cmd_plan_against(args)
     if args.format == "markdown":
@@ -236,6 +257,10 @@ def add_commands(command) -> None:
                    help="only what merging --at into BRANCH would make stale, and why (no MLflow needed)")
     p.add_argument("--shards", type=_positive_int, default=1, help="shard count for --format github-matrix")
     p.add_argument("-o", "--output", help="also write the plan as JSON here (for train --plan)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="fit the stale adapters in memory and show, in markdown, what they would do against "
+                        "production (delta, interval, gate verdict); records nothing; exit 9 when one would be "
+                        "held back")
 
     p = command("train", "train the stale adapters of one shard",
                 "Train one shard's stale adapters in one batched fit; each becomes an MLflow run, a registered "
