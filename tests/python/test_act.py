@@ -238,6 +238,9 @@ def test_data_review_of_a_pull_request_writes_one_markdown_review(world):
     assert r.returncode == 0, tail(r)
     review = (act(world, "data-review.yml").artifact("data-review") / "review.md").read_text()
     assert "tickets" in review and customer in review  # the row diff and the adapter it retrains
+    # The evaluation preview: the changed customer's adapter fitted in memory and judged against production.
+    assert "### Evaluation preview: merging `sheet-update`" in review, review
+    assert re.search(r"^\| " + re.escape(customer) + r" \|.*\| (pass|fail) \|$", review, re.M), review
     assert "sheet-update merges into main without conflicts." in review
     assert src.resolve("main") == main  # a review never moves main
     assert not [b for b in src.branches() if str(b).startswith("review/")]  # the trial merge is cleaned up
