@@ -52,6 +52,9 @@ struct GateSettings {
   /// two-sided level of the paired interval of the accuracy change; a candidate is held back only when the
   /// whole interval lies below -max_drop, so one row never flips the verdict of a small set. In [0.5, 0.999]
   double confidence = 0.95;
+  /// A data ref (a Dolt tag or branch kept for a curated set) whose evaluation rows both versions are scored
+  /// on, instead of the candidate's and the baseline's data commits. Empty: those two commits.
+  std::string eval_ref;
   [[nodiscard]] nlohmann::json to_json() const;
   bool operator==(const GateSettings&) const = default;
 };

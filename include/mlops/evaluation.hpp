@@ -61,7 +61,8 @@ PairedComparison compare_paired(std::span<const char> candidate_correct, std::sp
 /// Both versions scored on the evaluation rows read at one data commit.
 struct CommitEvaluation {
   std::string commit;                  ///< data commit the evaluation rows were read at
-  std::string role;                    ///< "candidate" (the candidate's data) or "baseline" (the baseline's)
+  /// "candidate" (the candidate's data), "baseline" (the baseline's) or "eval_ref" (the gate's evaluation ref)
+  std::string role;
   std::string rows_digest;             ///< content digest of the evaluation rows
   ClassificationMetrics candidate;
   ClassificationMetrics baseline;      ///< rows == 0 when there is no baseline
@@ -77,7 +78,8 @@ struct EvaluationItem {
   /// "pass", "fail", "unchanged" (the candidate is the baseline), "no candidate" or "error"
   std::string verdict;
   std::vector<std::string> reasons;    ///< why it failed (or what a pass rests on), one line each
-  std::vector<CommitEvaluation> evaluations;  ///< at the candidate's commit first, then the baseline's
+  /// at the candidate's commit first, then the baseline's; or only at the gate's eval_ref when it names one
+  std::vector<CommitEvaluation> evaluations;
   GateSettings gate;
   std::string error;                   ///< the typed error's message when verdict is "error"
   [[nodiscard]] bool passed() const noexcept { return verdict == "pass" || verdict == "unchanged"; }

@@ -29,7 +29,7 @@ json FeaturizerSettings::to_json() const { return {{"dimension", dimension}, {"s
 
 json GateSettings::to_json() const {
   return {{"eval_fraction", eval_fraction}, {"min_accuracy", min_accuracy}, {"max_drop", max_drop},
-          {"min_eval_rows", min_eval_rows}, {"confidence", confidence}};
+          {"min_eval_rows", min_eval_rows}, {"confidence", confidence}, {"eval_ref", eval_ref}};
 }
 
 json CatalogEntry::to_json() const {
@@ -131,7 +131,7 @@ class EntryReader {
 // The slice fields; the hyperparameter fields are the trainer's (Hyperparameters::is_field).
 const std::set<std::string> kKnownFields = {"name",  "table",  "label",     "features", "text",
                                             "where", "params", "featurizer", "eval_fraction", "min_accuracy",
-                                            "max_drop", "min_eval_rows", "confidence"};
+                                            "max_drop", "min_eval_rows", "confidence", "eval_ref"};
 
 GateSettings read_gate(EntryReader& r) {
   GateSettings g;
@@ -140,6 +140,7 @@ GateSettings read_gate(EntryReader& r) {
   g.max_drop = r.real("max_drop", g.max_drop, 0, 100);
   g.min_eval_rows = r.integer("min_eval_rows", g.min_eval_rows, 0, std::numeric_limits<std::int64_t>::max(), "int64");
   g.confidence = r.real("confidence", g.confidence, 0.5, 0.999);
+  g.eval_ref = r.text("eval_ref", false);
   return g;
 }
 

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 
+#include "core/text.hpp"
 #include "mlflow/model_dir.hpp"
 #include "mlops/adapter.hpp"
 #include "mlops/error.hpp"
@@ -54,7 +55,7 @@ void add_metrics(std::map<std::string, double>& out, const std::string& prefix, 
 std::map<std::string, double> run_metrics(const EvaluationItem& item) {
   std::map<std::string, double> out;
   for (const auto& ev : item.evaluations) {
-    const std::string infix = ev.role == "candidate" ? "" : tags::kEvalBaselineDataInfix;
+    const std::string infix = ev.role == "baseline" ? tags::kEvalBaselineDataInfix : "";
     const std::string eval = std::string(tags::kEvalMetricPrefix) + infix;
     add_metrics(out, eval, ev.candidate);
     if (item.baseline_version == 0) continue;
@@ -88,12 +89,33 @@ void record_item(MlflowTracker& tracker, const std::string& against, const Work&
   for (const auto& [key, value] : version_tags) tracker.set_model_version_tag(item.name, item.candidate_version, key, value);
 }
 
-// Adds w's evaluations: at the candidate's data commit, then at the baseline's when it differs; each
-// commit's rows are read once for every adapter that needs them (`by_commit`).
-void plan_evaluations(Work& w, std::size_t index, const std::string& candidate_commit,
+// The commit of each evaluation ref the catalog names, resolved once per evaluation.
+class EvalRefs {
+ public:
+  explicit EvalRefs(DoltSource& source) : source_(source) {}
+  const std::string& commit(const CatalogEntry& e) {
+    auto it = commits_.find(e.gate.eval_ref);
+    if (it != commits_.end()) return it->second;
+    try {
+      return commits_[e.gate.eval_ref] = source_.resolve(e.gate.eval_ref);
+    } catch (const Error& err) {
+      throw NotFoundError("the evaluation ref " + detail::quote_for_message(e.gate.eval_ref) + " of adapter " + e.name +
+                          " (catalog field eval_ref) does not resolve: " + std::string(err.detail()));
+    }
+  }
+
+ private:
+  DoltSource& source_;
+  std::map<std::string, std::string> commits_;
+};
+
+// Adds w's evaluations: at the candidate's data commit, then at the baseline's when it differs, or only at
+// the catalog's evaluation ref; each commit's rows are read once for every adapter that needs them.
+void plan_evaluations(Work& w, std::size_t index, const std::string& candidate_commit, EvalRefs& refs,
                       std::map<std::string, std::vector<std::size_t>>& by_commit) {
   std::vector<std::pair<std::string, std::string>> roles = {{"candidate", candidate_commit}};
-  if (w.baseline && tag_of(*w.baseline, tags::kDataCommit) != candidate_commit)
+  if (!w.entry->gate.eval_ref.empty()) roles = {{"eval_ref", refs.commit(*w.entry)}};
+  else if (w.baseline && tag_of(*w.baseline, tags::kDataCommit) != candidate_commit)
     roles.emplace_back("baseline", tag_of(*w.baseline, tags::kDataCommit));
   for (const auto& [role, commit] : roles) {
     if (commit.empty())
@@ -164,6 +186,7 @@ EvaluationReport Pipeline::evaluate(const std::string& against, bool record) {
   if (alias == options_.staging_alias)
     throw ConfigError("cannot evaluate against the staging alias '" + alias + "': staging holds the candidates");
   auto versions = version_index(tracker_, catalog_);
+  EvalRefs refs(source_);
   std::vector<Work> work(catalog_.size());
   std::map<std::string, std::vector<std::size_t>> by_commit;  // data commit -> adapters to read it for
   for (std::size_t i = 0; i < catalog_.size(); ++i) {
@@ -190,7 +213,7 @@ EvaluationReport Pipeline::evaluate(const std::string& against, bool record) {
       if (commit.empty())
         throw DataError("version " + std::to_string(w.candidate->version) + " of " + w.entry->name +
                         " has no data commit tag (" + tags::kDataCommit + ")");
-      plan_evaluations(w, i, commit, by_commit);
+      plan_evaluations(w, i, commit, refs, by_commit);
     } catch (const Error& err) {
       w.item.verdict = "error";
       w.item.error = err.what();
@@ -257,13 +280,14 @@ EvaluationReport Pipeline::preview(const Plan& plan, const std::string& against)
     }
   }
   auto trained = specs.empty() ? std::vector<TrainedAdapter>{} : trainer_.fit(specs);
+  EvalRefs refs(source_);
   std::map<std::string, std::vector<std::size_t>> by_commit;
   for (std::size_t k = 0; k < trained.size(); ++k) {
     Work& w = work[fitted[k]];
     try {
       w.candidate_model = std::move(trained[k].adapter);
       if (w.baseline) w.baseline_model = load_model(tracker_, *w.baseline);
-      plan_evaluations(w, fitted[k], plan.commit, by_commit);
+      plan_evaluations(w, fitted[k], plan.commit, refs, by_commit);
     } catch (const Error& err) {
       w.item.verdict = "error";
       w.item.error = err.what();

@@ -176,7 +176,9 @@ void apply_gate(EvaluationItem& item) {
   const GateSettings& g = item.gate;
   std::vector<std::string> failures, notes;
   for (const auto& ev : item.evaluations) {
-    const std::string where = " on the " + ev.role + "'s data (" + ev.commit.substr(0, 12) + ")";
+    const std::string where = ev.role == "eval_ref"
+                                  ? " on the evaluation ref " + g.eval_ref + " (" + ev.commit.substr(0, 12) + ")"
+                                  : " on the " + ev.role + "'s data (" + ev.commit.substr(0, 12) + ")";
     if (ev.candidate.rows < g.min_eval_rows)
       failures.push_back("only " + std::to_string(ev.candidate.rows) + " evaluation rows" + where +
                          ", fewer than min_eval_rows " + std::to_string(g.min_eval_rows));

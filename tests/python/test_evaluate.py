@@ -199,10 +199,43 @@ def test_a_branch_preview_shows_what_merging_would_do_and_records_nothing(shop, 
         assert tracker.get_by_alias(name(i), "staging").version == 1
 
 
+def test_an_evaluation_ref_pins_the_rows_both_versions_are_judged_on(shop):
+    """eval_ref: a tag kept for a curated set. A label flip on main also flips main's evaluation rows, so the
+    candidate looks fine there; on the curated rows it is held back. A ref that does not resolve is an error."""
+    source, name, customer = shop["source"], shop["name"], shop["customer"]
+    pipe = shop["make"]()
+    pipe.train(pipe.plan(at="main"))
+    pipe.release(image=IMAGE)
+    source.create_tag("curated-1", "main")
+    curated = source.resolve("curated-1")
+    set_gate(source, name(1), eval_ref="curated-1")
+    swap_top_intents(source, customer(1))
+    source.commit("Analyst change")
+    pipe = shop["make"]()
+    assert pipe.catalog[name(1)].gate["eval_ref"] == "curated-1" and pipe.catalog[name(2)].gate["eval_ref"] == ""
+    pipe.train(pipe.plan(at="main"))
+    item = pipe.evaluate().item(name(1))
+    assert [(e["role"], e["commit"]) for e in item["evaluations"]] == [("eval_ref", curated)]
+    assert item["verdict"] == "fail" and item["evaluations"][0]["comparison"]["high"] < -0.05
+    assert "on the evaluation ref curated-1" in item["reasons"][0]
+    # Without the pin, both data commits are used; on main's own rows, relabelled like its training rows, the
+    # candidate looks far better than on the curated ones.
+    set_gate(source, name(1), eval_ref="")
+    unpinned = shop["make"]().evaluate(record=False).item(name(1))
+    assert [e["role"] for e in unpinned["evaluations"]] == ["candidate", "baseline"]
+    assert unpinned["evaluations"][0]["candidate"]["accuracy"] > item["evaluations"][0]["candidate"]["accuracy"] + 0.1
+
+    set_gate(source, name(1), eval_ref="no-such-tag")
+    missing = shop["make"]().evaluate(record=False).item(name(1))
+    assert missing["verdict"] == "error" and missing["evaluations"] == []
+    assert "[mlops.not_found] the evaluation ref 'no-such-tag' of adapter " + name(1) in missing["error"]
+
+
 def test_bad_gate_values_name_adapter_and_field():
     doc = {"defaults": {"table": "t", "label": "l", "text": "x", "confidence": 0.2},
-           "adapters": [{"name": "a"}, {"name": "b", "max_drop": "lots"}]}
+           "adapters": [{"name": "a"}, {"name": "b", "max_drop": "lots", "eval_ref": 5}]}
     with pytest.raises(mlops.DataError) as e:
         mlops.Catalog.from_json(json.dumps(doc))
     assert "adapter 'a' (#1): field 'confidence': must be in [0.5, 0.999], got 0.2" in str(e.value)
     assert "adapter 'b' (#2): field 'max_drop': must be a number, got string" in str(e.value)
+    assert "adapter 'b' (#2): field 'eval_ref': must be a string, got number" in str(e.value)

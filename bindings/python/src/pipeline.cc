@@ -24,7 +24,7 @@ void bind_pipeline(py::module_& m) {
                              [](const CatalogEntry& e) { return json_to_py(e.hyperparameters.to_json()); })
       .def_property_readonly("featurizer", [](const CatalogEntry& e) { return json_to_py(e.featurizer.to_json()); })
       .def_property_readonly("gate", [](const CatalogEntry& e) { return json_to_py(e.gate.to_json()); },
-                             "eval_fraction, min_accuracy, max_drop (points), min_eval_rows, confidence")
+                             "eval_fraction, min_accuracy, max_drop (points), min_eval_rows, confidence, eval_ref")
       .def("to_dict", &CatalogEntry::to_json)
       .def("__eq__", [](const CatalogEntry& a, const CatalogEntry& b) { return a == b; })
       .def("__repr__", [](const CatalogEntry& e) {
