@@ -83,7 +83,8 @@ void record_item(MlflowTracker& tracker, const std::string& against, const Work&
       {tags::kEvalCommits, commits.dump()},
       {tags::kEvalRowsDigest, digests.dump()},
       {tags::kEvalVerdict, item.verdict},
-      {tags::kEvalReasons, reasons.substr(0, 5000)}};
+      {tags::kEvalReasons, reasons.substr(0, 5000)},
+      {tags::kEvalConfidence, json(item.gate.confidence).dump()}};
   for (const auto& [key, value] : version_tags) tracker.set_model_version_tag(item.name, item.candidate_version, key, value);
 }
 

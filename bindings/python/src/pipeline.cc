@@ -286,6 +286,11 @@ holds none, so any machine pointing at the same two places sees the same plan an
       .def("diff_releases", &Pipeline::diff_releases, py::arg("a"), py::arg("b"),
            py::call_guard<py::gil_scoped_release>())
       .def(
+          "compare_releases",
+          [](Pipeline& p, const std::string& a, const std::string& b) { return p.compare_releases(a, b).to_json(); },
+          py::arg("a"), py::arg("b"), py::call_guard<py::gil_scoped_release>(),
+          "diff_releases with, per changed model, the metric changes its recorded evaluation measured, as a dict.")
+      .def(
           "lineage",
           [](Pipeline& p, const std::string& name, const py::object& version) {
             std::string v = py::str(version).cast<std::string>();

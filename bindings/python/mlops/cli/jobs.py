@@ -10,9 +10,10 @@ import pathlib
 import mlops
 
 from .common import (EXIT_HELD_BACK, EXIT_INCOMPLETE, EXIT_OK, EXIT_PARTIAL, UsageError, _add_image_options, _env,
-                     _pipeline, _positive_int, _print_diff, _print_json, _progress, _read_text, _shard_argument,
+                     _pipeline, _positive_int, _print_json, _progress, _read_text, _shard_argument,
                      _version_number, _version_or_alias, shard_from_environment)
 from .data import _cmd_plan_against
+from .deltas import print_release_diff
 
 
 def _matrix(plan, shards: int) -> dict:
@@ -210,9 +211,7 @@ def _cmd_releases(args) -> int:
 
 
 def _cmd_diff_release(args) -> int:
-    pipe = _pipeline(args)
-    d = pipe.diff_releases(args.old, args.new)
-    _print_diff(args, d, args.old, args.new)
+    print_release_diff(args, _pipeline(args).compare_releases(args.old, args.new))
     return EXIT_OK
 
 
@@ -287,7 +286,11 @@ def add_commands(command) -> None:
 
     command("releases", "list recorded releases, newest first", "List recorded releases, newest first.", _cmd_releases)
 
-    p = command("diff-release", "compare two releases", "Models added (+), removed (-) and changed (~).", _cmd_diff_release)
+    p = command("diff-release", "compare two releases, with each changed model's metric deltas",
+                "Models added (+), removed (-) and changed (~); for a changed model, the evaluation recorded between "
+                "its two versions (mlops evaluate, mlops release): accuracy, macro-F1 and log loss of both on the same "
+                "rows, n, the interval of the accuracy change and the gate's verdict.", _cmd_diff_release,
+                formats=("text", "json", "markdown"))
     p.add_argument("old")
     p.add_argument("new")
 
