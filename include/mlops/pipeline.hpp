@@ -268,6 +268,15 @@ class Pipeline {
   /// @throws ConfigError when `against` is the staging alias; TrackingError when recording fails
   EvaluationReport evaluate(const std::string& against = "", bool record = true);
 
+  /// The regular evaluation a schedule runs to see drift: every model under `alias` (default the production
+  /// alias) scored on its evaluation rows read at `at` (role "current") and at its own training commit
+  /// (role "trained", when it differs). The verdict applies the absolute gates (min_eval_rows,
+  /// min_accuracy) at `at`; the change against the training commit is reported in the reasons, not gated
+  /// (those are other rows, not a paired comparison). Records nothing. An adapter without a model under the
+  /// alias is "no model"; one whose rows or model cannot be read is "error".
+  /// @throws ConfigError when `at` is empty; NotFoundError when it does not resolve
+  EvaluationReport evaluate_at(const std::string& alias, const std::string& at);
+
   /// Restores the production aliases of a recorded release (models not in it lose the alias). A staging
   /// alias pointing at another version is moved to the restored one, so the next release() does not ship
   /// the withdrawn candidate again.

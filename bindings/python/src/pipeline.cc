@@ -158,6 +158,7 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
   py::class_<EvaluationReport>(m, "EvaluationReport",
                                "Every candidate scored against its baseline on the same evaluation rows.")
       .def_readonly("against", &EvaluationReport::against)
+      .def_readonly("at", &EvaluationReport::at)
       .def_property_readonly("items", [](const EvaluationReport& r) { return json_to_py(r.to_json()["items"]); },
                              "One dict per catalog adapter: name, candidate_version, baseline_version, verdict, "
                              "passed, reasons, evaluations (per data commit: metrics of both, comparison), gate.")
@@ -262,6 +263,10 @@ holds none, so any machine pointing at the same two places sees the same plan an
            py::call_guard<py::gil_scoped_release>(),
            "Scores each candidate (staging) and its baseline (`against`, default production) on the same "
            "held-out rows at both data commits, applies the gates and records the results in MLflow.")
+      .def("evaluate_at", &Pipeline::evaluate_at, py::arg("alias") = "", py::arg("at") = "main",
+           py::call_guard<py::gil_scoped_release>(),
+           "Drift: each model under `alias` (default production) scored on its held-out rows at `at` and at "
+           "its training commit; the absolute gates apply at `at`. Records nothing.")
       .def(
           "rollback",
           [](Pipeline& p, std::optional<std::string> release, std::optional<std::string> model,
