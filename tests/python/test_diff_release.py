@@ -102,6 +102,8 @@ def test_diff_release_shows_each_changed_models_metric_deltas(server, tmp_path):
     rows = [line for line in md.splitlines() if line.startswith(f"| {flipped} |")]
     assert len(rows) == 1 and "| 1 → 2 | gate fail |" in rows[0], md
     assert f"| old `{at_old['commit'][:12]}` | {at_old['rows']} | {acc['old']:.3f} → {acc['new']:.3f} " in md, md
+    assert re.search(rf"^- \*\*{flipped}\*\* \(fail\): accuracy .*a drop beyond max_drop 5$", md, re.M), md
+    assert f"**{grown}**" not in md  # a pass's notes repeat the table
 
     # A rollback to the first release: the same evaluation read the other way round.
     r = cli(env, "rollback", "--release", first, "--format", "json")

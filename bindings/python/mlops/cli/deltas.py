@@ -76,6 +76,9 @@ def _print_markdown(d: dict) -> None:
                       f"| {_cell(ch, 'macro_f1')} | {_cell(ch, 'log_loss')} |")
                 head = "| | | "
         print()
+        for name, c in d["changed"].items():
+            for reason in c["reasons"] if c["verdict"] not in ("pass", "") else ():
+                print(f"- **{name}** ({c['verdict']}): {reason}")
     for title, key in (("Added", "added"), ("Removed", "removed")):
         if d[key]:
             print(f"{title}: " + ", ".join(f"{n} (v{v})" for n, v in d[key].items()))
