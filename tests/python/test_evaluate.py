@@ -190,6 +190,9 @@ def test_production_models_on_todays_data_show_drift(shop):
     a, b = steady["evaluations"]
     assert a["candidate"]["accuracy"] == b["candidate"]["accuracy"] and a["rows_digest"] == b["rows_digest"]
     assert tracker.get_model_version(name(1), 1).tags == tags_before  # records nothing
+    with pytest.raises(mlops.ConfigError, match="needs a data ref"):
+        pipe.evaluate_at(alias="production", at="")
+    assert {i["verdict"] for i in pipe.evaluate_at(alias="no-such-alias", at="main").items} == {"no model"}
 
     # The command line: exit 9 when a model fails its floor; --against does not mix with it; a bad ref is named.
     data = ["--data", f"doltlite:{shop['tmp'] / 'data.db'}", "--tracking-uri", shop["server"].url]
