@@ -61,7 +61,8 @@ PairedComparison compare_paired(std::span<const char> candidate_correct, std::sp
 /// Both versions scored on the evaluation rows read at one data commit.
 struct CommitEvaluation {
   std::string commit;                  ///< data commit the evaluation rows were read at
-  /// "candidate" (the candidate's data), "baseline" (the baseline's) or "eval_ref" (the gate's evaluation ref)
+  /// "candidate" (the candidate's data), "baseline" (the baseline's) or "eval_ref" (the gate's evaluation
+  /// ref); for Pipeline::evaluate_at "current" (the commit asked for) or "trained" (the model's training commit)
   std::string role;
   std::string rows_digest;             ///< content digest of the evaluation rows
   ClassificationMetrics candidate;
@@ -76,6 +77,7 @@ struct EvaluationItem {
   std::int64_t candidate_version = 0;  ///< the staging version (0: none)
   std::int64_t baseline_version = 0;   ///< the version under the gate's alias (0: none, a new adapter)
   /// "pass", "fail", "unchanged" (the candidate is the baseline), "no candidate" or "error"
+  /// (Pipeline::evaluate_at: "pass", "fail", "no model" or "error")
   std::string verdict;
   std::vector<std::string> reasons;    ///< why it failed (or what a pass rests on), one line each
   /// at the candidate's commit first, then the baseline's; or only at the gate's eval_ref when it names one
@@ -88,7 +90,8 @@ struct EvaluationItem {
 
 /// What Pipeline::evaluate found, one item per catalog adapter in catalog order.
 struct EvaluationReport {
-  std::string against;  ///< the baseline alias
+  std::string against;  ///< the baseline alias (evaluate_at(): the alias whose models were scored)
+  std::string at;       ///< evaluate_at(): the data commit they were scored at (empty for evaluate())
   std::vector<EvaluationItem> items;
   [[nodiscard]] const EvaluationItem* find(const std::string& name) const noexcept;
   [[nodiscard]] std::size_t failed() const;  ///< items with verdict "fail" or "error"

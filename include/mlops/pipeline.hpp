@@ -135,6 +135,53 @@ struct ReleaseRecord {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
+/// One metric of two model versions scored on the same evaluation rows.
+struct MetricChange {
+  double old_value = 0;  ///< the old version's value
+  double new_value = 0;  ///< the new version's value
+  [[nodiscard]] double delta() const noexcept { return new_value - old_value; }
+};
+
+/// An evaluation that scored two versions on the same rows, read at one data commit, as the change from
+/// the old version to the new one.
+struct EvaluatedChange {
+  std::string data;    ///< whose training data commit the rows were read at: "new" or "old" version's
+  std::string commit;  ///< that data commit
+  std::int64_t rows = 0;  ///< n: evaluation rows both versions were scored on
+  /// "accuracy", "macro_f1", "log_loss" (each present when recorded)
+  std::map<std::string, MetricChange> metrics;
+  bool has_interval = false;  ///< the paired interval below was recorded
+  double low = 0, high = 0;   ///< interval of the accuracy change (a fraction) at `confidence`
+  double confidence = 0;      ///< its level (0 when not recorded)
+  double p_value = 1;         ///< McNemar's exact two-sided test of equal accuracy
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// A model whose version differs between two releases, with the evaluation recorded between the two
+/// versions by Pipeline::evaluate.
+struct ReleaseChange {
+  std::string name;
+  std::int64_t old_version = 0, new_version = 0;
+  /// "forward": the new version was evaluated against the old one; "reversed": the old one against the
+  /// new one (a rollback; every change is then turned around to read old -> new); "none": no recorded
+  /// evaluation compares the two.
+  std::string evaluation = "none";
+  std::string verdict;                  ///< the gate's verdict recorded on the new version ("forward" only)
+  std::vector<std::string> reasons;     ///< and its reasons
+  std::vector<EvaluatedChange> changes;  ///< at the new version's data commit first, then the old one's
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Two releases compared: the version changes of their manifests, and for each changed model the metric
+/// changes its recorded evaluation measured.
+struct ReleaseComparison {
+  std::string from, to;                 ///< the two releases' full MD5s
+  ManifestDiff diff;
+  std::vector<ReleaseChange> changed;   ///< one per diff.changed, in the same order
+  /// {"from", "to", "added": {name: version}, "removed": {name: version}, "changed": {name: change}}
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
 /// What a release image installs and what it is built on. The image installs this project from its own
 /// wheel and its runtime dependencies from their wheels, all copied into the build context and pinned by
 /// SHA-256: nothing is installed by name from a package index.
@@ -228,6 +275,15 @@ class Pipeline {
   /// @throws ConfigError when `against` is the staging alias
   EvaluationReport preview(const Plan& plan, const std::string& against = "");
 
+  /// The regular evaluation a schedule runs to see drift: every model under `alias` (default the production
+  /// alias) scored on its evaluation rows read at `at` (role "current") and at its own training commit
+  /// (role "trained", when it differs). The verdict applies the absolute gates (min_eval_rows,
+  /// min_accuracy) at `at`; the change against the training commit is reported in the reasons, not gated
+  /// (those are other rows, not a paired comparison). Records nothing. An adapter without a model under the
+  /// alias is "no model"; one whose rows or model cannot be read is "error".
+  /// @throws ConfigError when `at` is empty; NotFoundError when it does not resolve
+  EvaluationReport evaluate_at(const std::string& alias, const std::string& at);
+
   /// Restores the production aliases of a recorded release (models not in it lose the alias). A staging
   /// alias pointing at another version is moved to the restored one, so the next release() does not ship
   /// the withdrawn candidate again.
@@ -243,6 +299,11 @@ class Pipeline {
   /// @throws NotFoundError if no release has that MD5 (a unique prefix of at least 6 characters is accepted)
   ReleaseRecord get_release(const std::string& md5);
   ManifestDiff diff_releases(const std::string& from_md5, const std::string& to_md5);
+  /// diff_releases() with, for each changed model, the evaluation recorded between its two versions
+  /// (evaluate() with record): accuracy, macro-F1 and log loss of both, n, the paired interval of the
+  /// accuracy change and the gate's verdict. Reads the model versions and their runs from MLflow.
+  /// @throws NotFoundError if no release has one of the MD5s
+  ReleaseComparison compare_releases(const std::string& from_md5, const std::string& to_md5);
 
   /// Lineage of a model version given as a number or an alias: code commit, data commit, source, query,
   /// digest, params, final metrics.

@@ -74,6 +74,7 @@ inline constexpr const char* kEvalCommits = "mlops.eval.commits";  ///< JSON {"c
 inline constexpr const char* kEvalRowsDigest = "mlops.eval.rows_digest";
 inline constexpr const char* kEvalVerdict = "mlops.eval.verdict";  ///< "pass" or "fail"
 inline constexpr const char* kEvalReasons = "mlops.eval.reasons";  ///< the verdict's reasons, one a line
+inline constexpr const char* kEvalConfidence = "mlops.eval.confidence";  ///< level of the paired interval
 /// Metrics on the candidate's run: `eval_<metric>` of the candidate and `baseline_eval_<metric>` of the
 /// baseline on the evaluation rows at the candidate's data commit; the same with kEvalBaselineDataInfix
 /// after the prefix (`eval_baseline_data_accuracy`) at the baseline's data commit. Metrics: accuracy,

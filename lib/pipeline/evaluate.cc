@@ -19,6 +19,37 @@ namespace mlops {
 using namespace pipeline;
 using nlohmann::json;
 
+namespace pipeline {
+
+Adapter load_model(MlflowTracker& tracker, const ModelVersion& v) {
+  const std::string uri = v.source + "/" + model_dir::kAdapterWeights;
+  return Adapter::from_bytes(tracker.read_artifact(uri), uri);
+}
+
+void for_evaluation_rows(DoltSource& source, const std::vector<const CatalogEntry*>& entries,
+                         const std::map<std::string, std::vector<std::size_t>>& wanted,
+                         const std::function<void(std::size_t, const std::string&, const Dataset&)>& use,
+                         const std::function<void(std::size_t, const Error&)>& failed) {
+  for (const auto& [commit, indices] : wanted) {
+    std::vector<const CatalogEntry*> group;
+    for (std::size_t i : indices) group.push_back(entries[i]);
+    auto together = read_slices(source, group, commit, HoldoutSide::Evaluation);
+    for (std::size_t i : indices) {
+      try {
+        auto found = together.find(entries[i]->name);
+        const Dataset rows = found != together.end()
+                                 ? std::move(found->second)
+                                 : source.dataset(dataset_spec(*entries[i], commit, HoldoutSide::Evaluation));
+        use(i, commit, rows);
+      } catch (const Error& err) {
+        failed(i, err);
+      }
+    }
+  }
+}
+
+}  // namespace pipeline
+
 namespace {
 
 // One adapter being evaluated: its catalog entry, the two versions and their models.
@@ -29,11 +60,6 @@ struct Work {
   std::optional<Adapter> candidate_model, baseline_model;
   EvaluationItem item;
 };
-
-Adapter load_model(MlflowTracker& tracker, const ModelVersion& v) {
-  const std::string uri = v.source + "/" + model_dir::kAdapterWeights;
-  return Adapter::from_bytes(tracker.read_artifact(uri), uri);
-}
 
 // A class label as part of a metric key (MLflow allows letters, digits, '_', '-', '.', ' ' and '/').
 std::string metric_label(const std::string& label) {
@@ -85,7 +111,8 @@ void record_item(MlflowTracker& tracker, const std::string& against, const Work&
       {tags::kEvalCommits, commits.dump()},
       {tags::kEvalRowsDigest, digests.dump()},
       {tags::kEvalVerdict, item.verdict},
-      {tags::kEvalReasons, reasons.substr(0, 5000)}};
+      {tags::kEvalReasons, reasons.substr(0, 5000)},
+      {tags::kEvalConfidence, json(item.gate.confidence).dump()}};
   for (const auto& [key, value] : version_tags) tracker.set_model_version_tag(item.name, item.candidate_version, key, value);
 }
 
@@ -130,21 +157,17 @@ void plan_evaluations(Work& w, std::size_t index, const std::string& candidate_c
   }
 }
 
-// Reads each commit's evaluation rows (slices `column = ?` of one table in one scan, the rest one by one)
-// and scores the candidate and the baseline of every adapter that needs them on the same rows.
+// Reads each commit's evaluation rows and scores the candidate and the baseline of every adapter that needs
+// them on the same rows.
 void score_evaluations(DoltSource& source, std::vector<Work>& work,
                        const std::map<std::string, std::vector<std::size_t>>& by_commit) {
-  for (const auto& [commit, indices] : by_commit) {
-    std::vector<const CatalogEntry*> entries;
-    for (std::size_t i : indices) entries.push_back(work[i].entry);
-    auto together = read_slices(source, entries, commit, HoldoutSide::Evaluation);
-    for (std::size_t i : indices) {
-      Work& w = work[i];
-      if (w.item.verdict == "error") continue;
-      try {
-        auto found = together.find(w.entry->name);
-        Dataset rows = found != together.end() ? std::move(found->second)
-                                               : source.dataset(dataset_spec(*w.entry, commit, HoldoutSide::Evaluation));
+  std::vector<const CatalogEntry*> entries;
+  for (const auto& w : work) entries.push_back(w.entry);
+  for_evaluation_rows(
+      source, entries, by_commit,
+      [&](std::size_t i, const std::string& commit, const Dataset& rows) {
+        Work& w = work[i];
+        if (w.item.verdict == "error") return;
         for (auto& ev : w.item.evaluations) {
           if (ev.commit != commit) continue;
           ev.rows_digest = rows.content_digest();
@@ -155,12 +178,11 @@ void score_evaluations(DoltSource& source, std::vector<Work>& work,
             ev.comparison = compare_paired(cand_right, base_right, w.entry->gate.confidence);
           }
         }
-      } catch (const Error& err) {
-        w.item.verdict = "error";
-        w.item.error = err.what();
-      }
-    }
-  }
+      },
+      [&](std::size_t i, const Error& err) {
+        work[i].item.verdict = "error";
+        work[i].item.error = err.what();
+      });
 }
 
 // Applies the gate of every adapter that was scored; an error's message becomes its reason.

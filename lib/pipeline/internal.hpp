@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -13,8 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/parallel.hpp"
+#include "mlops/adapter.hpp"
 #include "mlops/catalog.hpp"
 #include "mlops/dolt.hpp"
+#include "mlops/error.hpp"
+#include "mlops/evaluation.hpp"
 #include "mlops/mlflow.hpp"
 #include "mlops/pipeline.hpp"
 #include "mlops/trainer.hpp"
@@ -60,6 +64,20 @@ using VersionIndex = std::map<std::string, std::vector<ModelVersion>>;
 VersionIndex version_index(MlflowTracker& tracker, const Catalog& catalog);
 /// The version that `alias` points at, or nullptr.
 const ModelVersion* with_alias(const std::vector<ModelVersion>& versions, const std::string& alias);
+
+/// The adapter of a registered model version, read from its artifacts. @throws the tracker's errors, DataError
+Adapter load_model(MlflowTracker& tracker, const ModelVersion& v);
+/// Reads the evaluation rows of entries[i] at each commit of `wanted` (commit -> indices into `entries`), the
+/// slices `column = ?` of one table in one scan and the rest one by one, and calls `use(i, commit, rows)`. An
+/// Error from reading one entry's rows or from `use` goes to `failed(i, error)`; the others go on.
+void for_evaluation_rows(DoltSource& source, const std::vector<const CatalogEntry*>& entries,
+                         const std::map<std::string, std::vector<std::size_t>>& wanted,
+                         const std::function<void(std::size_t, const std::string&, const Dataset&)>& use,
+                         const std::function<void(std::size_t, const Error&)>& failed);
+
+/// The absolute gates (min_eval_rows, min_accuracy) on one model's metrics: a reason per failure, each
+/// ending in `where` followed by the limit (empty when both hold).
+std::vector<std::string> floor_failures(const GateSettings& g, const ClassificationMetrics& m, const std::string& where);
 
 /// The release runs of `experiment`, newest first: tags only, no manifest read.
 std::vector<RunInfo> release_runs(MlflowTracker& tracker, const std::string& experiment);

@@ -169,8 +169,22 @@ std::size_t EvaluationReport::failed() const {
 json EvaluationReport::to_json() const {
   json list = json::array();
   for (const auto& i : items) list.push_back(i.to_json());
-  return {{"against", against}, {"items", list}, {"failed", failed()}};
+  return {{"against", against}, {"at", at}, {"items", list}, {"failed", failed()}};
 }
+
+namespace pipeline {
+
+std::vector<std::string> floor_failures(const GateSettings& g, const ClassificationMetrics& m, const std::string& where) {
+  std::vector<std::string> failures;
+  if (m.rows < g.min_eval_rows)
+    failures.push_back("only " + std::to_string(m.rows) + " evaluation rows" + where + ", fewer than min_eval_rows " +
+                       std::to_string(g.min_eval_rows));
+  if (m.rows > 0 && m.accuracy < g.min_accuracy)
+    failures.push_back("accuracy " + fixed(m.accuracy) + where + " is below min_accuracy " + fixed(g.min_accuracy));
+  return failures;
+}
+
+}  // namespace pipeline
 
 void apply_gate(EvaluationItem& item) {
   const GateSettings& g = item.gate;
@@ -179,12 +193,7 @@ void apply_gate(EvaluationItem& item) {
     const std::string where = ev.role == "eval_ref"
                                   ? " on the evaluation ref " + g.eval_ref + " (" + ev.commit.substr(0, 12) + ")"
                                   : " on the " + ev.role + "'s data (" + ev.commit.substr(0, 12) + ")";
-    if (ev.candidate.rows < g.min_eval_rows)
-      failures.push_back("only " + std::to_string(ev.candidate.rows) + " evaluation rows" + where +
-                         ", fewer than min_eval_rows " + std::to_string(g.min_eval_rows));
-    if (ev.candidate.rows > 0 && ev.candidate.accuracy < g.min_accuracy)
-      failures.push_back("accuracy " + fixed(ev.candidate.accuracy) + where + " is below min_accuracy " +
-                         fixed(g.min_accuracy));
+    for (auto& f : pipeline::floor_failures(g, ev.candidate, where)) failures.push_back(std::move(f));
     const PairedComparison& c = ev.comparison;
     if (c.rows == 0) continue;
     const std::string detail = points(c.delta) + " points vs v" + std::to_string(item.baseline_version) + where +

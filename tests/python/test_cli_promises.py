@@ -123,9 +123,11 @@ def test_success_output_of_train_release_lineage_releases_and_diff_release(serve
     assert as_json[0]["manifest"] == {names[0]: 1, names[1]: 2, names[2]: 1}
 
     r = cli(env, "diff-release", first, second)
-    assert r.returncode == 0 and r.stdout == f"~ {names[1]} 1 -> 2\n", r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.startswith(f"~ {names[1]} 1 -> 2  (gate pass)\n"), r.stdout + r.stderr
+    assert re.search(r"^    new data \w{12}, n=\d+: accuracy \d\.\d{3} -> \d\.\d{3} ", r.stdout, re.M), r.stdout
     d = json.loads(cli(env, "diff-release", first, second, "--format", "json").stdout)
-    assert d == {"from": first, "to": second, "added": {}, "removed": {}, "changed": {names[1]: [1, 2]}}
+    assert (d["from"], d["to"], d["added"], d["removed"], list(d["changed"])) == (first, second, {}, {}, [names[1]])
+    assert (d["changed"][names[1]]["old_version"], d["changed"][names[1]]["new_version"]) == (1, 2)
     assert cli(env, "diff-release", second, second).stdout == "no changes\n"
 
     # lineage: one "key: value" line per field, sorted, leading back to the data commit that trained it.

@@ -239,3 +239,44 @@ def test_bad_gate_values_name_adapter_and_field():
     assert "adapter 'a' (#1): field 'confidence': must be in [0.5, 0.999], got 0.2" in str(e.value)
     assert "adapter 'b' (#2): field 'max_drop': must be a number, got string" in str(e.value)
     assert "adapter 'b' (#2): field 'eval_ref': must be a string, got number" in str(e.value)
+
+
+def test_production_models_on_todays_data_show_drift(shop):
+    """`mlops evaluate --alias production --at main`: the released models scored on today's data beside the data
+    they were trained on; the absolute floor decides, nothing is recorded."""
+    from mlops.cli import EXIT_HELD_BACK, EXIT_NOT_FOUND, EXIT_USAGE, main
+
+    source, tracker, name, customer = shop["source"], shop["tracker"], shop["name"], shop["customer"]
+    set_gate(source, name(1), min_accuracy=0.7)
+    pipe = shop["make"]()
+    assert pipe.train(pipe.plan(at="main")).failed == 0
+    assert not pipe.release(image=IMAGE).held_back
+    trained_at = source.resolve("main")
+    tags_before = tracker.get_model_version(name(1), 1).tags
+
+    # Today's data: customer 1's two main intents trade labels; nothing is retrained.
+    swap_top_intents(source, customer(1))
+    today = source.commit("Relabel").hash
+    report = pipe.evaluate_at(alias="production", at="main")
+    assert (report.against, report.at) == ("production", today)
+    drifted, steady = report.item(name(1)), report.item(name(2))
+    assert drifted["candidate_version"] == 1 and drifted["verdict"] == "fail", drifted
+    assert [(e["role"], e["commit"]) for e in drifted["evaluations"]] == [("current", today), ("trained", trained_at)]
+    now, then = (e["candidate"] for e in drifted["evaluations"])
+    assert now["accuracy"] < 0.7 <= then["accuracy"] and now["rows"] == then["rows"] > 20
+    assert any("is below min_accuracy 0.700" in r for r in drifted["reasons"]), drifted["reasons"]
+    assert any(r.endswith(f"{(now['accuracy'] - then['accuracy']) * 100:+.1f} points") for r in drifted["reasons"])
+    # An untouched slice: the same rows, the same accuracy, and only the default floor (0) applies.
+    assert steady["verdict"] == "pass"
+    a, b = steady["evaluations"]
+    assert a["candidate"]["accuracy"] == b["candidate"]["accuracy"] and a["rows_digest"] == b["rows_digest"]
+    assert tracker.get_model_version(name(1), 1).tags == tags_before  # records nothing
+    with pytest.raises(mlops.ConfigError, match="needs a data ref"):
+        pipe.evaluate_at(alias="production", at="")
+    assert {i["verdict"] for i in pipe.evaluate_at(alias="no-such-alias", at="main").items} == {"no model"}
+
+    # The command line: exit 9 when a model fails its floor; --against does not mix with it; a bad ref is named.
+    data = ["--data", f"doltlite:{shop['tmp'] / 'data.db'}", "--tracking-uri", shop["server"].url]
+    assert main(["evaluate", "--alias", "production", "--at", "main", *data]) == EXIT_HELD_BACK
+    assert main(["evaluate", "--at", "main", "--against", "production", *data]) == EXIT_USAGE
+    assert main(["evaluate", "--at", "no-such-branch", *data]) == EXIT_NOT_FOUND

@@ -99,16 +99,25 @@ def init_demo(source, customers: int = 60, rows_per_customer: int = 120, seed: i
     return source.commit("Add the adapter catalog: one text adapter per customer")
 
 
-def analyst_change(path: pathlib.Path, source, customers: list[str], seed: int = 1) -> int:
-    """Writes an analyst-style CSV (relabelled and new tickets) touching only `customers`; returns its rows."""
+def analyst_change(path: pathlib.Path, source, customers: list[str], seed: int = 1,
+                   flip: str | None = None) -> tuple[int, tuple[str, str] | None]:
+    """Writes an analyst-style CSV (relabelled and new tickets) touching only `customers`. For `flip` (one of
+    them), the mistake instead: every ticket of its most common intent relabelled as its second most common.
+
+    Returns the CSV's rows and, with `flip`, the (intent, relabelled as) pair."""
     rng = random.Random(seed)
     table = source.query("SELECT id, customer, body, intent FROM tickets ORDER BY id").to_numpy()
     ids, cust, bodies, intents = (list(table[k]) for k in ("id", "customer", "body", "intent"))
     next_id = int(max(ids)) + 1
-    rows = []
+    rows, flipped = [], None
     for name in customers:
         mine = [i for i, c in enumerate(cust) if c == name]
         known = sorted({intents[i] for i in mine})
+        if name == flip:
+            counts = sorted(((-sum(intents[i] == k for i in mine), k) for k in known))
+            flipped = (counts[0][1], counts[1][1])
+            rows += [(int(ids[i]), name, bodies[i], flipped[1]) for i in mine if intents[i] == flipped[0]]
+            continue
         for i in rng.sample(mine, min(5, len(mine))):  # relabel a few tickets
             rows.append((int(ids[i]), name, bodies[i], rng.choice([k for k in known if k != intents[i]] or known)))
         for _ in range(10):  # and add new ones
@@ -116,7 +125,7 @@ def analyst_change(path: pathlib.Path, source, customers: list[str], seed: int =
             rows.append((next_id, name, _sentence(rng, intent, rng.choice(PRODUCTS)), intent))
             next_id += 1
     write_csv(path, rows)
-    return len(rows)
+    return len(rows), flipped
 
 
 def serve_and_switch(first_dir: pathlib.Path, second_dir: pathlib.Path, customer: str, text: str, env: dict) -> dict:

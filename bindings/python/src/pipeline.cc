@@ -158,6 +158,7 @@ reported in one DataError, one line per problem, naming the adapter and the fiel
   py::class_<EvaluationReport>(m, "EvaluationReport",
                                "Every candidate scored against its baseline on the same evaluation rows.")
       .def_readonly("against", &EvaluationReport::against)
+      .def_readonly("at", &EvaluationReport::at)
       .def_property_readonly("items", [](const EvaluationReport& r) { return json_to_py(r.to_json()["items"]); },
                              "One dict per catalog adapter: name, candidate_version, baseline_version, verdict, "
                              "passed, reasons, evaluations (per data commit: metrics of both, comparison), gate.")
@@ -266,6 +267,10 @@ holds none, so any machine pointing at the same two places sees the same plan an
            py::call_guard<py::gil_scoped_release>(),
            "What training the plan's stale adapters would do: each fitted in memory at the plan's commit and "
            "evaluated against `against` (default production) as evaluate() does; records nothing, moves no alias.")
+      .def("evaluate_at", &Pipeline::evaluate_at, py::arg("alias") = "", py::arg("at") = "main",
+           py::call_guard<py::gil_scoped_release>(),
+           "Drift: each model under `alias` (default production) scored on its held-out rows at `at` and at "
+           "its training commit; the absolute gates apply at `at`. Records nothing.")
       .def(
           "rollback",
           [](Pipeline& p, std::optional<std::string> release, std::optional<std::string> model,
@@ -289,6 +294,11 @@ holds none, so any machine pointing at the same two places sees the same plan an
            py::call_guard<py::gil_scoped_release>(), "Recorded releases, newest first, as dicts.")
       .def("diff_releases", &Pipeline::diff_releases, py::arg("a"), py::arg("b"),
            py::call_guard<py::gil_scoped_release>())
+      .def(
+          "compare_releases",
+          [](Pipeline& p, const std::string& a, const std::string& b) { return p.compare_releases(a, b).to_json(); },
+          py::arg("a"), py::arg("b"), py::call_guard<py::gil_scoped_release>(),
+          "diff_releases with, per changed model, the metric changes its recorded evaluation measured, as a dict.")
       .def(
           "lineage",
           [](Pipeline& p, const std::string& name, const py::object& version) {

@@ -10,9 +10,10 @@ import pathlib
 import mlops
 
 from .common import (EXIT_HELD_BACK, EXIT_INCOMPLETE, EXIT_OK, EXIT_PARTIAL, UsageError, _add_image_options, _env,
-                     _pipeline, _positive_int, _print_diff, _print_json, _progress, _read_text, _shard_argument,
+                     _pipeline, _positive_int, _print_json, _progress, _read_text, _shard_argument,
                      _version_number, _version_or_alias, shard_from_environment)
 from .data import _cmd_plan_against
+from .deltas import print_release_diff
 
 
 def _matrix(plan, shards: int) -> dict:
@@ -165,13 +166,24 @@ def _report_release(args, report) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    report = _pipeline(args).evaluate(against=args.against or "", record=args.record)
+    drift = args.alias is not None or args.at is not None
+    if drift and (args.against or not args.record):
+        raise UsageError("--alias/--at evaluate the models under an alias on a later commit's data (drift) and record "
+                         "nothing: --against and --no-record do not apply")
+    at = (args.at or "main") if drift else "HEAD"
+    pipe = _pipeline(args, at)  # the catalog of the commit evaluated at
+    if drift:
+        report = pipe.evaluate_at(alias=args.alias or "", at=at)
+    else:
+        report = pipe.evaluate(against=args.against or "", record=args.record)
     if args.format == "json":
         _print_json(report.to_dict())
     else:
         for item in report.items:
             versions = f"v{item['candidate_version']} vs " + (f"v{item['baseline_version']}"
                                                                if item["baseline_version"] else "none")
+            if drift:
+                versions = f"v{item['candidate_version']} under {report.against}"
             print(f"{item['name']}: {item['verdict']}" + (f" ({versions})" if item["candidate_version"] else ""))
             for ev in item["evaluations"]:
                 c, b, d = ev["candidate"], ev["baseline"], ev["comparison"]
@@ -231,9 +243,7 @@ def _cmd_releases(args) -> int:
 
 
 def _cmd_diff_release(args) -> int:
-    pipe = _pipeline(args)
-    d = pipe.diff_releases(args.old, args.new)
-    _print_diff(args, d, args.old, args.new)
+    print_release_diff(args, _pipeline(args).compare_releases(args.old, args.new))
     return EXIT_OK
 
 
@@ -295,6 +305,9 @@ def add_commands(command) -> None:
                 "Exit 9 when a candidate fails its gate.", _cmd_evaluate)
     p.add_argument("--against", metavar="ALIAS", help="the baseline alias (default production)")
     p.add_argument("--no-record", dest="record", action="store_false", help="do not record the results in MLflow")
+    p.add_argument("--alias", help="drift: score the models under this alias (default production) on the data at --at, "
+                                   "beside their training data; records nothing")
+    p.add_argument("--at", metavar="REF", help="drift: the branch, tag or commit to score at (default main)")
 
     p = command("rollback", "restore a release, or move one model back",
                 "Restore a recorded release's aliases, or move one model's alias and record a new release.", _cmd_rollback,
@@ -312,7 +325,11 @@ def add_commands(command) -> None:
 
     command("releases", "list recorded releases, newest first", "List recorded releases, newest first.", _cmd_releases)
 
-    p = command("diff-release", "compare two releases", "Models added (+), removed (-) and changed (~).", _cmd_diff_release)
+    p = command("diff-release", "compare two releases, with each changed model's metric deltas",
+                "Models added (+), removed (-) and changed (~); for a changed model, the evaluation recorded between "
+                "its two versions (mlops evaluate, mlops release): accuracy, macro-F1 and log loss of both on the same "
+                "rows, n, the interval of the accuracy change and the gate's verdict.", _cmd_diff_release,
+                formats=("text", "json", "markdown"))
     p.add_argument("old")
     p.add_argument("new")
 
