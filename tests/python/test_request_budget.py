@@ -32,7 +32,6 @@ RECORD = {
     ("POST", "mlflow/runs/log-inputs"): 1,
     ("PUT", "adapter.safetensors"): 1,
     ("PUT", "requirements.txt"): 1,
-    ("PUT", "lineage.json"): 1,
     ("PUT", "MLmodel"): 1,
     ("POST", "mlflow/registered-models/create"): 1,  # a new name: once
     ("POST", "mlflow/model-versions/create"): 1,
