@@ -62,9 +62,10 @@ def record_with_mlflow_client(url: str, n: int, threads: int, work: pathlib.Path
     model_dir = work / "anchor-model"
     model_dir.mkdir(exist_ok=True)
     (model_dir / "adapter.safetensors").write_bytes(os.urandom(2200))
-    (model_dir / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlops.pyfunc\n")
+    # The lineage rides in MLmodel's metadata, as in mlops's model directory: three files.
+    (model_dir / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlops.pyfunc\n"
+                                       f"metadata: {json.dumps({'lineage': {'data_commit': 'x' * 32}})}\n")
     (model_dir / "requirements.txt").write_text("mlops\nnumpy\n")
-    (model_dir / "lineage.json").write_text(json.dumps({"data_commit": "x" * 32}))
 
     def record(i: int) -> None:
         name = f"anchor-{i:05d}"
