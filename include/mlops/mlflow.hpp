@@ -164,7 +164,7 @@ class Run {
   void log_dataset(const Dataset& dataset, const std::string& context = "training", const std::string& name = "");
 
   /// Uploads `bytes` from memory as the artifact file `artifact_file` (a path in the run's artifacts,
-  /// e.g. "manifest.json" or "model/lineage.json"). @throws ConfigError for a path with ".."
+  /// e.g. "manifest.json" or "notes/summary.txt"). @throws ConfigError for a path with ".."
   /// @throws TrackingError when the upload fails
   void log_bytes(const std::string& bytes, const std::string& artifact_file);
   /// Uploads a file (streamed) to `<artifact_path>/<file name>` in the run's artifacts.
@@ -179,16 +179,17 @@ class Run {
   std::filesystem::path download_artifacts(const std::string& path, const std::filesystem::path& dest_dir) const;
 
   /// Writes and uploads a model directory that `mlflow.pyfunc.load_model` can load: `MLmodel` with a
-  /// python_function flavor (loader module `mlops.pyfunc`, data = the weights file), the weights file,
-  /// `requirements.txt` and `lineage.json`. Also sets the tag `mlops.model.<artifact_path>.sha256`.
+  /// python_function flavor (loader module `mlops.pyfunc`, data = the weights file) and the lineage in
+  /// its `metadata`, the weights file and `requirements.txt`: three uploads. Also sets the tag
+  /// `mlops.model.<artifact_path>.sha256`.
   /// @param weights_path a safetensors file in the layout `mlops.adapter.v1`
-  /// @param lineage JSON object stored as lineage.json
+  /// @param lineage JSON object stored as MLmodel's metadata.lineage
   /// @throws ConfigError when the weights cannot be read
   void log_model_file(const std::filesystem::path& weights_path, const nlohmann::json& lineage,
                       const std::string& artifact_path = "model");
 
   /// Uploads a trained adapter (safetensors bytes, layout `mlops.adapter.v1`, from memory) as
-  /// log_model_file() does, with the adapter's lineage as lineage.json.
+  /// log_model_file() does, with the adapter's lineage in MLmodel's metadata.
   /// @throws TrackingError when an upload fails
   void log_adapter(const TrainedAdapter& trained, const std::string& artifact_path = "model");
 

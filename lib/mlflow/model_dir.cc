@@ -74,7 +74,9 @@ TextFiles text_files(const std::string& dir_name, const std::string& weights_nam
   nlohmann::json doc = lineage.is_null() ? nlohmann::json::object() : lineage;
   doc["weights_sha256"] = weights_sha256;
   doc["run_id"] = run_id;
-  f.lineage = doc.dump(2) + "\n";
+  // JSON on one line is a YAML flow mapping; invalid UTF-8 is replaced rather than refused.
+  const nlohmann::json metadata = {{"lineage", std::move(doc)}};
+  f.mlmodel += "metadata: " + metadata.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   f.requirements = requirements_text();
   return f;
 }
@@ -95,6 +97,10 @@ Contents read(const std::filesystem::path& dir) {
     if (start == std::string::npos) continue;
     if (c.weights.empty() && line.compare(start, 5, "data:") == 0) c.weights = scalar(line, start, 5);
     else if (line.compare(start, 15, "weights_sha256:") == 0) c.weights_sha256 = scalar(line, start, 15);
+    else if (start == 0 && line.compare(0, 9, "metadata:") == 0) {
+      const auto metadata = nlohmann::json::parse(line.substr(9), nullptr, false);
+      if (metadata.is_object() && metadata.contains("lineage")) c.lineage = metadata["lineage"];
+    }
   }
   for (auto& ch : c.weights_sha256) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   if (c.weights.empty())

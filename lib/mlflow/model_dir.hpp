@@ -15,11 +15,14 @@
 //                        model_uuid: "<32 hex digits>"
 //                        run_id: "<run id>"
 //                        utc_time_created: "<YYYY-MM-DD HH:MM:SS.ffffff>"
-//                      It is uploaded last: a directory with an MLmodel is complete.
+//                        metadata: {"lineage": <the adapter's lineage, with weights_sha256 and run_id added>}
+//                      `metadata` is MLflow's own field for a model's free-form description (one line of
+//                      JSON, valid YAML). It is uploaded last: a directory with an MLmodel is complete.
 //   <weights file>     the adapter, safetensors in the layout `mlops.adapter.v1` (include/mlops/adapter.hpp);
 //                      `adapter.safetensors` for a trained adapter, the file's own name for log_model_file
 //   requirements.txt   the pip requirements of serving it, one a line (requirements_text())
-//   lineage.json       the adapter's lineage (a JSON object) with `weights_sha256` and `run_id` added
+//
+// Three files, three uploads: the lineage rides in MLmodel rather than in a file of its own.
 //
 // `mlflow.pyfunc.load_model` imports the loader module `mlops.pyfunc` (bindings/python/mlops/pyfunc.py)
 // and calls its `_load_pyfunc` with the path of `data`; `mlops.pyfunc.load(directory)` reads `data` from
@@ -36,7 +39,6 @@ namespace mlops::model_dir {
 
 inline constexpr const char* kMlmodel = "MLmodel";
 inline constexpr const char* kRequirements = "requirements.txt";
-inline constexpr const char* kLineage = "lineage.json";
 inline constexpr const char* kAdapterWeights = "adapter.safetensors";
 inline constexpr const char* kLoaderModule = "mlops.pyfunc";
 
@@ -45,9 +47,8 @@ std::string requirements_text();
 
 /// The text files of a model directory (everything but the weights).
 struct TextFiles {
-  std::string mlmodel;
+  std::string mlmodel;       ///< with the lineage in its metadata
   std::string requirements;
-  std::string lineage;
 };
 
 /// The text files of the directory `dir_name` for the weights file `weights_name` with SHA-256
@@ -70,6 +71,7 @@ struct Contents {
   std::string weights;                    ///< the weights file's name (MLmodel's python_function data)
   std::string weights_sha256;             ///< MLmodel's mlops.weights_sha256 (lowercase hex), "" when absent
   std::vector<std::string> requirements;  ///< requirements.txt's requirements (comments and blanks left out)
+  nlohmann::json lineage;                 ///< MLmodel's metadata.lineage; null when absent
 };
 
 /// Reads a model directory on disk. @throws IntegrityError when it has no MLmodel naming its weights

@@ -398,7 +398,7 @@ std::filesystem::path Run::download_artifacts(const std::string& path, const std
 namespace {
 
 // Uploads a model directory (layout in model_dir.hpp): the weights (by `upload_weights`), then
-// requirements.txt, lineage.json and MLmodel from memory, and tags the run with the weights' SHA-256.
+// requirements.txt and MLmodel (with the lineage) from memory, and tags the run with the weights' SHA-256.
 void upload_model_dir(Run& run, MlflowTracker::Impl& t, const std::string& artifact_path,
                       const std::string& weights_name, const std::string& sha, const nlohmann::json& lineage,
                       const std::function<void(const std::string&)>& upload_weights,
@@ -408,7 +408,6 @@ void upload_model_dir(Run& run, MlflowTracker::Impl& t, const std::string& artif
   const std::string root = join_path(t.artifact_root(run.artifact_uri()), dir_name);
   upload_weights(join_path(root, weights_name));
   t.upload_bytes(files.requirements, join_path(root, model_dir::kRequirements));
-  t.upload_bytes(files.lineage, join_path(root, model_dir::kLineage));
   t.upload_bytes(files.mlmodel, join_path(root, model_dir::kMlmodel));
   run.set_tag(tags::model_sha256(dir_name), sha);
 }

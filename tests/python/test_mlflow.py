@@ -496,7 +496,7 @@ def test_model_loads_through_mlflow_pyfunc_by_alias(tracker, client, tmp_path, h
         run.log_metric("val_acc", 0.5, step=0)
         run.log_metric("val_acc", 0.9, step=1)
     assert {a.path for a in run.list_artifacts("model")} == {
-        "model/MLmodel", "model/adapter.safetensors", "model/requirements.txt", "model/lineage.json"}
+        "model/MLmodel", "model/adapter.safetensors", "model/requirements.txt"}
     version = tracker.register(name, run)
     assert version.status == "READY" and version.version == 1 and version.run_id == run.id
     tracker.set_alias(name, "production", version)  # a ModelVersion stands for its number
@@ -526,8 +526,10 @@ def test_model_loads_through_mlflow_pyfunc_by_alias(tracker, client, tmp_path, h
     assert lin["digest"] == ds.digest
     assert lin["params"] == {"hidden": str(hidden)}
     assert lin["metrics"]["val_acc"] == 0.9
-    lineage_file = pathlib.Path(run.download_artifacts("model/lineage.json", tmp_path / "lin"))
-    assert json.loads(lineage_file.read_text())["adapter"] == name
+    # The lineage rides in MLmodel's metadata, where MLflow's own model reader finds it.
+    logged = mlflow.models.Model.load(run.download_artifacts("model/MLmodel", tmp_path / "lin"))
+    assert logged.metadata["lineage"]["adapter"] == name
+    assert logged.metadata["lineage"]["run_id"] == run.id
 
 
 def test_numeric_adapter_refuses_text_input_clearly(tmp_path):

@@ -260,6 +260,6 @@ def test_property_a_password_never_reaches_lineage_tags_artifacts_or_metadata(ma
                                                              tracking_uri=mlflow_url,
                                                              dst_path=str(tmp_path_factory.mktemp("art"))))
     files = [p for p in local.rglob("*") if p.is_file()]
-    assert any(p.name == "lineage.json" for p in files)
+    assert any(p.name == "MLmodel" and b'"lineage"' in p.read_bytes() for p in files)
     for p in files:
         assert hidden(secret, p.read_bytes().decode("latin-1")), p

@@ -20,6 +20,7 @@ import time
 import re
 import urllib.error
 import urllib.request
+from collections import Counter
 
 
 def free_port() -> int:
@@ -32,6 +33,9 @@ def free_port() -> int:
 
 # The line in which gunicorn or uvicorn names the address it bound.
 _LISTENING = re.compile(rb"(?:Listening at: |Uvicorn running on )http://127\.0\.0\.1:(\d+)")
+
+# One answered request in gunicorn's or uvicorn's access log: '... "POST /api/2.0/... HTTP/1.1" 200 ...'.
+_ACCESS = re.compile(rb'"(GET|POST|PUT|PATCH|DELETE|HEAD) (/[^ "?]*)[^ "]* HTTP/[0-9.]+" (\d{3})')
 
 
 def _mlflow_executable() -> str:
@@ -104,7 +108,8 @@ class MlflowServer:
         if self.frontend == "gunicorn":
             # MLflow's Flask app under gunicorn answers a tracking call in about half the time of the
             # uvicorn front end (bench/pipeline); a long artifact transfer may take up to 10 minutes.
-            cmd += ["--gunicorn-opts", "--timeout 600"]
+            # Its access log goes to the server's log, where requests() counts what the server answered.
+            cmd += ["--gunicorn-opts", "--timeout 600 --access-logfile -"]
         log = open(self.log_path, "ab")
         log_start = log.tell()
         env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="false")
@@ -287,6 +292,34 @@ class MlflowServer:
         self.start()
         pid_file.write_text(f"{self._process.pid}\n{self.url}\n", encoding="utf-8")
         return self
+
+    def log_mark(self, quiet: float = 0.0) -> int:
+        """Where the server's log ends now: pass it to :meth:`requests` to count what comes after. A worker
+        writes a request's access line just after answering it; with ``quiet`` > 0 the mark is taken once
+        the log has not grown for that many seconds (at most 10 s of waiting)."""
+        def size() -> int:
+            try:
+                return self.log_path.stat().st_size
+            except OSError:
+                return 0
+
+        mark, deadline = size(), time.monotonic() + 10
+        while quiet > 0 and time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = size()
+            if now == mark:
+                break
+            mark = now
+        return mark
+
+    def requests(self, since: int = 0, until: int | None = None) -> Counter:
+        """The requests the server answered (its access log) between the log marks ``since`` and ``until``
+        (None: now), counted by ``(method, path)``; the path without its query. Counted at the server, so a
+        client's retries and every worker's requests are in it."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            text = f.read() if until is None else f.read(max(0, until - since))
+        return Counter((m.group(1).decode(), m.group(2).decode()) for m in _ACCESS.finditer(text))
 
     def log_tail(self, n: int = 4000) -> str:
         """The last ``n`` characters of the server's log."""

@@ -3,7 +3,7 @@
 The model directory (``Run.log_adapter``, ``Run.log_model_file``) has one owner, the C++ unit
 ``lib/mlflow/model_dir.hpp``, whose header documents the layout this module reads: ``MLmodel`` (YAML whose
 ``flavors.python_function.data`` names the weights file, as a JSON-quoted scalar, and whose
-``loader_module`` is this module), the weights file, ``requirements.txt`` and ``lineage.json``.
+``loader_module`` is this module), the weights file and ``requirements.txt``; the lineage is in MLmodel's ``metadata``.
 ``mlflow.pyfunc.load_model("models:/<name>@<alias>")`` calls :func:`_load_pyfunc` with the weights file;
 :func:`load` takes the directory itself. Prediction is :class:`mlops.Adapter`'s, so the pyfunc,
 ``mlops serve`` and ``Adapter.predict`` give the same labels for the same input.

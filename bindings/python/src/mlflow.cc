@@ -263,7 +263,7 @@ manager the run ends FINISHED, or FAILED when the block raises.
             r.log_model_file(weights, lineage.is_null() ? nlohmann::json::object() : lineage, artifact_path);
           },
           py::arg("weights_path"), py::arg("lineage") = py::none(), py::arg("artifact_path") = "model",
-          "Uploads a pyfunc model directory (MLmodel, weights, requirements.txt, lineage.json).")
+          "Uploads a pyfunc model directory (MLmodel with the lineage in its metadata, weights, requirements.txt).")
       .def("log_adapter", &Run::log_adapter, py::arg("trained"), py::arg("artifact_path") = "model", Release(),
            "Uploads a trained adapter as a pyfunc model directory, with its lineage.")
       .def("hold_logging", &Run::hold_logging,

@@ -203,7 +203,7 @@ TEST_CASE("MlflowTracker against a real MLflow server: runs, lineage, artifacts,
   CHECK(lin["digest"] == ds.content_digest());
   CHECK(lin["metrics"]["val_acc"] == 0.75);
   const auto files = with_model.list_artifacts("model");
-  CHECK(files.size() == 4);
+  CHECK(files.size() == 3);  // MLmodel (with the lineage), the weights, requirements.txt
   const auto dl = with_model.download_artifacts("model/w2.bin", server.root() / "dl");
   std::ifstream in(dl);
   std::string content;
@@ -294,6 +294,8 @@ TEST_CASE("MlflowTracker typed records against a real MLflow server: RunInfo, en
   const model_dir::Contents model = model_dir::read(run.download_artifacts("model", server.root() / "typed-dl"));
   CHECK(model.weights == "typed.safetensors");
   CHECK(model.requirements == std::vector<std::string>{"mlops-dolt==" MLOPS_VERSION_STRING, "numpy", "pandas"});
+  CHECK(model.lineage["adapter"] == "a1");
+  CHECK(model.lineage["run_id"] == run.id());
   CHECK(tracker.get_run(run.id()).tag(tags::model_sha256("model")).size() == 64);
 
   // Registered models, typed: description, tags and aliases.
