@@ -41,7 +41,7 @@ RECORD = {
 RELEASE = {
     ("GET", "adapter.safetensors"): 1,  # the candidate, evaluated
     ("POST", "mlflow/runs/log-batch"): 1,  # its eval_* metrics
-    ("POST", "mlflow/model-versions/set-tag"): 6,  # the mlops.eval.* tags of its version
+    ("POST", "mlflow/model-versions/set-tag"): 7,  # the mlops.eval.* tags of its version (tags.hpp)
     ("POST", "mlflow/registered-models/alias"): 1,  # production
 }
 # Requests of the whole stage, whatever the number of adapters (searches, the experiment, the lease).
