@@ -76,7 +76,7 @@ json wait_for_shadow_rows(std::uint16_t port, std::uint64_t rows) {
 
 }  // namespace
 
-TEST_CASE("shadow: answers come from the served release; the shadow's agreement is counted per model and row") {
+TEST_CASE("shadow: answers come from the served release, the shadow's agreement is counted per model and row") {
   const auto& r = releases();
   const auto& s = shadow_releases();
   auto o = options();
