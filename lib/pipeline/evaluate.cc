@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 
+#include "core/parallel.hpp"
 #include "core/text.hpp"
 #include "mlflow/model_dir.hpp"
 #include "mlops/adapter.hpp"
@@ -185,6 +186,23 @@ void score_evaluations(DoltSource& source, std::vector<Work>& work,
       });
 }
 
+// Loads the candidate and baseline models that every adapter still being evaluated needs, from the tracker,
+// on `threads` threads (each a download: with a thousand adapters, the evaluation's longest step). A
+// failure is that adapter's verdict "error".
+void load_models(MlflowTracker& tracker, std::vector<Work>& work, unsigned threads) {
+  detail::parallel_for(work.size(), threads, [&](std::size_t i) {
+    Work& w = work[i];
+    if (!w.item.verdict.empty()) return;
+    try {
+      if (w.candidate && !w.candidate_model) w.candidate_model = load_model(tracker, *w.candidate);
+      if (w.baseline && !w.baseline_model) w.baseline_model = load_model(tracker, *w.baseline);
+    } catch (const Error& err) {
+      w.item.verdict = "error";
+      w.item.error = err.what();
+    }
+  });
+}
+
 // Applies the gate of every adapter that was scored; an error's message becomes its reason.
 // @returns the indices of the adapters that were scored
 std::vector<std::size_t> judge(std::vector<Work>& work) {
@@ -224,13 +242,13 @@ EvaluationReport Pipeline::evaluate(const std::string& against, bool record) {
       continue;
     }
     w.item.candidate_version = w.candidate->version;
-    if (w.baseline && w.baseline->version == w.candidate->version) {
-      w.item.verdict = "unchanged";
-      continue;
-    }
+    if (w.baseline && w.baseline->version == w.candidate->version) w.item.verdict = "unchanged";
+  }
+  load_models(tracker_, work, options_.record_threads);
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    Work& w = work[i];
+    if (!w.item.verdict.empty()) continue;
     try {
-      w.candidate_model = load_model(tracker_, *w.candidate);
-      if (w.baseline) w.baseline_model = load_model(tracker_, *w.baseline);
       const std::string commit = tag_of(*w.candidate, tags::kDataCommit);
       if (commit.empty())
         throw DataError("version " + std::to_string(w.candidate->version) + " of " + w.entry->name +
@@ -302,13 +320,14 @@ EvaluationReport Pipeline::preview(const Plan& plan, const std::string& against)
     }
   }
   auto trained = specs.empty() ? std::vector<TrainedAdapter>{} : trainer_.fit(specs);
+  for (std::size_t k = 0; k < trained.size(); ++k) work[fitted[k]].candidate_model = std::move(trained[k].adapter);
+  load_models(tracker_, work, options_.record_threads);
   EvalRefs refs(source_);
   std::map<std::string, std::vector<std::size_t>> by_commit;
   for (std::size_t k = 0; k < trained.size(); ++k) {
     Work& w = work[fitted[k]];
+    if (!w.item.verdict.empty()) continue;
     try {
-      w.candidate_model = std::move(trained[k].adapter);
-      if (w.baseline) w.baseline_model = load_model(tracker_, *w.baseline);
       plan_evaluations(w, fitted[k], plan.commit, refs, by_commit);
     } catch (const Error& err) {
       w.item.verdict = "error";
