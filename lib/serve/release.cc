@@ -88,10 +88,12 @@ std::shared_ptr<const Release> Release::load(const fs::path& dir, unsigned threa
         throw IntegrityError("release folder: lineage.json gives " + m.name + " version " +
                              m.lineage["version"].dump() + ", the manifest " + std::to_string(m.version));
     } else {
+      // The adapter's own lineage, when it has one (an adapter made by hand may carry none).
       const auto& l = m.adapter.lineage();
-      m.lineage = {{"version", m.version},
-                   {"data_commit", l.value("commit", "")},
-                   {"code_commit", l.value("code_commit", "")}};
+      auto text = [&l](const char* key) {
+        return l.is_object() && l.contains(key) && l[key].is_string() ? l[key].get<std::string>() : std::string();
+      };
+      m.lineage = {{"version", m.version}, {"data_commit", text("commit")}, {"code_commit", text("code_commit")}};
     }
   });
   rel->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -36,6 +36,17 @@ TEST_CASE("a release folder loads every model with its lineage, bad folders are 
   CHECK_THROWS_AS(mlops::Release::load(broken), mlops::NotFoundError);
 }
 
+TEST_CASE("a release without lineage.json whose adapters carry no lineage loads with empty commits") {
+  auto dir = serve_test::temp_dir("no-lineage");
+  mlops::Adapter bare(8, 0, {"refund", "shipping"}, std::vector<float>(18, 0.5f),
+                      mlops::Featurizer(8, 1, "body").settings(), {}, {});
+  serve_test::write_release(dir, {{"acme", {2, bare}}, {"globex", {1, serve_test::text_adapter("g", 4)}}});
+  serve_test::fs::remove(dir / "lineage.json");
+  auto rel = mlops::Release::load(dir);
+  CHECK(rel->find("acme")->lineage == json{{"version", 2}, {"data_commit", ""}, {"code_commit", ""}});
+  CHECK(rel->find("globex")->lineage["data_commit"] == "c0ffeeg");
+}
+
 TEST_CASE("every route answers, predictions equal Adapter::predict, keep-alive") {
   const auto& r = releases();
   mlops::Server server(r.a.string(), options());
