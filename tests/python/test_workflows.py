@@ -116,10 +116,14 @@ def test_data_review_posts_the_diff_and_preview_then_merges_and_retrains():
 
     review = doc["jobs"]["review"]
     runs = "\n".join(step.get("run", "") for step in review["steps"])
-    check, check_branch, diff, plan, trial = commands("review")
+    check, check_branch, diff, plan, preview, trial = commands("review")
     assert (check.command, check_branch.command) == ("check-env", "check-env")
     assert (diff.command, diff.format) == ("diff", "markdown") and 'mlops diff "main..$BRANCH"' in runs
     assert (plan.command, plan.against, plan.format) == ("plan", "main", "markdown")
+    # The evaluation preview, only where MLflow is configured; a would-be hold-back (exit 9) is a warning.
+    assert (preview.command, preview.against, preview.evaluate) == ("plan", "main", True)
+    step = next(s for s in review["steps"] if "--evaluate" in s.get("run", ""))
+    assert step["if"] == "env.MLFLOW_TRACKING_URI != ''" and f'-eq {cli.EXIT_HELD_BACK}' in step["run"]
     assert (trial.command, trial.format) == ("merge", "json") and trial.into != "main"  # a trial merge
     assert runs.count('>> "$GITHUB_STEP_SUMMARY"') == 1 and runs.count(">> review.md") >= 2
     merge = doc["jobs"]["merge"]
