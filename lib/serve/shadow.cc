@@ -82,9 +82,11 @@ void Shadow::loop() {
     if (stopping_) return;
     Job job = std::move(queue_.front());
     queue_.pop_front();
+    ++in_flight_;
     lock.unlock();
     score(job);
     lock.lock();
+    --in_flight_;
   }
 }
 
@@ -126,7 +128,7 @@ nlohmann::json Shadow::summary() const {
                                            : nlohmann::json(nullptr)}});
   }
   return {{"shadow", shadow_ ? nlohmann::json(shadow_->md5()) : nlohmann::json(nullptr)},
-          {"queued", queue_.size()},
+          {"queued", queue_.size() + in_flight_},
           {"dropped", dropped_},
           {"errors", errors_},
           {"models", std::move(models)}};
@@ -150,8 +152,9 @@ void Shadow::write_metrics(std::string& out) const {
   out += "mlops_shadow_dropped_total " + std::to_string(dropped_) + "\n";
   out += "# HELP mlops_shadow_errors_total Shadow predictions that failed.\n# TYPE mlops_shadow_errors_total counter\n";
   out += "mlops_shadow_errors_total " + std::to_string(errors_) + "\n";
-  out += "# HELP mlops_shadow_queued Requests waiting for the shadow model.\n# TYPE mlops_shadow_queued gauge\n";
-  out += "mlops_shadow_queued " + std::to_string(queue_.size()) + "\n";
+  out += "# HELP mlops_shadow_queued Requests waiting for the shadow model or being scored by it.\n"
+         "# TYPE mlops_shadow_queued gauge\n";
+  out += "mlops_shadow_queued " + std::to_string(queue_.size() + in_flight_) + "\n";
 }
 
 }  // namespace mlops::detail

@@ -44,7 +44,7 @@ class Shadow {
   /// Does nothing when `served` has no shadow pair. Never blocks and never throws.
   void offer(const ServedModel& served, ScoringRows& rows, const nlohmann::json& labels) noexcept;
 
-  /// {"shadow": md5 | null, "queued": n, "dropped": n, "errors": n,
+  /// {"shadow": md5 | null, "queued": n (waiting or being scored), "dropped": n, "errors": n,
   ///  "models": [{"model", "version", "shadow_version", "requests", "rows", "agree", "disagree", "agreement"}]}
   [[nodiscard]] nlohmann::json summary() const;
   /// The mlops_shadow_* series of /metrics (Prometheus text), appended to `out`.
@@ -77,6 +77,7 @@ class Shadow {
   std::map<std::string, Pair> pairs_;  // by model name: the models both releases hold in different versions
   std::deque<Job> queue_;
   std::uint64_t dropped_ = 0, errors_ = 0;
+  std::size_t in_flight_ = 0;  // taken from the queue, not yet counted
   bool stopping_ = false;
   std::atomic<bool> active_{false};  // a shadow release is set: lets offer() skip the lock when none is
   std::thread thread_;
