@@ -285,15 +285,11 @@ def main() -> int:
     runner = threading.Thread(target=lambda: result.update(wrk(url, one, args.switch_seconds)))
     runner.start()
     switches, seen = 0, set()
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     deadline = time.time() + args.switch_seconds - 2
     while time.time() + 5 < deadline + 2:
         time.sleep(5)
         target = b_dir if switches % 2 == 0 else a_dir
-        c.request("POST", "/admin/release", json.dumps({"release": str(target)}),
-                  {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-        reply = json.loads(c.getresponse().read())
-        seen.add(reply["release"])
+        seen.add(admin(port, token, "/admin/release", {"release": str(target)})["release"])
         switches += 1
     runner.join()
     print(f"\n4. {args.switch_seconds} s of wrk (64 connections) with {switches} release switches "

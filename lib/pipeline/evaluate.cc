@@ -146,10 +146,11 @@ void plan_evaluations(Work& w, std::size_t index, const std::string& candidate_c
   else if (w.baseline && tag_of(*w.baseline, tags::kDataCommit) != candidate_commit)
     roles.emplace_back("baseline", tag_of(*w.baseline, tags::kDataCommit));
   for (const auto& [role, commit] : roles) {
-    if (commit.empty())
-      throw DataError(role == "candidate" ? "the candidate of " + w.entry->name + " has no data commit"
-                                          : "version " + std::to_string(w.baseline->version) + " of " + w.entry->name +
-                                                " has no data commit tag (" + tags::kDataCommit + ")");
+    if (commit.empty()) {
+      const ModelVersion* v = role == "candidate" ? w.candidate : w.baseline;
+      throw DataError((v ? "version " + std::to_string(v->version) + " of " : std::string("the candidate of ")) +
+                      w.entry->name + " has no data commit tag (" + tags::kDataCommit + ")");
+    }
     CommitEvaluation ev;
     ev.role = role;
     ev.commit = commit;
@@ -249,11 +250,7 @@ EvaluationReport Pipeline::evaluate(const std::string& against, bool record) {
     Work& w = work[i];
     if (!w.item.verdict.empty()) continue;
     try {
-      const std::string commit = tag_of(*w.candidate, tags::kDataCommit);
-      if (commit.empty())
-        throw DataError("version " + std::to_string(w.candidate->version) + " of " + w.entry->name +
-                        " has no data commit tag (" + tags::kDataCommit + ")");
-      plan_evaluations(w, i, commit, refs, by_commit);
+      plan_evaluations(w, i, tag_of(*w.candidate, tags::kDataCommit), refs, by_commit);
     } catch (const Error& err) {
       w.item.verdict = "error";
       w.item.error = err.what();
